@@ -1,0 +1,149 @@
+/**
+ * The CA backend contract (DESIGN.md §4). One small interface; the generic lifecycle — retries, persistence,
+ * leases, upload, setFailure — lives in src/provisioning/, never in a backend (cert-manager's Issuer.Sign,
+ * smallstep's CAS registry).
+ */
+import type { z } from 'zod';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { CoordinationStore } from '../store/types.ts';
+import type { DeviceKeyInfo, KeyType, RenderedProfile, SubjectAltNameType } from '../pki/types.ts';
+
+/** Passed into every unit of work: cancellation and a logger already bound to the process. */
+export interface StepContext {
+  /** Aborted on shutdown or when the lease on the process is lost; pass it into every I/O call. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+}
+
+export interface IssueRequest {
+  /** Chrome process id; idempotency and audit key (DigiCert stores it in a custom field). */
+  readonly processId: string;
+  /** The id the user sees in a failure message; also in every log line of this process. */
+  readonly correlationId: string;
+  /** Name of the CA connection in configuration. */
+  readonly caConnection: string;
+  /** The PKCS#10 CSR (DER) assembled from the bytes the device signed; its signature has been verified. */
+  readonly csrDer: Uint8Array;
+  /** The device's SubjectPublicKeyInfo (DER). The issued leaf must carry exactly these bytes. */
+  readonly spkiDer: Uint8Array;
+  readonly deviceKey: DeviceKeyInfo;
+  /** Subject, SANs, validity and EKUs rendered from the profile for this process. */
+  readonly profile: RenderedProfile;
+  /**
+   * How many earlier `issue` calls for this process were started (intent recorded durably) without a recorded
+   * result. 0 on the first attempt. A backend whose orders are not idempotent (DigiCert) must reconcile with the
+   * CA before ordering again when this is > 0.
+   */
+  readonly priorAttempts: number;
+}
+
+/** Opaque to the workflow; stored in the process record as JSON. Keep it small and free of secrets. */
+export type PendingRef = Readonly<Record<string, string | number | boolean>>;
+
+export type IssueResult =
+  | {
+      readonly status: 'issued';
+      /** The leaf certificate, PEM, exactly one. */
+      readonly certificatePem: string;
+      /** Issuer chain (PEM, leaf's issuer first), for logs and audit; never uploaded. */
+      readonly chainPem?: readonly string[];
+    }
+  | {
+      readonly status: 'pending';
+      readonly ref: PendingRef;
+      /** When to poll again. */
+      readonly retryAfterMs: number;
+      /**
+       * An index key under which {@link CaServices.wake} can find this process again (e.g. the order id), when the
+       * backend learns about status changes in bulk.
+       */
+      readonly lookupKey?: string;
+    }
+  | {
+      readonly status: 'failed';
+      /** Detail for the log line (order id, CA status). */
+      readonly detail: string;
+      /** For the ChromeOS user; the workflow appends the correlation id. */
+      readonly userMessage: string;
+    };
+
+export interface IssuedCertificate {
+  readonly processId: string;
+  readonly certificatePem: string;
+  readonly ref?: PendingRef;
+}
+
+export interface CertificateAuthority {
+  /** Configuration name of this connection (the caConnectionAdapterConfigReference). */
+  readonly name: string;
+  /** The backend type (`local`, `digicert`, `azure-key-vault`); a metric label. */
+  readonly type: string;
+
+  /** Issue a certificate for a verified CSR; never throws for a CA's definitive rejection (returns `failed`). */
+  issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult>;
+  /** Follow a pending request. Backends that never return `pending` need not implement it. */
+  poll?(ref: PendingRef, request: IssueRequest, ctx: StepContext): Promise<IssueResult>;
+  /** Withdraw a pending request nobody will install (the process failed or waited too long). */
+  cancel?(ref: PendingRef, reason: string, ctx: StepContext): Promise<void>;
+  revoke?(certificate: IssuedCertificate, reason: string, ctx: StepContext): Promise<void>;
+
+  /** Starts background work (bulk status polling). Called once after construction in `run`/`demo`. */
+  start?(services: CaServices): Promise<void>;
+  /** Stops background work and releases resources. */
+  close?(): Promise<void>;
+  /**
+   * A side-effect-free check of credentials and reachability for `check-config --probe`; resolves with a short
+   * description of what was checked, rejects with a classified error.
+   */
+  probe?(ctx: StepContext): Promise<string>;
+}
+
+/** What a backend may use for background work. */
+export interface CaServices {
+  readonly store: CoordinationStore;
+  /** A stable id of this replica (lease owner). */
+  readonly replicaId: string;
+  /** Marks the process waiting on `lookupKey` as due now (e.g. after a bulk status poll saw its order change). */
+  wake(lookupKey: string, hint?: PendingRef): Promise<boolean>;
+  readonly signal: AbortSignal;
+}
+
+/** What a backend can honour; a profile that asks for more is rejected at config load (DESIGN.md §4). */
+export interface CaCapabilities {
+  readonly keyTypes: readonly KeyType[];
+  /** Subject attribute short names the CA will carry into the certificate, or 'any'. */
+  readonly subjectAttributes: readonly string[] | 'any';
+  readonly subjectAltNameTypes: readonly SubjectAltNameType[];
+  /** Longest validity the backend can issue, in days. */
+  readonly maxValidityDays: number;
+  /** EKU OIDs the backend can put in a certificate, or 'any'. */
+  readonly extendedKeyUsages: readonly string[] | 'any';
+  /** `issue` may return `pending`. */
+  readonly mayPend: boolean;
+  /**
+   * Ordering is not idempotent at the CA, so the intent must survive a crash: `run` refuses such a backend with
+   * the memory store.
+   */
+  readonly requiresDurableStore: boolean;
+}
+
+/** Dependencies a backend receives when it is constructed. */
+export interface CaDependencies {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Directory relative paths in the backend's configuration are resolved against (the config file's). */
+  readonly baseDir: string;
+}
+
+/**
+ * A backend type: its configuration schema, what it can honour, and how to build it. Registered by `type` in
+ * src/ca/registry.ts; an unknown type fails config validation before the first message.
+ */
+export interface CaBackend<Config extends { type: string } = { type: string }> {
+  readonly type: Config['type'];
+  /** Validates the connection's configuration block (including `type`). */
+  readonly configSchema: z.ZodType<Config>;
+  capabilities(config: Config): CaCapabilities;
+  create(name: string, config: Config, deps: CaDependencies): Promise<CertificateAuthority>;
+}

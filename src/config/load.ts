@@ -1,0 +1,308 @@
+/**
+ * Loading: file (YAML or JSON) → schema → cross-field checks → compiled, frozen {@link Config}. Every problem is
+ * collected with its path and reported at once (Temporal's worker options, cert-manager's validation).
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { CA_BACKENDS } from '../ca/registry.ts';
+import type { CaCapabilities } from '../ca/types.ts';
+import { resolveExtendedKeyUsage } from '../pki/extended-key-usage.ts';
+import {
+  parseSubjectTemplate,
+  parseValueTemplate,
+  TemplateSyntaxError,
+  type SanTemplate,
+  type SubjectTemplate,
+} from '../pki/subject-template.ts';
+import type { SubjectAltNameType } from '../pki/types.ts';
+import { rawConfigSchema, type LogLevelName, type RawConfig, type RawProfile } from './schema.ts';
+
+export interface CaConnectionConfig {
+  readonly name: string;
+  readonly type: string;
+  /** The backend's own validated configuration. */
+  readonly settings: { readonly type: string } & Readonly<Record<string, unknown>>;
+  readonly capabilities: CaCapabilities;
+}
+
+export interface CompiledProfile {
+  readonly name: string;
+  readonly subject: SubjectTemplate;
+  readonly subjectAltNames: readonly SanTemplate[];
+  readonly validityMs: number;
+  /** EKU OIDs. */
+  readonly extendedKeyUsages: readonly string[];
+  /** CA connections this profile may be used with. */
+  readonly caConnections: readonly string[];
+}
+
+export interface Config {
+  /** Where the configuration came from (a path, or `embedded demo`). */
+  readonly source: string;
+  /** Relative paths in the configuration resolve against this directory. */
+  readonly baseDir: string;
+  readonly instanceId: string;
+  readonly chrome: {
+    readonly customer: string;
+    readonly endpoint: string;
+    readonly credentials: 'google-default' | 'none';
+    readonly signatureTimeoutMs: number;
+    readonly requestTimeoutMs: number;
+  };
+  readonly pubsub: {
+    readonly subscription: string | undefined;
+    readonly maxInFlight: number;
+    readonly maxExtensionMs: number;
+    readonly closeTimeoutMs: number;
+  };
+  readonly store: RawConfig['store'];
+  readonly scheduler: {
+    readonly leaseMs: number;
+    readonly pollIntervalMs: number;
+    readonly maxConcurrent: number;
+    readonly retryInitialMs: number;
+    readonly retryMaxMs: number;
+    readonly maxAttempts: number;
+    readonly signaturePollInitialMs: number;
+    readonly signaturePollMaxMs: number;
+    readonly caMaxWaitMs: number;
+    readonly finishedRetentionMs: number;
+  };
+  readonly caConnections: ReadonlyMap<string, CaConnectionConfig>;
+  readonly profiles: ReadonlyMap<string, CompiledProfile>;
+  readonly http: { readonly port: number; readonly host: string };
+  readonly log: { readonly level: LogLevelName };
+  readonly shutdown: { readonly gracePeriodMs: number };
+}
+
+/** What the configuration is loaded for: `run` (and `check-config`) enforce what production needs. */
+export type ConfigPurpose = 'run' | 'demo';
+
+const DAY_MS = 86_400_000;
+
+function formatPath(segments: readonly PropertyKey[]): string {
+  return segments
+    .map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? String(s) : `.${String(s)}`))
+    .join('');
+}
+
+function zodProblems(error: z.ZodError, prefix: readonly PropertyKey[] = []): string[] {
+  return error.issues.map((issue) => {
+    const where = formatPath([...prefix, ...issue.path]);
+    return where === '' ? issue.message : `${where}: ${issue.message}`;
+  });
+}
+
+function isLoopback(endpoint: string): boolean {
+  try {
+    const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
+    return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  } catch {
+    return false;
+  }
+}
+
+function sanTypeOf(entry: RawProfile['subjectAltNames'][number]): [SubjectAltNameType, string] {
+  const [type, value] = Object.entries(entry)[0] as [SubjectAltNameType, string];
+  return [type, value];
+}
+
+/** Problems that make `profile` impossible for a connection with `caps`, each naming the offending field. */
+function capabilityProblems(profileName: string, profile: CompiledProfile, connection: CaConnectionConfig): string[] {
+  const caps = connection.capabilities;
+  const at = `profiles.${profileName}`;
+  const against = `CA connection "${connection.name}" (type ${connection.type})`;
+  const problems: string[] = [];
+  if (caps.subjectAttributes !== 'any') {
+    const allowed = caps.subjectAttributes;
+    for (const attribute of profile.subject.flat()) {
+      if (!allowed.includes(attribute.type)) {
+        problems.push(`${at}.subject: ${against} cannot carry subject attribute ${attribute.type} (it takes ${allowed.join(', ')})`);
+      }
+    }
+  }
+  profile.subjectAltNames.forEach((san, i) => {
+    if (!caps.subjectAltNameTypes.includes(san.type)) {
+      problems.push(
+        `${at}.subjectAltNames[${i}]: ${against} cannot issue ${san.type} SANs (it takes ${caps.subjectAltNameTypes.join(', ') || 'none'})`,
+      );
+    }
+  });
+  if (profile.validityMs > caps.maxValidityDays * DAY_MS) {
+    problems.push(`${at}.validity: ${against} issues at most ${caps.maxValidityDays} days`);
+  }
+  if (caps.extendedKeyUsages !== 'any') {
+    const allowed = caps.extendedKeyUsages;
+    for (const eku of profile.extendedKeyUsages) {
+      if (!allowed.includes(eku)) problems.push(`${at}.extendedKeyUsages: ${against} cannot issue EKU ${eku}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Validates an already-parsed configuration object. Throws {@link ConfigError} listing every problem.
+ * `baseDir` resolves relative paths; `source` names the origin in messages.
+ */
+export function compileConfig(input: unknown, options: { source: string; baseDir: string; purpose: ConfigPurpose }): Config {
+  const parsed = rawConfigSchema.safeParse(input);
+  if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), options.source);
+  const raw = parsed.data;
+  const problems: string[] = [];
+
+  if (raw.chrome.credentials === 'none' && !isLoopback(raw.chrome.endpoint)) {
+    problems.push('chrome.credentials: "none" is allowed only for loopback endpoints (the sandbox and tests)');
+  }
+  if (options.purpose === 'run' && raw.pubsub.subscription === undefined) {
+    problems.push('pubsub.subscription: required by run (projects/PROJECT/subscriptions/NAME)');
+  }
+
+  const caConnections = new Map<string, CaConnectionConfig>();
+  for (const [name, block] of Object.entries(raw.caConnections)) {
+    const backend = CA_BACKENDS.get(block.type);
+    if (backend === undefined) {
+      problems.push(`caConnections.${name}.type: unknown CA type "${block.type}"; known: ${[...CA_BACKENDS.keys()].join(', ')}`);
+      continue;
+    }
+    const result = backend.configSchema.safeParse(block) as { success: true; data: { type: string } & Record<string, unknown> } | { success: false; error: z.ZodError };
+    if (!result.success) {
+      problems.push(...zodProblems(result.error, ['caConnections', name]));
+      continue;
+    }
+    const capabilities = backend.capabilities(result.data);
+    if (options.purpose === 'run' && capabilities.requiresDurableStore && raw.store.type === 'memory') {
+      problems.push(
+        `caConnections.${name}: a ${block.type} connection needs a durable store (store.type: firestore): a crash with the memory store could lose an order intent and pay twice`,
+      );
+    }
+    caConnections.set(name, { name, type: block.type, settings: result.data, capabilities });
+  }
+
+  const profiles = new Map<string, CompiledProfile>();
+  for (const [name, rawProfile] of Object.entries(raw.profiles)) {
+    const at = `profiles.${name}`;
+    let subject: SubjectTemplate | undefined;
+    try {
+      subject = parseSubjectTemplate(rawProfile.subject);
+    } catch (error) {
+      if (!(error instanceof TemplateSyntaxError)) throw error;
+      problems.push(`${at}.subject: ${error.message}`);
+    }
+    const subjectAltNames: SanTemplate[] = [];
+    rawProfile.subjectAltNames.forEach((entry, i) => {
+      const [type, source] = sanTypeOf(entry);
+      try {
+        subjectAltNames.push({ type, value: parseValueTemplate(source) });
+      } catch (error) {
+        if (!(error instanceof TemplateSyntaxError)) throw error;
+        problems.push(`${at}.subjectAltNames[${i}].${type}: ${error.message}`);
+      }
+    });
+    const extendedKeyUsages: string[] = [];
+    rawProfile.extendedKeyUsages.forEach((eku, i) => {
+      const oid = resolveExtendedKeyUsage(eku);
+      if (oid === undefined) problems.push(`${at}.extendedKeyUsages[${i}]: "${eku}" is neither a known name nor an OID`);
+      else extendedKeyUsages.push(oid);
+    });
+    if (rawProfile.validity < 60_000) problems.push(`${at}.validity: must be at least 1m`);
+    const wired = rawProfile.caConnections ?? [...Object.keys(raw.caConnections)];
+    rawProfile.caConnections?.forEach((connection, i) => {
+      if (!(connection in raw.caConnections)) {
+        problems.push(`${at}.caConnections[${i}]: no CA connection named "${connection}"`);
+      }
+    });
+    if (subject === undefined) continue;
+    const profile: CompiledProfile = {
+      name,
+      subject,
+      subjectAltNames,
+      validityMs: rawProfile.validity,
+      extendedKeyUsages,
+      caConnections: wired,
+    };
+    for (const connectionName of wired) {
+      const connection = caConnections.get(connectionName);
+      if (connection !== undefined) problems.push(...capabilityProblems(name, profile, connection));
+    }
+    profiles.set(name, profile);
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems, options.source);
+
+  const s = raw.scheduler;
+  if (s.retryInitial > s.retryMax) throw new ConfigError(['scheduler.retryInitial: must not exceed scheduler.retryMax'], options.source);
+  const config: Config = {
+    source: options.source,
+    baseDir: options.baseDir,
+    instanceId: raw.instanceId,
+    chrome: {
+      customer: raw.chrome.customer,
+      endpoint: raw.chrome.endpoint.replace(/\/+$/, ''),
+      credentials: raw.chrome.credentials,
+      signatureTimeoutMs: raw.chrome.signatureTimeout,
+      requestTimeoutMs: raw.chrome.requestTimeout,
+    },
+    pubsub: {
+      subscription: raw.pubsub.subscription,
+      maxInFlight: raw.pubsub.maxInFlight,
+      maxExtensionMs: raw.pubsub.maxExtension,
+      closeTimeoutMs: raw.pubsub.closeTimeout,
+    },
+    store: raw.store,
+    scheduler: {
+      leaseMs: s.lease,
+      pollIntervalMs: s.pollInterval,
+      maxConcurrent: s.maxConcurrent,
+      retryInitialMs: s.retryInitial,
+      retryMaxMs: s.retryMax,
+      maxAttempts: s.maxAttempts,
+      signaturePollInitialMs: s.signaturePollInitial,
+      signaturePollMaxMs: s.signaturePollMax,
+      caMaxWaitMs: s.caMaxWait,
+      finishedRetentionMs: s.finishedRetention,
+    },
+    caConnections,
+    profiles,
+    http: raw.http,
+    log: raw.log,
+    shutdown: { gracePeriodMs: raw.shutdown.gracePeriod },
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    if (value instanceof Map) {
+      for (const v of value.values()) deepFreeze(v);
+    } else {
+      for (const v of Object.values(value)) deepFreeze(v);
+    }
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Parses YAML (a superset of JSON) text; a syntax error becomes a ConfigError with the line. */
+export function parseConfigText(text: string, source: string): unknown {
+  try {
+    return parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (error) {
+    throw new ConfigError([error instanceof Error ? error.message.split('\n')[0] ?? error.message : String(error)], source);
+  }
+}
+
+/** Reads and compiles a configuration file (`--config FILE` or CERTPROV_CONFIG). */
+export async function loadConfigFile(file: string, purpose: ConfigPurpose): Promise<Config> {
+  const absolute = path.resolve(file);
+  let text: string;
+  try {
+    text = await readFile(absolute, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError([`cannot read ${absolute}: ${code ?? String(error)}`], file);
+  }
+  return compileConfig(parseConfigText(text, file), { source: file, baseDir: path.dirname(absolute), purpose });
+}

@@ -1,0 +1,187 @@
+/**
+ * The configuration file's schema (DESIGN.md §2). Raw YAML/JSON → validated → compiled, frozen {@link Config}
+ * (src/config/load.ts). Every field has a default here or is required; every problem is reported with its path.
+ */
+import { z } from 'zod';
+import { durationMs } from './zod-helpers.ts';
+
+/** Defaults as typed constants; documented in config/*.example.yaml and the README. */
+export const DEFAULTS = {
+  instanceId: 'certprov',
+  chrome: {
+    customer: 'my_customer',
+    endpoint: 'https://chromemanagement.googleapis.com',
+    credentials: 'google-default',
+    signatureTimeout: '15m',
+    requestTimeout: '30s',
+  },
+  pubsub: {
+    maxInFlight: 100,
+    maxExtension: '60m',
+    closeTimeout: '10s',
+  },
+  scheduler: {
+    lease: '2m',
+    pollInterval: '1s',
+    maxConcurrent: 32,
+    retryInitial: '1s',
+    retryMax: '5m',
+    maxAttempts: 30,
+    signaturePollInitial: '2s',
+    signaturePollMax: '30s',
+    caMaxWait: '72h',
+    finishedRetention: '7d',
+  },
+  http: { port: 8080, host: '0.0.0.0' },
+  log: { level: 'info' },
+  shutdown: { gracePeriod: '25s' },
+} as const;
+
+const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
+const chromeSchema = z
+  .object({
+    /** Customer id used when a notification does not carry one. Default `my_customer`. */
+    customer: z.string().min(1).default(DEFAULTS.chrome.customer),
+    /** Base URL of the Chrome Management API. Default https://chromemanagement.googleapis.com. */
+    endpoint: z.url().default(DEFAULTS.chrome.endpoint),
+    /** `google-default` (Application Default Credentials, GKE Workload Identity) or `none` (loopback only). */
+    credentials: z.enum(['google-default', 'none']).default(DEFAULTS.chrome.credentials),
+    /** How long to wait for the device to sign before setFailure. Default 15m. */
+    signatureTimeout: durationMs.prefault(DEFAULTS.chrome.signatureTimeout),
+    /** Timeout of one HTTP request. Default 30s. */
+    requestTimeout: durationMs.prefault(DEFAULTS.chrome.requestTimeout),
+  })
+  .strict()
+  .prefault({});
+
+const pubsubSchema = z
+  .object({
+    /** `projects/P/subscriptions/S`. Required by `run`; PUBSUB_EMULATOR_HOST is honoured. */
+    subscription: z
+      .string()
+      .regex(/^projects\/[^/]+\/subscriptions\/[^/]+$/, 'write the full name: projects/PROJECT/subscriptions/NAME')
+      .optional(),
+    /** Most messages held at once (flow control, allowExcessMessages false). Default 100. */
+    maxInFlight: z.number().int().min(1).max(10_000).default(DEFAULTS.pubsub.maxInFlight),
+    /** Longest time a message is held before Pub/Sub redelivers it (memory store: the whole process). Default 60m. */
+    maxExtension: durationMs.prefault(DEFAULTS.pubsub.maxExtension),
+    /** Hard bound on closing the subscription at shutdown (the client's close can hang). Default 10s. */
+    closeTimeout: durationMs.prefault(DEFAULTS.pubsub.closeTimeout),
+  })
+  .strict()
+  .prefault({});
+
+const storeSchema = z
+  .discriminatedUnion('type', [
+    z.object({ type: z.literal('memory') }).strict(),
+    z
+      .object({
+        type: z.literal('firestore'),
+        /** Google Cloud project; default from the environment (GOOGLE_CLOUD_PROJECT / metadata server). */
+        projectId: z.string().min(1).optional(),
+        /** Firestore database id. Default `(default)`. */
+        databaseId: z.string().min(1).default('(default)'),
+        /** Collection of process records. Default `certprov-processes`. */
+        collection: z.string().min(1).default('certprov-processes'),
+      })
+      .strict(),
+  ])
+  .prefault({ type: 'memory' });
+
+const schedulerSchema = z
+  .object({
+    /** Lease on a process while a replica works on it; long relative to one step. Default 2m. */
+    lease: durationMs.prefault(DEFAULTS.scheduler.lease),
+    /** How often each replica looks for due records. Default 1s. */
+    pollInterval: durationMs.prefault(DEFAULTS.scheduler.pollInterval),
+    /** Processes one replica works on at the same moment. Default 32. */
+    maxConcurrent: z.number().int().min(1).max(1000).default(DEFAULTS.scheduler.maxConcurrent),
+    /** First retry delay after a transient error; doubles with jitter. Default 1s. */
+    retryInitial: durationMs.prefault(DEFAULTS.scheduler.retryInitial),
+    /** Longest retry delay. Default 5m. */
+    retryMax: durationMs.prefault(DEFAULTS.scheduler.retryMax),
+    /** Consecutive transient failures of one step before the process fails. Default 30. */
+    maxAttempts: z.number().int().min(1).default(DEFAULTS.scheduler.maxAttempts),
+    /** First delay between signature checks; grows to signaturePollMax. Default 2s. */
+    signaturePollInitial: durationMs.prefault(DEFAULTS.scheduler.signaturePollInitial),
+    /** Longest delay between signature checks (the device asks every 30 s). Default 30s. */
+    signaturePollMax: durationMs.prefault(DEFAULTS.scheduler.signaturePollMax),
+    /** Longest wait for a pending CA request before it is cancelled and the process failed. Default 72h. */
+    caMaxWait: durationMs.prefault(DEFAULTS.scheduler.caMaxWait),
+    /** How long finished records are kept (Firestore TTL on `expireAt`). Default 7d. */
+    finishedRetention: durationMs.prefault(DEFAULTS.scheduler.finishedRetention),
+  })
+  .strict()
+  .prefault({});
+
+const sanSchema = z.union([
+  z.object({ email: z.string().min(1) }).strict(),
+  z.object({ dns: z.string().min(1) }).strict(),
+  z.object({ uri: z.string().min(1) }).strict(),
+  z.object({ upn: z.string().min(1) }).strict(),
+]);
+
+const profileSchema = z
+  .object({
+    /** Subject DN template, e.g. `CN={{user.userPrimaryEmail}},O=Example`. */
+    subject: z.string().min(1),
+    /** SAN templates: `{email: …}`, `{dns: …}`, `{uri: …}`, `{upn: …}`. Default none. */
+    subjectAltNames: z.array(sanSchema).default([]),
+    /** Certificate lifetime, e.g. `365d`. */
+    validity: durationMs,
+    /** EKU names (clientAuth, serverAuth, emailProtection, codeSigning, smartcardLogon) or OIDs. Default [clientAuth]. */
+    extendedKeyUsages: z.array(z.string().min(1)).min(1).default(['clientAuth']),
+    /** CA connections this profile is used with; each must be able to honour it. Default: every connection. */
+    caConnections: z.array(z.string().min(1)).min(1).optional(),
+  })
+  .strict();
+
+export const rawConfigSchema = z
+  .object({
+    /** callerInstanceId sent with claim; stable across restarts and replicas. Default `certprov`. */
+    instanceId: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,63}$/, 'use 1–63 letters, digits, dot, dash or underscore')
+      .default(DEFAULTS.instanceId),
+    chrome: chromeSchema,
+    pubsub: pubsubSchema,
+    store: storeSchema,
+    scheduler: schedulerSchema,
+    /** CA connections by caConnectionAdapterConfigReference; each validated by its backend's schema. */
+    caConnections: z.record(z.string().min(1), z.looseObject({ type: z.string() })).refine((m) => Object.keys(m).length > 0, {
+      message: 'configure at least one CA connection',
+    }),
+    /** Certificate profiles by profileAdapterConfigReference. */
+    profiles: z.record(z.string().min(1), profileSchema).refine((m) => Object.keys(m).length > 0, {
+      message: 'configure at least one profile',
+    }),
+    http: z
+      .object({
+        /** Port of /metrics, /healthz and /readyz; 0 picks a free one. Default 8080. */
+        port: z.number().int().min(0).max(65535).default(DEFAULTS.http.port),
+        /** Listen address. Default 0.0.0.0. */
+        host: z.string().min(1).default(DEFAULTS.http.host),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        /** trace, debug, info, warn, error, fatal or silent. Default info. */
+        level: logLevel.default(DEFAULTS.log.level),
+      })
+      .strict()
+      .prefault({}),
+    shutdown: z
+      .object({
+        /** Time to finish or hand back in-flight work after SIGTERM; keep below terminationGracePeriodSeconds. Default 25s. */
+        gracePeriod: durationMs.prefault(DEFAULTS.shutdown.gracePeriod),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type RawConfig = z.infer<typeof rawConfigSchema>;
+export type RawProfile = z.infer<typeof profileSchema>;
+export type LogLevelName = z.infer<typeof logLevel>;

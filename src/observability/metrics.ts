@@ -1,0 +1,176 @@
+/**
+ * Prometheus metrics (prom-client). Naming: `certprov_` prefix, `_total` counters, `_seconds` histograms.
+ * Labels are low-cardinality only — step, outcome, reason, ca_connection, backend, api, method, status_class,
+ * error_class, component. Never a device, user or process id (DESIGN.md §6).
+ *
+ * One {@link Metrics} per adapter instance, on its own registry, so tests can run several side by side.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Latency buckets for remote calls and steps: 5 ms … 5 min. */
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** End-to-end buckets: a device may take minutes to sign, a CA order hours. */
+const PROCESS_BUCKETS = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 72 * 3600];
+
+export interface MetricsOptions {
+  /** Collect Node.js process metrics (event loop lag, heap, GC, start time). Default true. */
+  defaultMetrics?: boolean;
+  version?: string;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly messagesReceived = new Counter({
+    name: 'certprov_messages_received_total',
+    help: 'Pub/Sub messages received.',
+    registers: [this.registry],
+  });
+  readonly messagesAcked = new Counter({
+    name: 'certprov_messages_acked_total',
+    help: 'Pub/Sub messages acknowledged.',
+    registers: [this.registry],
+  });
+  readonly messagesNacked = new Counter({
+    name: 'certprov_messages_nacked_total',
+    help: 'Pub/Sub messages handed back for redelivery, by reason (malformed, store_unavailable, shutdown, error).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesMalformed = new Counter({
+    name: 'certprov_messages_malformed_total',
+    help: 'Pub/Sub messages that could not be decoded into a process id (nacked for the dead-letter policy).',
+    registers: [this.registry],
+  });
+
+  readonly processesStarted = new Counter({
+    name: 'certprov_processes_started_total',
+    help: 'Provisioning processes taken up (first time a record was created for them).',
+    registers: [this.registry],
+  });
+  readonly processesIssued = new Counter({
+    name: 'certprov_processes_issued_total',
+    help: 'Processes that ended with a certificate uploaded.',
+    labelNames: ['ca_connection', 'backend'] as const,
+    registers: [this.registry],
+  });
+  readonly processesFailed = new Counter({
+    name: 'certprov_processes_failed_total',
+    help: 'Processes that ended with setFailure, by reason.',
+    labelNames: ['reason', 'ca_connection'] as const,
+    registers: [this.registry],
+  });
+  readonly processesSkipped = new Counter({
+    name: 'certprov_processes_skipped_total',
+    help: 'Processes acknowledged without work (already finished, claimed by another adapter instance, not found).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly processesInFlight = new Gauge({
+    name: 'certprov_processes_in_flight',
+    help: 'Processes whose step is running on this replica right now.',
+    registers: [this.registry],
+  });
+  readonly processesWaiting = new Gauge({
+    name: 'certprov_processes_waiting',
+    help: 'Processes not finished, by step (from the store; waiting on a device, a CA or a retry).',
+    labelNames: ['step'] as const,
+    registers: [this.registry],
+  });
+  readonly caPendingOrders = new Gauge({
+    name: 'certprov_ca_pending_orders',
+    help: 'CA requests pending at the CA (from the store).',
+    registers: [this.registry],
+  });
+
+  readonly stepDuration = new Histogram({
+    name: 'certprov_step_duration_seconds',
+    help: 'Duration of one workflow step execution, by step and outcome (ok, wait, retry, terminal, deployment_fault).',
+    labelNames: ['step', 'outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly signatureWait = new Histogram({
+    name: 'certprov_signature_wait_seconds',
+    help: 'Time from signData to the device signature being available.',
+    buckets: PROCESS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly processDuration = new Histogram({
+    name: 'certprov_process_duration_seconds',
+    help: 'End-to-end duration of a process, from record creation to its outcome.',
+    labelNames: ['outcome'] as const,
+    buckets: PROCESS_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly remoteRequests = new Counter({
+    name: 'certprov_remote_requests_total',
+    help: 'Requests to remote APIs by api, method and status class (2xx, 4xx, 5xx, network, timeout).',
+    labelNames: ['api', 'method', 'status_class'] as const,
+    registers: [this.registry],
+  });
+  readonly remoteRequestDuration = new Histogram({
+    name: 'certprov_remote_request_duration_seconds',
+    help: 'Latency of remote API requests.',
+    labelNames: ['api', 'method'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly retries = new Counter({
+    name: 'certprov_retries_total',
+    help: 'Retries, by where (an api name, or "step") and error class.',
+    labelNames: ['where', 'error_class'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimiterWait = new Histogram({
+    name: 'certprov_rate_limiter_wait_seconds',
+    help: 'Time spent waiting for a client-side rate budget, by bucket kind.',
+    labelNames: ['bucket'] as const,
+    buckets: [0, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  readonly deploymentFaults = new Counter({
+    name: 'certprov_deployment_faults_total',
+    help: 'Deployment faults seen (401/403, missing permission, unreachable store), by component.',
+    labelNames: ['component'] as const,
+    registers: [this.registry],
+  });
+  readonly deploymentFaultActive = new Gauge({
+    name: 'certprov_deployment_fault_active',
+    help: '1 while a deployment fault of the component is unresolved on this replica.',
+    labelNames: ['component'] as const,
+    registers: [this.registry],
+  });
+  readonly certificatesIssued = new Counter({
+    name: 'certprov_ca_certificates_issued_total',
+    help: 'Certificates returned by CA backends, by ca_connection and backend.',
+    labelNames: ['ca_connection', 'backend'] as const,
+    registers: [this.registry],
+  });
+  readonly buildInfo = new Gauge({
+    name: 'certprov_build_info',
+    help: 'Always 1; labels carry the adapter version and Node.js version.',
+    labelNames: ['version', 'node'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: MetricsOptions = {}) {
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'certprov_' });
+    }
+    this.buildInfo.set({ version: options.version ?? 'dev', node: process.versions.node }, 1);
+  }
+
+  /** Prometheus text exposition. */
+  async scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
+
+/** Maps an HTTP status (or a transport failure) to the `status_class` label. */
+export function statusClass(status: number | 'network' | 'timeout'): string {
+  if (typeof status !== 'number') return status;
+  return `${Math.floor(status / 100)}xx`;
+}

@@ -1,0 +1,166 @@
+/**
+ * Process state (DESIGN.md §5). One record per Chrome provisioning process; the scheduler in src/provisioning/
+ * drives every wait from `dueAt`, and a lease in the record makes sure one replica works on a process at a time.
+ *
+ * Leases: Google and DigiCert accept no fencing token, so a lease cannot stop a paused replica from acting once
+ * after it lost the lease. The workflow keeps leases long relative to a step, measures them with monotonic time and
+ * a safety margin, and re-reads the process right before the unsafe calls (README "Failure model").
+ */
+import type { FailureReason } from '../errors.ts';
+import type { PendingRef } from '../ca/types.ts';
+import type { RenderedProfile } from '../pki/types.ts';
+
+/** Bump when a field changes meaning; readers accept every version up to their own (rolling upgrades). */
+export const PROCESS_RECORD_SCHEMA_VERSION = 1;
+
+/**
+ * Where a process is. `start` covers get → policy → claim → signData; the rest are waits or single side effects.
+ * Only `done` is final.
+ */
+export type Step = 'start' | 'await_signature' | 'issue' | 'await_ca' | 'upload' | 'report_failure' | 'done';
+
+export type Outcome = 'issued' | 'failed' | 'skipped';
+
+/** Why a process ended without work: a low-cardinality metric label. */
+export type SkipReason = 'already_finished' | 'claimed_elsewhere' | 'process_not_found';
+
+export interface Lease {
+  readonly owner: string;
+  /** Wall-clock epoch milliseconds; other replicas may take the lease after this. */
+  readonly expiresAt: number;
+}
+
+export interface PendingFailure {
+  readonly reason: FailureReason;
+  /** The text for setFailure, correlation id included. */
+  readonly userMessage: string;
+}
+
+export interface ProcessRecord {
+  readonly schemaVersion: number;
+  readonly processId: string;
+  readonly customer: string;
+  readonly correlationId: string;
+  readonly step: Step;
+  readonly outcome?: Outcome;
+  /** FailureReason when failed, SkipReason when skipped. */
+  readonly reason?: FailureReason | SkipReason;
+
+  readonly caConnection?: string;
+  readonly profile?: string;
+  /** The device SubjectPublicKeyInfo, base64 DER (from the process resource). */
+  readonly spki?: string;
+  /**
+   * The profile as rendered when the CSR was built; the CA request uses this snapshot, so a configuration change
+   * while a process waits cannot make the certificate disagree with the CSR the device signed.
+   */
+  readonly rendered?: RenderedProfile;
+
+  /** Operation name returned by signData, when known. */
+  readonly signDataOperation?: string;
+  /** Epoch ms after which a missing device signature fails the process. */
+  readonly signatureDeadline?: number;
+  /** The verified CSR, base64 DER, once the device signed. */
+  readonly csr?: string;
+
+  /** Number of CA `issue` calls started (intent recorded before each). */
+  readonly issueAttempts: number;
+  /** Number of `issue` calls whose result was recorded. */
+  readonly issueResults: number;
+  readonly pendingRef?: PendingRef;
+  /** Index key for {@link CoordinationStore.wakeByLookupKey}. */
+  readonly lookupKey?: string;
+  /** Epoch ms after which a pending CA request is cancelled and the process failed. */
+  readonly caDeadline?: number;
+
+  /** The issued leaf, kept until uploadCertificate succeeded. */
+  readonly certificatePem?: string;
+  readonly failure?: PendingFailure;
+
+  /** Consecutive failed attempts of the current step (reset on progress). */
+  readonly attempts: number;
+  /** Log-safe description of the last error. */
+  readonly lastError?: string;
+
+  /** Epoch ms when the scheduler should run the record next. */
+  readonly dueAt: number;
+  readonly lease?: Lease;
+  /** Incremented on every write; compare-and-set token. */
+  readonly version: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  /** Set when done: a Firestore TTL policy on this field deletes finished records. */
+  readonly expireAt?: number;
+}
+
+/** The fields a writer may change; identity, version and timestamps are the store's. */
+export type ProcessPatch = Partial<
+  Omit<ProcessRecord, 'schemaVersion' | 'processId' | 'customer' | 'correlationId' | 'version' | 'createdAt' | 'updatedAt' | 'lease'>
+>;
+
+export interface NewProcess {
+  readonly processId: string;
+  readonly customer: string;
+  readonly correlationId: string;
+  readonly dueAt: number;
+}
+
+/** Thrown by writes when the caller no longer holds the lease: stop working on the process at once. */
+export class LeaseLostError extends Error {
+  constructor(processId: string, owner: string) {
+    super(`lease on process ${processId} is no longer held by ${owner}`);
+    this.name = 'LeaseLostError';
+  }
+}
+
+export interface UpdateOptions {
+  /** Extend the lease to now + this many ms with the write. */
+  readonly renewLeaseMs?: number;
+  /** Drop the lease with the write (the record becomes available to any replica at `dueAt`). */
+  readonly release?: boolean;
+}
+
+/** Cross-replica coordination beyond single records: named leases (one poller per API key) and shared rate budgets. */
+export interface CoordinationStore {
+  /** Takes or renews the named lease for `owner`; false when another owner holds an unexpired one. */
+  tryNamedLease(name: string, owner: string, ttlMs: number): Promise<boolean>;
+  releaseNamedLease(name: string, owner: string): Promise<void>;
+  /**
+   * Takes one token from every window of a shared budget (sliding-window counters, e.g. 100 per 5 s and 1,000 per
+   * 5 min). Returns 0 when granted, else how many ms to wait before asking again (nothing is taken then).
+   */
+  takeToken(bucket: string, windows: readonly RateWindow[]): Promise<number>;
+  /** Makes the process waiting on `lookupKey` due now; merges `hint` into its pendingRef. False if none waits. */
+  wakeByLookupKey(lookupKey: string, hint?: PendingRef): Promise<boolean>;
+}
+
+export interface RateWindow {
+  readonly limit: number;
+  readonly windowMs: number;
+}
+
+export interface ProcessStore extends CoordinationStore {
+  readonly kind: 'memory' | 'firestore';
+  /** Whether records survive a crash of this process. */
+  readonly durable: boolean;
+
+  /** Creates the record unless one exists (create-if-absent); returns the stored record either way. */
+  create(init: NewProcess): Promise<{ created: boolean; record: ProcessRecord }>;
+  get(processId: string): Promise<ProcessRecord | undefined>;
+  /**
+   * Takes the lease if the record is not done and its lease is absent, expired or already `owner`'s. Returns the
+   * record with the new lease, or undefined when another replica holds it (or the record is gone or done).
+   */
+  tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined>;
+  /** Compare-and-set on the lease: writes `patch` only while `owner` holds the lease; else throws {@link LeaseLostError}. */
+  update(processId: string, owner: string, patch: ProcessPatch, options?: UpdateOptions): Promise<ProcessRecord>;
+  /** Extends the lease; false (nothing written) when `owner` no longer holds it. */
+  renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Records not done, due at or before `now`, whose lease is absent or expired; earliest `dueAt` first. */
+  findDue(now: number, limit: number): Promise<ProcessRecord[]>;
+  /** Earliest `dueAt` among records not done (the scheduler's next wake-up), if the store can tell cheaply. */
+  nextDueAt?(): Promise<number | undefined>;
+  /** Counts of records not done, by step (the pending-orders gauge). */
+  countActive?(): Promise<Partial<Record<Step, number>>>;
+  close(): Promise<void>;
+}
