@@ -1,0 +1,19 @@
+import type { CaBackend } from '../types.ts';
+import { localCaConfigSchema, type LocalCaConfig } from './config.ts';
+import { LocalCa } from './local-ca.ts';
+
+/** The file-backed CA: issues synchronously, can carry any subject, SAN type and EKU. */
+export const localBackend: CaBackend<LocalCaConfig> = {
+  type: 'local',
+  configSchema: localCaConfigSchema,
+  capabilities: (config) => ({
+    keyTypes: ['rsa', 'ec'],
+    subjectAttributes: 'any',
+    subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
+    maxValidityDays: config.maxValidityDays,
+    extendedKeyUsages: 'any',
+    mayPend: false,
+    requiresDurableStore: false,
+  }),
+  create: (name, config, deps) => LocalCa.open(name, config, deps),
+};

@@ -1,0 +1,239 @@
+/**
+ * The file-backed CA (`type: local`): a key and a CA certificate in a directory (made by `certprov local-ca init`),
+ * signing synchronously with the shared certificate builder. Signing is repeatable, so no order guard is needed
+ * (DESIGN.md §5), but every issued certificate is recorded: one info log line and one line in `issued.jsonl`.
+ */
+import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { appendFile, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { DeploymentFaultError, TerminalError, describeError } from '../../errors.ts';
+import {
+  CertificateSignatureError,
+  IssuerExpiredError,
+  buildLeafCertificate,
+  parseCertificate,
+  signerFromPrivateKey,
+  type CertificateSigner,
+  type ParsedCertificate,
+} from '../../pki/certificate-builder.ts';
+import { signWithKey, verifyWithKey } from '../../pki/signature-algorithms.ts';
+import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
+import type { LocalCaConfig } from './config.ts';
+import { LOCAL_CA_FILES } from './init.ts';
+
+const DAY_MS = 86_400_000;
+
+/** One line of `issued.jsonl`. No personal data: the subject is not recorded, the process id is the audit key. */
+export interface IssuedJournalEntry {
+  readonly time: string;
+  readonly processId: string;
+  readonly correlationId: string;
+  readonly serial: string;
+  readonly notAfter: string;
+}
+
+export interface LocalCaOptions {
+  /** Clock for issuance. Default: `() => new Date()`. */
+  readonly now?: () => Date;
+}
+
+function fault(message: string, cause?: unknown, hint?: string): DeploymentFaultError {
+  return new DeploymentFaultError(message, { component: 'local-ca', cause, hint });
+}
+
+async function readCaFile(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw fault(
+      `local CA ${what} ${file} cannot be read (${code ?? describeError(error)})`,
+      error,
+      code === 'ENOENT'
+        ? `create the CA with \`certprov local-ca init --dir ${path.dirname(file)}\``
+        : 'check the file and its permissions',
+    );
+  }
+}
+
+/** Whether the private key belongs to the certificate: sign a random challenge, verify with the certificate's key. */
+function keyMatchesCertificate(
+  privateKey: KeyObject,
+  signer: CertificateSigner,
+  certificate: ParsedCertificate,
+): boolean {
+  const challenge = randomBytes(32);
+  const publicKey = createPublicKey({ key: Buffer.from(certificate.spkiDer), format: 'der', type: 'spki' });
+  return verifyWithKey(signer.algorithm, publicKey, challenge, signWithKey(signer.algorithm, privateKey, challenge));
+}
+
+export class LocalCa implements CertificateAuthority {
+  readonly type = 'local';
+  readonly name: string;
+  /** Absolute path of the CA directory. */
+  readonly directory: string;
+  readonly certificate: ParsedCertificate;
+  readonly certificatePem: string;
+  private readonly signer: CertificateSigner;
+  private readonly config: LocalCaConfig;
+  private readonly deps: CaDependencies;
+  private readonly now: () => Date;
+  private readonly journalPath: string;
+
+  private constructor(
+    name: string,
+    directory: string,
+    parts: { certificate: ParsedCertificate; certificatePem: string; signer: CertificateSigner },
+    config: LocalCaConfig,
+    deps: CaDependencies,
+    options: LocalCaOptions,
+  ) {
+    this.name = name;
+    this.directory = directory;
+    this.certificate = parts.certificate;
+    this.certificatePem = parts.certificatePem;
+    this.signer = parts.signer;
+    this.config = config;
+    this.deps = deps;
+    this.now = options.now ?? (() => new Date());
+    this.journalPath = path.join(directory, LOCAL_CA_FILES.journal);
+  }
+
+  /**
+   * Loads `ca.key.pem` and `ca.cert.pem` from `config.directory` (relative to `deps.baseDir`).
+   * @throws DeploymentFaultError (component `local-ca`) when a file is missing or unreadable, is not a key or a
+   *   CA certificate, the key does not belong to the certificate, or the certificate has expired.
+   */
+  static async open(
+    name: string,
+    config: LocalCaConfig,
+    deps: CaDependencies,
+    options: LocalCaOptions = {},
+  ): Promise<LocalCa> {
+    const directory = path.resolve(deps.baseDir, config.directory);
+    const keyPath = path.join(directory, LOCAL_CA_FILES.key);
+    const certificatePath = path.join(directory, LOCAL_CA_FILES.certificate);
+    const [keyPem, certificatePem] = await Promise.all([
+      readCaFile(keyPath, 'key'),
+      readCaFile(certificatePath, 'certificate'),
+    ]);
+
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey(keyPem);
+    } catch (error) {
+      throw fault(`local CA key ${keyPath} is not a readable unencrypted private key`, error);
+    }
+    let certificate: ParsedCertificate;
+    try {
+      certificate = parseCertificate(certificatePem);
+    } catch (error) {
+      throw fault(
+        `local CA certificate ${certificatePath} is not one PEM certificate (${describeError(error)})`,
+        error,
+      );
+    }
+    if (!certificate.isCa) throw fault(`${certificatePath} is not a CA certificate (basicConstraints cA is not set)`);
+
+    let signer: CertificateSigner;
+    try {
+      signer = signerFromPrivateKey(privateKey);
+    } catch (error) {
+      throw fault(`local CA key ${keyPath} cannot sign certificates (${describeError(error)})`, error);
+    }
+    if (!keyMatchesCertificate(privateKey, signer, certificate)) {
+      throw fault(
+        `local CA key ${keyPath} does not belong to the certificate ${certificatePath}`,
+        undefined,
+        'recreate the CA or restore the matching key',
+      );
+    }
+    const now = (options.now ?? (() => new Date()))();
+    if (certificate.notAfter.getTime() <= now.getTime()) {
+      throw fault(`local CA certificate ${certificatePath} expired at ${certificate.notAfter.toISOString()}`);
+    }
+    const keyMode = (await stat(keyPath)).mode & 0o777;
+    if ((keyMode & 0o077) !== 0) {
+      deps.log.warn(
+        { caConnection: name, keyPath, mode: keyMode.toString(8) },
+        'local CA key is readable by group or others; chmod 600 it',
+      );
+    }
+    return new LocalCa(name, directory, { certificate, certificatePem, signer }, config, deps, options);
+  }
+
+  async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {
+    ctx.signal.throwIfAborted();
+    const { profile } = request;
+    let built;
+    try {
+      built = await buildLeafCertificate({
+        issuer: this.certificate,
+        spkiDer: request.spkiDer,
+        // Every field from the rendered profile; the CSR's own subject is never trusted.
+        profile: {
+          subject: profile.subject,
+          subjectAltNames: profile.subjectAltNames,
+          validityMs: Math.min(profile.validityMs, this.config.maxValidityDays * DAY_MS),
+          extendedKeyUsages: profile.extendedKeyUsages,
+        },
+        signer: this.signer,
+        now: this.now(),
+        backdateMs: this.config.backdate,
+      });
+    } catch (error) {
+      if (error instanceof TerminalError) {
+        // A device key outside policy (normally caught by the workflow before signData): a definitive rejection.
+        return { status: 'failed', detail: `local CA refused: ${error.message}`, userMessage: error.userMessage };
+      }
+      if (error instanceof CertificateSignatureError || error instanceof IssuerExpiredError) {
+        throw fault(`local CA ${this.name} cannot issue: ${describeError(error)}`, error);
+      }
+      throw error;
+    }
+
+    const entry: IssuedJournalEntry = {
+      time: this.now().toISOString(),
+      processId: request.processId,
+      correlationId: request.correlationId,
+      serial: built.serialHex,
+      notAfter: built.notAfter.toISOString(),
+    };
+    try {
+      // One appendFile per line (a single O_APPEND write): several adapter processes may share the directory.
+      await appendFile(this.journalPath, JSON.stringify(entry) + '\n', { encoding: 'utf8', mode: 0o600 });
+    } catch (error) {
+      // No certificate leaves without its audit record; issuing again later is harmless (DESIGN.md §5).
+      throw fault(
+        `local CA journal ${this.journalPath} cannot be written`,
+        error,
+        'check free space and permissions of the CA directory',
+      );
+    }
+
+    this.deps.metrics.certificatesIssued.inc({ ca_connection: this.name, backend: this.type });
+    ctx.log.info(
+      {
+        caConnection: this.name,
+        serial: built.serialHex,
+        processId: request.processId,
+        correlationId: request.correlationId,
+        notAfter: entry.notAfter,
+      },
+      'local CA issued certificate',
+    );
+    return { status: 'issued', certificatePem: built.pem, chainPem: [this.certificatePem] };
+  }
+
+  /** Checks the CA is still usable (for `check-config --probe`); nothing is signed. */
+  probe(ctx: StepContext): Promise<string> {
+    ctx.signal.throwIfAborted();
+    const remainingDays = Math.floor((this.certificate.notAfter.getTime() - this.now().getTime()) / DAY_MS);
+    if (remainingDays < 0) {
+      return Promise.reject(fault(`local CA certificate expired at ${this.certificate.notAfter.toISOString()}`));
+    }
+    return Promise.resolve(
+      `local CA in ${this.directory}: ${this.signer.algorithm}, certificate valid until ${this.certificate.notAfter.toISOString()} (${remainingDays} days)`,
+    );
+  }
+}

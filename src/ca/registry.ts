@@ -1,0 +1,12 @@
+/**
+ * CA backends by `type` (smallstep's CAS registry). Configuration validation looks types up here, so an unknown
+ * type fails before the first message is pulled.
+ */
+import type { CaBackend } from './types.ts';
+import { localBackend } from './local/backend.ts';
+
+// Each backend's config type differs; the registry only needs the common shape.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const CA_BACKENDS: ReadonlyMap<string, CaBackend<any>> = new Map<string, CaBackend<any>>([
+  [localBackend.type, localBackend],
+]);

@@ -1,0 +1,260 @@
+/**
+ * Builds and signs certificates for the CA backends that sign themselves (local CA, Key Vault-held CA).
+ *
+ * The signature is pluggable ({@link CertificateSigner}): the local CA signs with a key in memory, the Key Vault
+ * backend hashes the TBS and has the vault sign the digest remotely. Whatever the signer returns is verified
+ * against the issuer's public key before the certificate leaves this module, so a remote signer that answers with
+ * garbage (or a key that does not belong to the CA certificate) is caught here, not by a device.
+ *
+ * Every field comes from the rendered profile; the CSR's own subject and extensions are never copied (the CSR
+ * only proves possession of the key).
+ */
+import { KeyObject, randomBytes, type webcrypto } from 'node:crypto';
+import {
+  DerError,
+  bitString,
+  contextConstructed,
+  sequence,
+  smallInteger,
+  tlv,
+  toHex,
+  unsignedInteger,
+  x509Time,
+} from './der.ts';
+import { parseDeviceKey, publicKeyFromSpki } from './device-key.ts';
+import {
+  authorityKeyIdentifierExtension,
+  basicConstraintsExtension,
+  extendedKeyUsageExtension,
+  keyIdentifierOf,
+  keyUsageExtension,
+  subjectAltNameExtension,
+  subjectKeyIdentifierExtension,
+  type KeyUsageName,
+} from './extensions.ts';
+import { encodeName } from './name-encoding.ts';
+import { encodePem } from './pem.ts';
+import {
+  defaultAlgorithmForKey,
+  signWithKey,
+  signatureAlgorithmIdentifier,
+  verifyWithKey,
+  type SigningAlgorithm,
+} from './signature-algorithms.ts';
+import type { ParsedCertificate } from './certificate.ts';
+import type { DistinguishedName, RenderedProfile } from './types.ts';
+
+export { spkiOfCertificate, certificateMatchesSpki, parseCertificate, type ParsedCertificate } from './certificate.ts';
+export type { SigningAlgorithm } from './signature-algorithms.ts';
+
+/** Signs the DER TBSCertificate. ECDSA signatures must be returned DER-encoded (see ecdsaRawToDer). */
+export interface CertificateSigner {
+  readonly algorithm: SigningAlgorithm;
+  sign(tbsDer: Uint8Array): Promise<Uint8Array>;
+}
+
+/** A signer over a local private key (node KeyObject or WebCrypto CryptoKey). Default algorithm: by key type. */
+export function signerFromPrivateKey(
+  key: KeyObject | webcrypto.CryptoKey,
+  algorithm?: SigningAlgorithm,
+): CertificateSigner {
+  const keyObject = key instanceof KeyObject ? key : KeyObject.from(key);
+  if (keyObject.type !== 'private') throw new Error('signerFromPrivateKey needs a private key');
+  const alg = algorithm ?? defaultAlgorithmForKey(keyObject);
+  return {
+    algorithm: alg,
+    sign: (tbsDer) => Promise.resolve(signWithKey(alg, keyObject, tbsDer)),
+  };
+}
+
+/** The signer's result does not verify against the issuer's key: a broken signer or a key/certificate mismatch. */
+export class CertificateSignatureError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CertificateSignatureError';
+  }
+}
+
+/** The issuing CA certificate has expired: nothing it signs would be valid. */
+export class IssuerExpiredError extends Error {
+  constructor(notAfter: Date) {
+    super(`the issuing CA certificate expired at ${notAfter.toISOString()}`);
+    this.name = 'IssuerExpiredError';
+  }
+}
+
+/** Default clock-skew allowance for notBefore (DESIGN.md §4: backdated a few minutes). */
+export const DEFAULT_BACKDATE_MS = 5 * 60_000;
+
+/** 16 random bytes with a leading byte in 0x01–0x7f: positive, no padding octet, ~127 bits of entropy. */
+export function randomSerialNumber(): Uint8Array {
+  const serial = new Uint8Array(randomBytes(16));
+  serial[0] = (serial[0] as number) & 0x7f || 0x01;
+  return serial;
+}
+
+export interface BuiltCertificate {
+  readonly der: Uint8Array;
+  readonly pem: string;
+  /** Serial number, lowercase hex. */
+  readonly serialHex: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface LeafCertificateOptions {
+  /** The issuing CA certificate (parse it once with parseCertificate). */
+  readonly issuer: ParsedCertificate;
+  /** The device SubjectPublicKeyInfo (DER); goes into the certificate verbatim. Must pass the key policy. */
+  readonly spkiDer: Uint8Array;
+  /** Subject, SANs, validity and EKUs, rendered from the profile. */
+  readonly profile: Pick<RenderedProfile, 'subject' | 'subjectAltNames' | 'validityMs' | 'extendedKeyUsages'>;
+  readonly signer: CertificateSigner;
+  /** Issuance time. Default: now. */
+  readonly now?: Date;
+  /** How far notBefore is set back for device clock skew. Default {@link DEFAULT_BACKDATE_MS} (5 min). */
+  readonly backdateMs?: number;
+  /** Positive big-endian serial number. Default: {@link randomSerialNumber}. */
+  readonly serial?: Uint8Array;
+}
+
+interface TbsInput {
+  readonly serial: Uint8Array;
+  readonly algorithm: SigningAlgorithm;
+  readonly issuerNameDer: Uint8Array;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly subjectNameDer: Uint8Array;
+  readonly spkiDer: Uint8Array;
+  readonly extensions: readonly Uint8Array[];
+}
+
+function floorToSecond(ms: number): Date {
+  return new Date(Math.floor(ms / 1000) * 1000);
+}
+
+function buildTbs(input: TbsInput): Uint8Array {
+  if (input.serial.length === 0 || input.serial.length > 20 || ((input.serial[0] as number) & 0x80) !== 0) {
+    throw new DerError('serial number must be 1–20 octets and positive (RFC 5280 §4.1.2.2)');
+  }
+  if (input.serial.every((b) => b === 0)) throw new DerError('serial number must not be zero');
+  return sequence(
+    tlv(contextConstructed(0), smallInteger(2)), // v3
+    unsignedInteger(input.serial),
+    signatureAlgorithmIdentifier(input.algorithm),
+    input.issuerNameDer,
+    sequence(x509Time(input.notBefore), x509Time(input.notAfter)),
+    input.subjectNameDer,
+    input.spkiDer,
+    tlv(contextConstructed(3), sequence(...input.extensions)),
+  );
+}
+
+async function signTbs(tbs: Uint8Array, signer: CertificateSigner, issuerSpkiDer: Uint8Array): Promise<Uint8Array> {
+  const signature = await signer.sign(tbs);
+  if (!verifyWithKey(signer.algorithm, publicKeyFromSpki(issuerSpkiDer), tbs, signature)) {
+    throw new CertificateSignatureError(
+      `the ${signer.algorithm} signature from the signer does not verify against the issuer's public key ` +
+        '(wrong key, wrong algorithm, or a raw ECDSA signature where DER is needed)',
+    );
+  }
+  return sequence(tbs, signatureAlgorithmIdentifier(signer.algorithm), bitString(signature));
+}
+
+function finish(der: Uint8Array, serial: Uint8Array, notBefore: Date, notAfter: Date): BuiltCertificate {
+  return { der, pem: encodePem('CERTIFICATE', der), serialHex: toHex(serial), notBefore, notAfter };
+}
+
+/**
+ * Builds and signs a leaf certificate: basicConstraints CA:false (critical), keyUsage (critical; EC:
+ * digitalSignature, RSA: digitalSignature + keyEncipherment), extKeyUsage and subjectAltName from the profile
+ * (SAN critical when the subject is empty), SKI (RFC 5280 method 1) and AKI = the issuer's key identifier.
+ * Validity runs from `now - backdate` to `min(now + validity, issuer.notAfter)`: a leaf never outlives its CA.
+ * @throws TerminalError `key_policy` for a device key outside policy; DerError for a value that cannot be encoded;
+ *   CertificateSignatureError when the signer's result does not verify; IssuerExpiredError when the CA has expired.
+ */
+export async function buildLeafCertificate(options: LeafCertificateOptions): Promise<BuiltCertificate> {
+  const { issuer, profile } = options;
+  const deviceKey = parseDeviceKey(options.spkiDer);
+  const now = (options.now ?? new Date()).getTime();
+  if (!(profile.validityMs > 0)) throw new Error(`profile validity must be positive, got ${profile.validityMs} ms`);
+  if (issuer.notAfter.getTime() <= now) throw new IssuerExpiredError(issuer.notAfter);
+  if (profile.subject.length === 0 && profile.subjectAltNames.length === 0) {
+    throw new DerError('a certificate needs a subject or at least one subjectAltName (RFC 5280 §4.1.2.6)');
+  }
+  // Neither end of the leaf's validity lies outside the CA's.
+  const notBefore = floorToSecond(
+    Math.max(now - (options.backdateMs ?? DEFAULT_BACKDATE_MS), issuer.notBefore.getTime()),
+  );
+  const notAfter = floorToSecond(Math.min(now + profile.validityMs, issuer.notAfter.getTime()));
+  const serial = options.serial ?? randomSerialNumber();
+  const keyUsage: KeyUsageName[] =
+    deviceKey.type === 'ec' ? ['digitalSignature'] : ['digitalSignature', 'keyEncipherment'];
+  const extensions = [
+    basicConstraintsExtension({ ca: false }),
+    keyUsageExtension(keyUsage),
+    ...(profile.extendedKeyUsages.length > 0 ? [extendedKeyUsageExtension(profile.extendedKeyUsages)] : []),
+    ...(profile.subjectAltNames.length > 0
+      ? [subjectAltNameExtension(profile.subjectAltNames, profile.subject.length === 0)]
+      : []),
+    subjectKeyIdentifierExtension(keyIdentifierOf(options.spkiDer)),
+    authorityKeyIdentifierExtension(issuer.subjectKeyIdentifier ?? keyIdentifierOf(issuer.spkiDer)),
+  ];
+  const tbs = buildTbs({
+    serial,
+    algorithm: options.signer.algorithm,
+    // The issuer's subject Name, byte for byte: name chaining compares it with the issuer field.
+    issuerNameDer: issuer.subjectNameDer,
+    notBefore,
+    notAfter,
+    subjectNameDer: encodeName(profile.subject),
+    spkiDer: options.spkiDer,
+    extensions,
+  });
+  return finish(await signTbs(tbs, options.signer, issuer.spkiDer), serial, notBefore, notAfter);
+}
+
+export interface CaCertificateOptions {
+  readonly subject: DistinguishedName;
+  /** The CA's own SubjectPublicKeyInfo (DER). */
+  readonly spkiDer: Uint8Array;
+  /** Signs with the CA's own key (self-signed). */
+  readonly signer: CertificateSigner;
+  readonly validityMs: number;
+  /** Default: now. */
+  readonly now?: Date;
+  /** Default {@link DEFAULT_BACKDATE_MS}. */
+  readonly backdateMs?: number;
+  /** basicConstraints pathLenConstraint. Default 0 (issues leaves only). */
+  readonly pathLength?: number;
+  /** Default: {@link randomSerialNumber}. */
+  readonly serial?: Uint8Array;
+}
+
+/**
+ * A self-signed CA certificate: basicConstraints CA:true with pathLenConstraint (critical), keyUsage
+ * keyCertSign + cRLSign (critical), SKI. (AKI is optional for self-signed certificates, RFC 5280 §4.2.1.1.)
+ */
+export async function buildSelfSignedCaCertificate(options: CaCertificateOptions): Promise<BuiltCertificate> {
+  if (options.subject.length === 0) throw new DerError('a CA certificate needs a subject');
+  const now = (options.now ?? new Date()).getTime();
+  const notBefore = floorToSecond(now - (options.backdateMs ?? DEFAULT_BACKDATE_MS));
+  const notAfter = floorToSecond(now + options.validityMs);
+  const serial = options.serial ?? randomSerialNumber();
+  const nameDer = encodeName(options.subject);
+  const tbs = buildTbs({
+    serial,
+    algorithm: options.signer.algorithm,
+    issuerNameDer: nameDer,
+    notBefore,
+    notAfter,
+    subjectNameDer: nameDer,
+    spkiDer: options.spkiDer,
+    extensions: [
+      basicConstraintsExtension({ ca: true, pathLength: options.pathLength ?? 0 }),
+      keyUsageExtension(['keyCertSign', 'cRLSign']),
+      subjectKeyIdentifierExtension(keyIdentifierOf(options.spkiDer)),
+    ],
+  });
+  return finish(await signTbs(tbs, options.signer, options.spkiDer), serial, notBefore, notAfter);
+}

@@ -1,0 +1,89 @@
+/**
+ * The device key policy (DESIGN.md §5): RSA with a 2048–8192-bit modulus, or EC on P-256. Everything else — small
+ * RSA, other curves, Ed25519, RSA-PSS-only keys, bytes that are not a key — is refused before signData is ever
+ * asked for, with a message the ChromeOS user can act on.
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { SignatureAlgorithm } from '../chrome/types.ts';
+import { TerminalError } from '../errors.ts';
+import { DerError, TAG, assertWellFormed, readSingle } from './der.ts';
+import type { DeviceKeyInfo, KeyType } from './types.ts';
+
+/** Smallest RSA modulus accepted (NIST SP 800-131A). */
+export const MIN_RSA_BITS = 2048;
+/** Largest RSA modulus accepted: bigger keys are not a ChromeOS thing and only cost CPU in verification. */
+export const MAX_RSA_BITS = 8192;
+/** The one curve ChromeOS keys use and the policy allows. */
+export const ALLOWED_CURVE = 'P-256';
+
+const USER_MESSAGE = "This device's key is not allowed (RSA keys need at least 2048 bits; EC keys must use P-256).";
+
+function refuse(detail: string, cause?: unknown): TerminalError {
+  return new TerminalError(`device key outside policy: ${detail}`, {
+    reason: 'key_policy',
+    userMessage: USER_MESSAGE,
+    cause,
+  });
+}
+
+/** OpenSSL curve names → NIST names, for messages. */
+const CURVE_NAMES: Readonly<Record<string, string>> = {
+  prime256v1: 'P-256',
+  secp384r1: 'P-384',
+  secp521r1: 'P-521',
+};
+
+/** Loads a DER SubjectPublicKeyInfo as a public key, after checking it is well-formed DER with nothing appended. */
+export function publicKeyFromSpki(spkiDer: Uint8Array): KeyObject {
+  const element = readSingle(spkiDer, TAG.SEQUENCE, 'SubjectPublicKeyInfo');
+  assertWellFormed(element);
+  return createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
+}
+
+/**
+ * Parses the device's SubjectPublicKeyInfo (DER) and enforces the key policy.
+ * @throws TerminalError with reason `key_policy` when the key is not allowed or not a key at all.
+ */
+export function parseDeviceKey(spkiDer: Uint8Array): DeviceKeyInfo {
+  let key: KeyObject;
+  try {
+    key = publicKeyFromSpki(spkiDer);
+  } catch (error) {
+    const what = error instanceof DerError ? error.message : 'not a SubjectPublicKeyInfo the crypto library can load';
+    throw refuse(`the subjectPublicKeyInfo could not be parsed (${what})`, error);
+  }
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case 'rsa': {
+      const modulusBits = details.modulusLength ?? 0;
+      const exponent = details.publicExponent ?? 0n;
+      if (modulusBits < MIN_RSA_BITS || modulusBits > MAX_RSA_BITS) {
+        throw refuse(`RSA-${modulusBits}; RSA keys must have ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`);
+      }
+      // An even or tiny exponent is not an RSA key anyone generated in good faith.
+      if (exponent < 3n || exponent % 2n === 0n || exponent > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw refuse(`RSA public exponent ${exponent} is not acceptable`);
+      }
+      return { type: 'rsa', modulusBits, publicExponent: Number(exponent) };
+    }
+    case 'ec': {
+      const curve = details.namedCurve ?? 'unknown';
+      const namedCurve = CURVE_NAMES[curve] ?? curve;
+      if (namedCurve !== ALLOWED_CURVE) throw refuse(`EC key on ${namedCurve}; only ${ALLOWED_CURVE} is allowed`);
+      return { type: 'ec', namedCurve };
+    }
+    default:
+      throw refuse(`${key.asymmetricKeyType ?? 'unknown'} keys are not allowed; only RSA and EC P-256`);
+  }
+}
+
+/** The algorithm Chrome asks the device to sign with, by key type (reference: signatureAlgorithm enum). */
+export function chromeSignatureAlgorithm(key: DeviceKeyInfo | KeyType): SignatureAlgorithm {
+  const type = typeof key === 'string' ? key : key.type;
+  return type === 'rsa' ? 'SIGNATURE_ALGORITHM_RSA_PKCS1_V1_5_SHA256' : 'SIGNATURE_ALGORITHM_ECDSA_SHA256';
+}
+
+/** Short, non-personal description for logs and metrics: `RSA-2048`, `EC P-256`. */
+export function describeDeviceKey(key: DeviceKeyInfo): string {
+  return key.type === 'rsa' ? `RSA-${key.modulusBits}` : `EC ${key.namedCurve}`;
+}
