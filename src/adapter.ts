@@ -1,0 +1,156 @@
+/**
+ * Composition root: builds the adapter's parts from a compiled Config and runs them in order. Shared by `run`
+ * (Pub/Sub, real Google API) and `demo` (in-process source, sandbox tenant), so both exercise the same code.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { CertificateAuthority } from './ca/types.ts';
+import { CA_BACKENDS } from './ca/registry.ts';
+import { createChromeAuth } from './chrome/auth.ts';
+import { ChromeClient } from './chrome/client.ts';
+import type { ChromeApi } from './chrome/types.ts';
+import type { Config } from './config/load.ts';
+import { describeError } from './errors.ts';
+import { Health } from './observability/health.ts';
+import type { Logger } from './observability/logger.ts';
+import type { Metrics } from './observability/metrics.ts';
+import { startOpsServer, type OpsServer } from './observability/server.ts';
+import { ProvisioningEngine } from './provisioning/engine.ts';
+import { Intake } from './pubsub/intake.ts';
+import type { MessageSource } from './pubsub/source.ts';
+import { createStore } from './store/create.ts';
+import type { ProcessStore } from './store/types.ts';
+
+export interface AdapterOptions {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly source: MessageSource;
+  /** Defaults to the Chrome Management API client built from `config.chrome`. */
+  readonly chrome?: ChromeApi;
+  /** Defaults to the store named by `config.store`. */
+  readonly store?: ProcessStore;
+  /** Serve /metrics, /healthz, /readyz on config.http. Default true. */
+  readonly serveHttp?: boolean;
+}
+
+/** A lease owner id unique to this OS process: host, pid and randomness (a restarted pod is a new owner). */
+export function newReplicaId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function createCertificateAuthorities(config: Config, log: Logger, metrics: Metrics): Promise<Map<string, CertificateAuthority>> {
+  const cas = new Map<string, CertificateAuthority>();
+  for (const connection of config.caConnections.values()) {
+    const backend = CA_BACKENDS.get(connection.type);
+    if (backend === undefined) throw new Error(`no CA backend of type ${connection.type}`);
+    cas.set(
+      connection.name,
+      await backend.create(connection.name, connection.settings, {
+        log: log.child({ caConnection: connection.name, backend: connection.type }),
+        metrics,
+        baseDir: config.baseDir,
+      }),
+    );
+  }
+  return cas;
+}
+
+export class Adapter {
+  readonly health: Health;
+  readonly engine: ProvisioningEngine;
+  readonly store: ProcessStore;
+  readonly replicaId: string;
+  private readonly intake: Intake;
+  private readonly cas: ReadonlyMap<string, CertificateAuthority>;
+  private readonly options: AdapterOptions;
+  private readonly background = new AbortController();
+  private ops: OpsServer | undefined;
+
+  private constructor(options: AdapterOptions, parts: { store: ProcessStore; cas: Map<string, CertificateAuthority>; chrome: ChromeApi; health: Health }) {
+    this.options = options;
+    this.store = parts.store;
+    this.cas = parts.cas;
+    this.health = parts.health;
+    this.replicaId = newReplicaId();
+    const { config, log, metrics } = options;
+    this.engine = new ProvisioningEngine({
+      config,
+      chrome: parts.chrome,
+      cas: parts.cas,
+      store: parts.store,
+      metrics,
+      log,
+      health: parts.health,
+      replicaId: this.replicaId,
+    });
+    this.intake = new Intake({ config, engine: this.engine, source: options.source, store: parts.store, metrics, log, health: parts.health });
+  }
+
+  static async create(options: AdapterOptions): Promise<Adapter> {
+    const { config, log, metrics } = options;
+    const health = new Health(metrics);
+    const store = options.store ?? (await createStore(config, log));
+    const cas = await createCertificateAuthorities(config, log, metrics);
+    const chrome =
+      options.chrome ??
+      new ChromeClient({
+        endpoint: config.chrome.endpoint,
+        requestTimeoutMs: config.chrome.requestTimeoutMs,
+        metrics,
+        log,
+        authHeaders: createChromeAuth({ credentials: config.chrome.credentials }),
+      });
+    return new Adapter(options, { store, cas, chrome, health });
+  }
+
+  /** Port of the ops HTTP server once started (0 when not serving). */
+  get httpPort(): number {
+    return this.ops?.port ?? 0;
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this.options;
+    if (this.options.serveHttp ?? true) {
+      this.ops = await startOpsServer({ host: config.http.host, port: config.http.port, metrics: this.options.metrics, health: this.health });
+    }
+    for (const ca of this.cas.values()) {
+      await ca.start?.({
+        store: this.store,
+        replicaId: this.replicaId,
+        signal: this.background.signal,
+        wake: (lookupKey, hint) => this.store.wakeByLookupKey(lookupKey, hint),
+      });
+    }
+    this.engine.start();
+    await this.intake.start();
+    this.health.setState('running');
+    log.info(
+      {
+        instanceId: config.instanceId,
+        replicaId: this.replicaId,
+        store: this.store.kind,
+        caConnections: [...this.cas.values()].map((ca) => `${ca.name}:${ca.type}`),
+        httpPort: this.httpPort,
+      },
+      'adapter started',
+    );
+  }
+
+  /** Drains within `graceMs`: stop pulling, finish or hand back in-flight steps, release everything. */
+  async stop(graceMs = this.options.config.shutdown.gracePeriodMs): Promise<void> {
+    const { log } = this.options;
+    this.health.setState('draining');
+    log.info({ graceMs, inFlight: this.engine.inFlight }, 'draining');
+    await this.intake.stop().catch((error: unknown) => log.warn({ error: describeError(error) }, 'closing the subscription failed'));
+    await this.engine.stop(graceMs);
+    this.background.abort();
+    for (const ca of this.cas.values()) {
+      await ca.close?.().catch((error: unknown) => log.warn({ caConnection: ca.name, error: describeError(error) }, 'closing a CA connection failed'));
+    }
+    await this.store.close();
+    await this.ops?.close();
+    this.health.setState('stopped');
+    log.info('adapter stopped');
+  }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+/**
+ * `certprov` — the command line. The container runs `certprov run`; `npm start` runs `certprov demo`.
+ * Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration.
+ */
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { ConfigError } from './errors.ts';
+import { UsageError, type Command } from './cli/command.ts';
+import { runCommand } from './cli/run.ts';
+import { demoCommand } from './cli/demo.ts';
+import { checkConfigCommand } from './cli/check-config.ts';
+import { localCaCommand } from './cli/local-ca.ts';
+import { setupPubSubCommand } from './cli/setup-pubsub.ts';
+import { VERSION } from './version.ts';
+
+x509.cryptoProvider.set(globalThis.crypto);
+
+const COMMANDS: readonly Command[] = [runCommand, demoCommand, checkConfigCommand, localCaCommand, setupPubSubCommand];
+
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.usage.length));
+  return [
+    `certprov ${VERSION} — Chrome Enterprise certificate provisioning adapter`,
+    '',
+    'Takes certificate provisioning processes from Google Cloud Pub/Sub, asks the ChromeOS device for a',
+    'proof-of-possession signature over a CSR, has a CA issue the certificate and uploads it.',
+    '',
+    'Usage:',
+    ...COMMANDS.map((c) => `  certprov ${c.usage.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `certprov <command> --help` for the options of a command.',
+  ].join('\n');
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    console.log(topic?.help ?? overview());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    console.log(VERSION);
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    console.error(`certprov: unknown command "${name}"\n\n${overview()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(command.help);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`certprov ${command.name}: ${error.message}\n\n${command.help}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 2;
+    }
+    console.error(`certprov ${command.name}: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,111 @@
+/**
+ * What every workflow step receives and returns. Steps are small functions, one file each under steps/; the
+ * engine (engine.ts) owns leases, persistence between steps, retries, metrics and the failure path.
+ */
+import { performance } from 'node:perf_hooks';
+import type { CertificateAuthority, StepContext } from '../ca/types.ts';
+import type { ChromeApi, ProcessRef } from '../chrome/types.ts';
+import type { Config } from '../config/load.ts';
+import type { FailureReason } from '../errors.ts';
+import type { Health } from '../observability/health.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import {
+  LeaseLostError,
+  type Outcome,
+  type ProcessPatch,
+  type ProcessRecord,
+  type ProcessStore,
+  type SkipReason,
+  type Step,
+} from '../store/types.ts';
+
+export interface EngineDependencies {
+  readonly config: Config;
+  readonly chrome: ChromeApi;
+  /** CA connections by name, constructed from config. */
+  readonly cas: ReadonlyMap<string, CertificateAuthority>;
+  readonly store: ProcessStore;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly health: Health;
+  /** Lease owner id of this replica (unique per process instance). */
+  readonly replicaId: string;
+  /** Wall clock, epoch ms; injectable for tests. */
+  readonly now?: () => number;
+}
+
+export type StepResult =
+  /** Continue with another step right away, under the same lease. */
+  | { readonly kind: 'next'; readonly step: Step; readonly patch?: ProcessPatch }
+  /** Persist, release the lease, and run `step` again after `delayMs` (a wait that holds nothing). */
+  | { readonly kind: 'wait'; readonly step: Step; readonly delayMs: number; readonly patch?: ProcessPatch }
+  /** The process is finished for this adapter. */
+  | {
+      readonly kind: 'done';
+      readonly outcome: Outcome;
+      readonly reason?: FailureReason | SkipReason;
+      readonly patch?: ProcessPatch;
+    };
+
+/**
+ * The lease on a process as this replica sees it, on the monotonic clock: the lease expires in the store at wall
+ * time, but a paused or slow replica must judge its own remaining time without trusting the wall clock, and with
+ * a safety margin (DESIGN.md §5).
+ */
+export class LeaseGuard {
+  private readonly leaseMs: number;
+  private readonly marginMs: number;
+  private deadline: number;
+  private lostFlag = false;
+
+  /** `requestedAt`: `performance.now()` taken before the lease was requested (conservative). */
+  constructor(leaseMs: number, marginMs: number, requestedAt: number) {
+    this.leaseMs = leaseMs;
+    this.marginMs = marginMs;
+    this.deadline = requestedAt + leaseMs;
+  }
+
+  /** Records a successful renewal requested at `requestedAt` (monotonic). */
+  renewed(requestedAt: number): void {
+    this.deadline = requestedAt + this.leaseMs;
+  }
+
+  markLost(): void {
+    this.lostFlag = true;
+  }
+
+  /** Milliseconds of lease left after the safety margin; ≤ 0 means "act no more". */
+  remainingMs(): number {
+    return this.lostFlag ? 0 : this.deadline - this.marginMs - performance.now();
+  }
+
+  /** Throws before an unsafe call when the lease may be gone (lost, or too close to expiry to finish the call). */
+  assertHeld(processId: string, owner: string): void {
+    if (this.remainingMs() <= 0) throw new LeaseLostError(processId, owner);
+  }
+}
+
+export interface ProcessRun {
+  readonly deps: EngineDependencies;
+  /** The record as of the start of this step (updated by {@link persist}). */
+  readonly record: ProcessRecord;
+  readonly ref: ProcessRef;
+  readonly ctx: StepContext;
+  readonly lease: LeaseGuard;
+  /** Writes a patch now, under the lease (e.g. an intent before an unsafe call); returns the stored record. */
+  persist(patch: ProcessPatch): Promise<ProcessRecord>;
+  now(): number;
+}
+
+export type StepHandler = (run: ProcessRun) => Promise<StepResult>;
+
+/** The text for setFailure: the user message plus the correlation id the admin can find in the logs. */
+export function userFailureMessage(userMessage: string, correlationId: string): string {
+  return `${userMessage} (reference ${correlationId})`;
+}
+
+/** Terminal errors whose user message already names the reason; the failure path uses these directly. */
+export function failurePatch(reason: FailureReason, userMessage: string, correlationId: string): ProcessPatch {
+  return { step: 'report_failure', failure: { reason, userMessage: userFailureMessage(userMessage, correlationId) } };
+}

@@ -1,0 +1,84 @@
+/**
+ * Step `await_signature`: wait (without holding anything) until the device has signed, then verify the proof of
+ * possession and assemble the PKCS#10 CSR from the exact bytes the device signed (DESIGN.md §1).
+ */
+import type { CertificateProvisioningProcess } from '../../chrome/types.ts';
+import { TerminalError } from '../../errors.ts';
+import { assembleCertificationRequest, parseCertificationRequestInfo } from '../../pki/certification-request.ts';
+import { parseDeviceKey } from '../../pki/device-key.ts';
+import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
+import { verifyProofOfPossession } from '../../pki/proof-of-possession.ts';
+import { signaturePollDelay } from '../backoff.ts';
+import type { ProcessRun, StepResult } from '../step.ts';
+
+/** Reads the signed process: from the operation when we know it (it also reports a device refusal), else the resource. */
+async function signedProcess(run: ProcessRun): Promise<CertificateProvisioningProcess | 'waiting' | 'refused'> {
+  const { chrome } = run.deps;
+  const name = run.record.signDataOperation;
+  if (name !== undefined) {
+    const operation = await chrome.getOperation(name, run.ctx);
+    if (operation.done !== true) return 'waiting';
+    if (operation.error !== undefined) {
+      run.ctx.log.warn({ code: operation.error.code, detail: operation.error.message }, 'the device refused to sign');
+      return 'refused';
+    }
+    const fromOperation = operation.response?.certificateProvisioningProcess;
+    if (fromOperation?.signature !== undefined && fromOperation.signData !== undefined) return fromOperation;
+  }
+  const process = await chrome.get(run.ref, run.ctx);
+  if (process.issuedCertificate !== undefined) return process;
+  if (process.failureMessage !== undefined) return 'refused';
+  return process.signature !== undefined && process.signData !== undefined ? process : 'waiting';
+}
+
+export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
+  const { config } = run.deps;
+  const { record } = run;
+  const result = await signedProcess(run);
+
+  if (result === 'refused') {
+    // The process already carries the device's failure; setFailure would change nothing.
+    return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
+  }
+  if (result === 'waiting') {
+    const deadline = record.signatureDeadline ?? run.now();
+    if (run.now() >= deadline) {
+      throw new TerminalError('the device did not sign within chrome.signatureTimeout', {
+        reason: 'signature_timeout',
+        userMessage: 'The device did not answer the certificate request in time. It will try again later.',
+      });
+    }
+    const waited = run.now() - (deadline - config.chrome.signatureTimeoutMs);
+    const delay = signaturePollDelay(
+      { initialMs: config.scheduler.signaturePollInitialMs, maxMs: config.scheduler.signaturePollMaxMs },
+      waited,
+    );
+    return { kind: 'wait', step: 'await_signature', delayMs: Math.min(delay, Math.max(0, deadline - run.now())) };
+  }
+  if (result.issuedCertificate !== undefined) {
+    return { kind: 'done', outcome: 'skipped', reason: 'already_finished' };
+  }
+
+  const spkiDer = decodeBase64(record.spki ?? result.subjectPublicKeyInfo ?? '');
+  const deviceKey = parseDeviceKey(spkiDer);
+  // The exact bytes the device signed — taken from the resource, never re-rendered or re-encoded.
+  const info = decodeBase64(result.signData ?? '');
+  const signedSpki = parseCertificationRequestInfo(info).spkiDer;
+  if (!Buffer.from(signedSpki).equals(spkiDer)) {
+    throw new TerminalError('the signed CertificationRequestInfo carries a different public key than the process', {
+      reason: 'bad_signature',
+      userMessage: "The device's proof-of-possession signature could not be verified.",
+    });
+  }
+  const signatureDer = verifyProofOfPossession({
+    spkiDer,
+    data: info,
+    signature: decodeBase64(result.signature ?? ''),
+    keyType: deviceKey.type,
+  });
+  const csr = assembleCertificationRequest(info, deviceKey.type, signatureDer);
+  const waitedMs = record.signatureDeadline === undefined ? undefined : run.now() - (record.signatureDeadline - config.chrome.signatureTimeoutMs);
+  if (waitedMs !== undefined && waitedMs >= 0) run.deps.metrics.signatureWait.observe(waitedMs / 1000);
+  run.ctx.log.info('proof of possession verified; CSR assembled');
+  return { kind: 'next', step: 'issue', patch: { csr: encodeBase64(csr), attempts: 0 } };
+}

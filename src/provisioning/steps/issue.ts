@@ -1,0 +1,120 @@
+/**
+ * Steps `issue` and `await_ca`: hand the verified CSR to the CA connection, follow a pending request, and check
+ * the leaf before it goes anywhere (DESIGN.md §1: exactly one certificate whose SPKI equals the device key).
+ *
+ * Never two CA orders for one process (DESIGN.md §5): the intent (`issueAttempts + 1`) is written durably before
+ * `issue`, the result right after; `priorAttempts` tells a non-idempotent backend to reconcile before ordering.
+ */
+import type { CertificateAuthority, IssueRequest, IssueResult } from '../../ca/types.ts';
+import { TerminalError } from '../../errors.ts';
+import { certificateMatchesSpki } from '../../pki/certificate-builder.ts';
+import { parseDeviceKey } from '../../pki/device-key.ts';
+import { decodeBase64 } from '../../pki/pem.ts';
+import type { ProcessRecord } from '../../store/types.ts';
+import type { ProcessRun, StepResult } from '../step.ts';
+
+function connectionOf(run: ProcessRun): CertificateAuthority {
+  const name = run.record.caConnection ?? '';
+  const ca = run.deps.cas.get(name);
+  if (ca === undefined) {
+    throw new TerminalError(`CA connection "${name}" disappeared from the configuration while the process was in progress`, {
+      reason: 'unknown_ca_connection',
+      userMessage: `The certificate service has no CA connection named "${name}". Ask your administrator.`,
+    });
+  }
+  return ca;
+}
+
+function issueRequest(record: ProcessRecord): IssueRequest {
+  if (record.csr === undefined || record.spki === undefined || record.rendered === undefined) {
+    throw new Error(`process record ${record.processId} reached step ${record.step} without csr/spki/profile`);
+  }
+  const spkiDer = decodeBase64(record.spki);
+  return {
+    processId: record.processId,
+    correlationId: record.correlationId,
+    caConnection: record.caConnection ?? '',
+    csrDer: decodeBase64(record.csr),
+    spkiDer,
+    deviceKey: parseDeviceKey(spkiDer),
+    profile: record.rendered,
+    priorAttempts: Math.max(0, record.issueAttempts - record.issueResults),
+  };
+}
+
+function onResult(run: ProcessRun, ca: CertificateAuthority, request: IssueRequest, result: IssueResult): StepResult {
+  const { record } = run;
+  switch (result.status) {
+    case 'issued': {
+      if (!certificateMatchesSpki(result.certificatePem, request.spkiDer)) {
+        run.ctx.log.error({ caConnection: ca.name, backend: ca.type }, 'CA returned a certificate for a different public key');
+        throw new TerminalError(`CA connection "${ca.name}" returned a certificate whose public key is not the device's`, {
+          reason: 'ca_misbehaved',
+          userMessage: 'The certificate authority returned an unusable certificate. Ask your administrator.',
+        });
+      }
+      run.deps.metrics.certificatesIssued.inc({ ca_connection: ca.name, backend: ca.type });
+      return { kind: 'next', step: 'upload', patch: { certificatePem: result.certificatePem, attempts: 0 } };
+    }
+    case 'pending':
+      run.ctx.log.info({ caConnection: ca.name, ref: result.ref, retryAfterMs: result.retryAfterMs }, 'CA request pending');
+      return {
+        kind: 'wait',
+        step: 'await_ca',
+        delayMs: result.retryAfterMs,
+        patch: {
+          pendingRef: result.ref,
+          ...(result.lookupKey === undefined ? {} : { lookupKey: result.lookupKey }),
+          caDeadline: record.caDeadline ?? run.now() + run.deps.config.scheduler.caMaxWaitMs,
+          attempts: 0,
+        },
+      };
+    case 'failed':
+      run.ctx.log.warn({ caConnection: ca.name, detail: result.detail }, 'CA refused the request');
+      throw new TerminalError(`CA connection "${ca.name}" refused: ${result.detail}`, {
+        reason: 'ca_rejected',
+        userMessage: result.userMessage,
+      });
+  }
+}
+
+export async function issueStep(run: ProcessRun): Promise<StepResult> {
+  const ca = connectionOf(run);
+  const request = issueRequest(run.record);
+  // Intent first: if we crash after the CA accepted the order, the next run sees priorAttempts > 0.
+  const withIntent = await run.persist({ issueAttempts: run.record.issueAttempts + 1 });
+  run.lease.assertHeld(run.ref.processId, run.deps.replicaId);
+  const result = await ca.issue(request, run.ctx);
+  const step = onResult(run, ca, request, result);
+  // The result is recorded with the step's own patch; issueResults catching up with issueAttempts clears the intent.
+  const recorded = { issueResults: withIntent.issueAttempts, issueAttempts: withIntent.issueAttempts };
+  return step.kind === 'done' ? step : { ...step, patch: { ...step.patch, ...recorded } };
+}
+
+export async function awaitCaStep(run: ProcessRun): Promise<StepResult> {
+  const ca = connectionOf(run);
+  const request = issueRequest(run.record);
+  const ref = run.record.pendingRef;
+  if (ref === undefined || ca.poll === undefined) {
+    throw new Error(`process ${run.record.processId} waits on CA connection "${ca.name}" without a pending reference`);
+  }
+  const deadline = run.record.caDeadline;
+  const chromeProcess = await run.deps.chrome.get(run.ref, run.ctx);
+  const giveUp =
+    chromeProcess.failureMessage !== undefined
+      ? 'the Chrome process failed while the CA request was pending'
+      : deadline !== undefined && run.now() >= deadline
+        ? 'the CA request stayed pending longer than scheduler.caMaxWait'
+        : undefined;
+  if (giveUp !== undefined) {
+    // Nobody will install this certificate: withdraw the order so nobody pays for it.
+    await ca.cancel?.(ref, giveUp, run.ctx);
+    run.ctx.log.warn({ caConnection: ca.name, ref }, `cancelled the pending CA request: ${giveUp}`);
+    if (chromeProcess.failureMessage !== undefined) return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
+    throw new TerminalError(giveUp, {
+      reason: 'ca_timeout',
+      userMessage: 'The certificate authority did not approve the request in time. Ask your administrator.',
+    });
+  }
+  return onResult(run, ca, request, await ca.poll(ref, request, run.ctx));
+}

@@ -1,0 +1,20 @@
+/**
+ * Step `report_failure`: setFailure with the short user message (correlation id included). Safe to repeat; a
+ * process that finished meanwhile needs nothing more.
+ */
+import { TerminalError } from '../../errors.ts';
+import type { ProcessRun, StepResult } from '../step.ts';
+
+export async function reportFailureStep(run: ProcessRun): Promise<StepResult> {
+  const failure = run.record.failure;
+  if (failure === undefined) throw new Error(`process ${run.record.processId} reached report_failure without a failure`);
+  try {
+    await run.deps.chrome.setFailure(run.ref, failure.userMessage, run.ctx);
+  } catch (error) {
+    if (!(error instanceof TerminalError)) throw error;
+    const process = await run.deps.chrome.get(run.ref, run.ctx);
+    if (process.failureMessage === undefined && process.issuedCertificate === undefined) throw error;
+    run.ctx.log.info('process already finished; setFailure not needed');
+  }
+  return { kind: 'done', outcome: 'failed', reason: failure.reason };
+}

@@ -1,0 +1,136 @@
+/**
+ * Step `start`: get → finished already? → claim → references and key policy → build the CertificationRequestInfo
+ * → signData exactly once. Resumes from the process resource: when `signData` is already set (an earlier run, this
+ * replica before a crash, or another replica), it never asks again (DESIGN.md §1: signData is one-shot).
+ */
+import {
+  caConnectionReferenceOf,
+  profileReferenceOf,
+  type CertificateProvisioningProcess,
+} from '../../chrome/types.ts';
+import { TerminalError, UnclearResultError } from '../../errors.ts';
+import { buildCertificationRequestInfo } from '../../pki/certification-request.ts';
+import { parseDeviceKey, chromeSignatureAlgorithm } from '../../pki/device-key.ts';
+import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
+import { hashPersonal } from '../../observability/logger.ts';
+import { renderProfile, templateVariables } from '../render-profile.ts';
+import type { ProcessRun, StepResult } from '../step.ts';
+
+/** Everything after claim that can make a process impossible, checked before any device or CA is involved. */
+function resolveWork(run: ProcessRun, process: CertificateProvisioningProcess) {
+  const { config } = run.deps;
+  if (process.scepCaConnection !== undefined || process.scepProfile !== undefined) {
+    throw new TerminalError('process uses a SCEP CA connection/profile, which this adapter does not serve', {
+      reason: 'unsupported_process',
+      userMessage: 'This certificate profile is not set up for this certificate service. Ask your administrator.',
+    });
+  }
+  const caName = caConnectionReferenceOf(process);
+  if (caName === undefined || !config.caConnections.has(caName) || !run.deps.cas.has(caName)) {
+    throw new TerminalError(`unknown CA connection reference "${caName ?? '(none)'}"`, {
+      reason: 'unknown_ca_connection',
+      userMessage: `The certificate service has no CA connection named "${caName ?? '(none)'}". Ask your administrator.`,
+    });
+  }
+  const profileName = profileReferenceOf(process);
+  const profile = profileName === undefined ? undefined : config.profiles.get(profileName);
+  if (profileName === undefined || profile === undefined) {
+    throw new TerminalError(`unknown profile reference "${profileName ?? '(none)'}"`, {
+      reason: 'unknown_profile',
+      userMessage: `The certificate service has no certificate profile named "${profileName ?? '(none)'}". Ask your administrator.`,
+    });
+  }
+  if (!profile.caConnections.includes(caName)) {
+    throw new TerminalError(`profile "${profileName}" is not enabled for CA connection "${caName}" (profiles.${profileName}.caConnections)`, {
+      reason: 'unknown_profile',
+      userMessage: `The certificate profile "${profileName}" cannot be used with CA connection "${caName}". Ask your administrator.`,
+    });
+  }
+  if (process.subjectPublicKeyInfo === undefined || process.subjectPublicKeyInfo === '') {
+    throw new TerminalError('process carries no subjectPublicKeyInfo', {
+      reason: 'unsupported_process',
+      userMessage: 'The device did not provide a public key.',
+    });
+  }
+  const spkiDer = decodeBase64(process.subjectPublicKeyInfo);
+  const deviceKey = parseDeviceKey(spkiDer);
+  return { caName, profile, spkiDer, deviceKey };
+}
+
+export async function startStep(run: ProcessRun): Promise<StepResult> {
+  const { chrome, config } = run.deps;
+  const { ctx, ref } = run;
+
+  // A missing process (ProcessNotFoundError) is skipped by the engine, in every step.
+  const process = await chrome.get(ref, ctx);
+  if (process.issuedCertificate !== undefined || process.failureMessage !== undefined) {
+    return { kind: 'done', outcome: 'skipped', reason: 'already_finished' };
+  }
+
+  const claim = await chrome.claim(ref, config.instanceId, ctx);
+  if (!claim.claimed) {
+    ctx.log.info({ detail: claim.detail }, 'process is claimed by another adapter instance; acknowledging it');
+    return { kind: 'done', outcome: 'skipped', reason: 'claimed_elsewhere' };
+  }
+
+  const { caName, profile, spkiDer, deviceKey } = resolveWork(run, process);
+  const vars = templateVariables(process, ref);
+  const rendered = renderProfile(profile, vars);
+  const base = { caConnection: caName, profile: profile.name, spki: encodeBase64(spkiDer), rendered };
+  const waitForSignature = (operation?: string): StepResult => ({
+    kind: 'wait',
+    step: 'await_signature',
+    delayMs: config.scheduler.signaturePollInitialMs,
+    patch: {
+      ...base,
+      ...(operation === undefined ? {} : { signDataOperation: operation }),
+      signatureDeadline: run.now() + config.chrome.signatureTimeoutMs,
+      attempts: 0,
+    },
+  });
+
+  // Resume: the device was already asked. Its bytes, not a re-rendering, will go into the CSR.
+  if (process.signData !== undefined) {
+    ctx.log.info({ resumed: true, hasSignature: process.signature !== undefined }, 'signData already requested; resuming');
+    return process.signature === undefined
+      ? waitForSignature()
+      : { kind: 'next', step: 'await_signature', patch: { ...base, signatureDeadline: run.now() + config.chrome.signatureTimeoutMs } };
+  }
+
+  const info = buildCertificationRequestInfo({
+    subject: rendered.subject,
+    subjectAltNames: rendered.subjectAltNames,
+    spkiDer,
+  });
+
+  // Right before the one-shot call: are we still the lease holder, and has nobody asked the device meanwhile?
+  // (Google accepts no fencing token; this narrows the window a paused replica could act in. README "Failure model".)
+  run.lease.assertHeld(ref.processId, run.deps.replicaId);
+  const fresh = await chrome.get(ref, ctx);
+  if (fresh.signData !== undefined || fresh.issuedCertificate !== undefined || fresh.failureMessage !== undefined) {
+    ctx.log.warn('process changed between claim and signData (another replica?); resuming from the resource');
+    return { kind: 'next', step: 'start' };
+  }
+  run.lease.assertHeld(ref.processId, run.deps.replicaId);
+
+  try {
+    const operation = await chrome.signData(ref, info, chromeSignatureAlgorithm(deviceKey), ctx);
+    ctx.log.info(
+      {
+        operation: operation.name,
+        keyType: deviceKey.type,
+        profile: profile.name,
+        caConnection: caName,
+        user: hashPersonal(process.chromeOsUserSession?.userPrimaryEmail),
+      },
+      'asked the device for its proof-of-possession signature',
+    );
+    return waitForSignature(operation.name);
+  } catch (error) {
+    if (!(error instanceof UnclearResultError)) throw error;
+    // The request may have reached Google. Resending could make the device fail the process, so never resend:
+    // follow the process resource instead. If the request never arrived, the signature timeout fails the process.
+    ctx.log.warn({ error: error.message }, 'signData result unclear; not resending, following the process resource');
+    return waitForSignature();
+  }
+}

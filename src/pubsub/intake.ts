@@ -1,0 +1,121 @@
+/**
+ * The ack/nack policy (DESIGN.md §5). A message is acknowledged only once its process's state is durable:
+ * with a durable store (Firestore) as soon as the record is written — the scheduler then drives every wait —;
+ * with the memory store only when the process has finished, so a crash loses nothing but time (the redelivery
+ * resumes from the Chrome process resource).
+ *
+ * A message that cannot be decoded is nacked so the subscription's dead-letter policy parks it, logged once with
+ * its message id, and counted — never acked away, never a crash loop.
+ */
+import type { Config } from '../config/load.ts';
+import { describeError } from '../errors.ts';
+import type { Health } from '../observability/health.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { ProvisioningEngine } from '../provisioning/engine.ts';
+import type { ProcessStore } from '../store/types.ts';
+import { decodeNotification } from './decode.ts';
+import type { IncomingMessage, MessageSource } from './source.ts';
+
+export interface IntakeDependencies {
+  readonly config: Config;
+  readonly engine: ProvisioningEngine;
+  readonly source: MessageSource;
+  readonly store: ProcessStore;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly health: Health;
+}
+
+/** How many malformed message ids are remembered so a redelivered one is not logged again at warn level. */
+const MALFORMED_MEMORY = 10_000;
+
+export class Intake {
+  private readonly deps: IntakeDependencies;
+  private readonly shutdown = new AbortController();
+  private readonly handling = new Set<Promise<void>>();
+  private readonly malformedSeen = new Set<string>();
+
+  constructor(deps: IntakeDependencies) {
+    this.deps = deps;
+  }
+
+  async start(): Promise<void> {
+    this.deps.source.onError((error) => {
+      this.deps.health.setSubscribed(false);
+      this.deps.health.reportFault('pubsub', error.message);
+      this.deps.log.error({ error: describeError(error) }, 'subscription error');
+    });
+    await this.deps.source.start((message) => this.onMessage(message));
+    this.deps.health.setSubscribed(true);
+  }
+
+  /** Stops pulling; handlers still waiting for an outcome nack their message (another replica takes over). */
+  async stop(): Promise<void> {
+    this.deps.health.setSubscribed(false);
+    this.shutdown.abort();
+    await Promise.allSettled([...this.handling]);
+    await this.deps.source.close();
+  }
+
+  private onMessage(message: IncomingMessage): void {
+    const { metrics } = this.deps;
+    metrics.messagesReceived.inc();
+    const decoded = decodeNotification(message.data, message.attributes, this.deps.config.chrome.customer);
+    if (!decoded.ok) {
+      metrics.messagesMalformed.inc();
+      this.nack(message, 'malformed');
+      if (!this.malformedSeen.has(message.id)) {
+        if (this.malformedSeen.size >= MALFORMED_MEMORY) this.malformedSeen.clear();
+        this.malformedSeen.add(message.id);
+        this.deps.log.warn(
+          { messageId: message.id, problem: decoded.problem, deliveryAttempt: message.deliveryAttempt },
+          'undecodable provisioning notification; nacked for the dead-letter policy',
+        );
+      }
+      return;
+    }
+    const work = this.handle(message, decoded.processId, decoded.customer).finally(() => this.handling.delete(work));
+    this.handling.add(work);
+  }
+
+  private async handle(message: IncomingMessage, processId: string, customer: string): Promise<void> {
+    const { engine, store, log, config } = this.deps;
+    let done: boolean;
+    try {
+      const { record } = await engine.submit({ processId, customer });
+      done = record.step === 'done';
+      this.deps.health.clearFault('store');
+    } catch (error) {
+      this.deps.health.reportFault('store', describeError(error));
+      log.error({ messageId: message.id, processId, error: describeError(error) }, 'cannot record the process; nacking');
+      this.nack(message, 'store_unavailable');
+      return;
+    }
+    if (!done && !store.durable) {
+      // Memory store: the message is the only durable trace of the process until it has finished.
+      const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(config.pubsub.maxExtensionMs)]);
+      const outcome = await engine.waitForOutcome(processId, signal);
+      if (outcome === undefined) {
+        this.nack(message, this.shutdown.signal.aborted ? 'shutdown' : 'timeout');
+        return;
+      }
+    }
+    await this.ack(message, processId);
+  }
+
+  private async ack(message: IncomingMessage, processId: string): Promise<void> {
+    try {
+      await message.ack();
+      this.deps.metrics.messagesAcked.inc();
+    } catch (error) {
+      // Exactly-once delivery: the ack was not confirmed; the redelivery is de-duplicated by the store.
+      this.deps.log.warn({ messageId: message.id, processId, error: describeError(error) }, 'acknowledgement not confirmed');
+    }
+  }
+
+  private nack(message: IncomingMessage, reason: string): void {
+    message.nack();
+    this.deps.metrics.messagesNacked.inc({ reason });
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * In-memory process state for one replica: the demo, tests, and single-replica trials. Nothing survives a crash,
+ * so with this store a Pub/Sub message is acknowledged only when its process has finished (DESIGN.md §5) and a
+ * redelivery resumes from the Chrome process resource. `run` prints a warning when it is used.
+ *
+ * Records are frozen and replaced on every write, so a caller can never mutate stored state by accident.
+ */
+import type { PendingRef } from '../ca/types.ts';
+import {
+  LeaseLostError,
+  PROCESS_RECORD_SCHEMA_VERSION,
+  type NewProcess,
+  type ProcessPatch,
+  type ProcessRecord,
+  type ProcessStore,
+  type RateWindow,
+  type Step,
+  type UpdateOptions,
+} from './types.ts';
+
+export interface MemoryStoreOptions {
+  /** Wall clock (epoch ms); injectable for tests. */
+  now?: () => number;
+  /** How long finished records are kept (duplicate deliveries after the end are recognised). Default 1h. */
+  finishedRetentionMs?: number;
+}
+
+interface NamedLease {
+  owner: string;
+  expiresAt: number;
+}
+
+export class MemoryProcessStore implements ProcessStore {
+  readonly kind = 'memory' as const;
+  readonly durable = false;
+
+  private readonly records = new Map<string, ProcessRecord>();
+  /** Ids of records not done: the scheduler scans only these. */
+  private readonly active = new Set<string>();
+  private readonly lookup = new Map<string, string>();
+  private readonly namedLeases = new Map<string, NamedLease>();
+  private readonly buckets = new Map<string, number[]>();
+  private readonly now: () => number;
+  private readonly finishedRetentionMs: number;
+  private lastExpiry = 0;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.now = options.now ?? Date.now;
+    this.finishedRetentionMs = options.finishedRetentionMs ?? 3_600_000;
+  }
+
+  create(init: NewProcess): Promise<{ created: boolean; record: ProcessRecord }> {
+    this.expireFinished();
+    const existing = this.records.get(init.processId);
+    if (existing !== undefined) return Promise.resolve({ created: false, record: existing });
+    const now = this.now();
+    const record: ProcessRecord = Object.freeze({
+      schemaVersion: PROCESS_RECORD_SCHEMA_VERSION,
+      processId: init.processId,
+      customer: init.customer,
+      correlationId: init.correlationId,
+      step: 'start',
+      issueAttempts: 0,
+      issueResults: 0,
+      attempts: 0,
+      dueAt: init.dueAt,
+      version: 1,
+      createdAt: now,
+      updatedAt: now,
+    });
+    this.records.set(init.processId, record);
+    this.active.add(init.processId);
+    return Promise.resolve({ created: true, record });
+  }
+
+  get(processId: string): Promise<ProcessRecord | undefined> {
+    return Promise.resolve(this.records.get(processId));
+  }
+
+  tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {
+    const record = this.records.get(processId);
+    const now = this.now();
+    if (record === undefined || record.step === 'done') return Promise.resolve(undefined);
+    if (record.lease !== undefined && record.lease.owner !== owner && record.lease.expiresAt > now) {
+      return Promise.resolve(undefined);
+    }
+    return Promise.resolve(this.write(record, {}, { owner, expiresAt: now + ttlMs }));
+  }
+
+  update(processId: string, owner: string, patch: ProcessPatch, options: UpdateOptions = {}): Promise<ProcessRecord> {
+    const record = this.records.get(processId);
+    const now = this.now();
+    if (record?.lease === undefined || record.lease.owner !== owner || record.lease.expiresAt <= now) {
+      return Promise.reject(new LeaseLostError(processId, owner));
+    }
+    const lease = options.release
+      ? undefined
+      : options.renewLeaseMs === undefined
+        ? record.lease
+        : { owner, expiresAt: now + options.renewLeaseMs };
+    return Promise.resolve(this.write(record, patch, lease));
+  }
+
+  renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean> {
+    const record = this.records.get(processId);
+    const now = this.now();
+    if (record?.lease === undefined || record.lease.owner !== owner || record.lease.expiresAt <= now) {
+      return Promise.resolve(false);
+    }
+    this.write(record, {}, { owner, expiresAt: now + ttlMs });
+    return Promise.resolve(true);
+  }
+
+  findDue(now: number, limit: number): Promise<ProcessRecord[]> {
+    const due: ProcessRecord[] = [];
+    for (const id of this.active) {
+      const record = this.records.get(id);
+      if (record === undefined || record.dueAt > now) continue;
+      if (record.lease !== undefined && record.lease.expiresAt > now) continue;
+      due.push(record);
+    }
+    due.sort((a, b) => a.dueAt - b.dueAt);
+    return Promise.resolve(due.slice(0, limit));
+  }
+
+  nextDueAt(): Promise<number | undefined> {
+    let next: number | undefined;
+    for (const id of this.active) {
+      const record = this.records.get(id);
+      if (record === undefined) continue;
+      // A leased record becomes available again when its lease expires.
+      const at = Math.max(record.dueAt, record.lease?.expiresAt ?? 0);
+      if (next === undefined || at < next) next = at;
+    }
+    return Promise.resolve(next);
+  }
+
+  countActive(): Promise<Partial<Record<Step, number>>> {
+    const counts: Partial<Record<Step, number>> = {};
+    for (const id of this.active) {
+      const step = this.records.get(id)?.step;
+      if (step !== undefined) counts[step] = (counts[step] ?? 0) + 1;
+    }
+    return Promise.resolve(counts);
+  }
+
+  tryNamedLease(name: string, owner: string, ttlMs: number): Promise<boolean> {
+    const now = this.now();
+    const current = this.namedLeases.get(name);
+    if (current !== undefined && current.owner !== owner && current.expiresAt > now) return Promise.resolve(false);
+    this.namedLeases.set(name, { owner, expiresAt: now + ttlMs });
+    return Promise.resolve(true);
+  }
+
+  releaseNamedLease(name: string, owner: string): Promise<void> {
+    if (this.namedLeases.get(name)?.owner === owner) this.namedLeases.delete(name);
+    return Promise.resolve();
+  }
+
+  takeToken(bucket: string, windows: readonly RateWindow[]): Promise<number> {
+    const now = this.now();
+    const longest = Math.max(...windows.map((w) => w.windowMs));
+    const times = (this.buckets.get(bucket) ?? []).filter((t) => t > now - longest);
+    let wait = 0;
+    for (const window of windows) {
+      const inWindow = times.filter((t) => t > now - window.windowMs);
+      if (inWindow.length >= window.limit) {
+        // The oldest grant inside the window must age out before another fits.
+        const oldest = inWindow[inWindow.length - window.limit] as number;
+        wait = Math.max(wait, oldest + window.windowMs - now + 1);
+      }
+    }
+    if (wait === 0) times.push(now);
+    this.buckets.set(bucket, times);
+    return Promise.resolve(wait);
+  }
+
+  wakeByLookupKey(lookupKey: string, hint?: PendingRef): Promise<boolean> {
+    const id = this.lookup.get(lookupKey);
+    const record = id === undefined ? undefined : this.records.get(id);
+    if (record === undefined || record.step === 'done') return Promise.resolve(false);
+    const now = this.now();
+    this.write(
+      record,
+      { dueAt: Math.min(record.dueAt, now), pendingRef: hint === undefined ? record.pendingRef : { ...record.pendingRef, ...hint } },
+      record.lease,
+    );
+    return Promise.resolve(true);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private write(record: ProcessRecord, patch: ProcessPatch, lease: ProcessRecord['lease']): ProcessRecord {
+    const now = this.now();
+    const draft: { -readonly [K in keyof ProcessRecord]: ProcessRecord[K] } = {
+      ...record,
+      ...patch,
+      lease,
+      version: record.version + 1,
+      updatedAt: now,
+    };
+    if (draft.lease === undefined) delete draft.lease;
+    if (patch.step === 'done') draft.expireAt = now + this.finishedRetentionMs;
+    const next: ProcessRecord = Object.freeze(draft);
+    this.records.set(record.processId, next);
+    if (record.lookupKey !== undefined && record.lookupKey !== next.lookupKey) this.lookup.delete(record.lookupKey);
+    if (next.lookupKey !== undefined && next.step !== 'done') this.lookup.set(next.lookupKey, next.processId);
+    if (next.step === 'done') {
+      this.active.delete(next.processId);
+      if (next.lookupKey !== undefined) this.lookup.delete(next.lookupKey);
+    }
+    return next;
+  }
+
+  private expireFinished(): void {
+    const now = this.now();
+    // A full scan, so at most once a minute.
+    if (now - this.lastExpiry < 60_000) return;
+    this.lastExpiry = now;
+    for (const [id, record] of this.records) {
+      if (record.expireAt !== undefined && record.expireAt <= now) this.records.delete(id);
+    }
+  }
+}
