@@ -47,8 +47,8 @@ export interface PubSubMessageSourceOptions {
   closeTimeoutMs: number;
   log: Logger;
   /**
-   * Counts `messagesReceived`, confirmed `messagesAcked`, and `messagesNacked{reason="shutdown"}` for messages this
-   * source hands back when it closes. Nacks with other reasons, and faults, are counted by the intake.
+   * Counts `messagesNacked{reason="shutdown"}` for messages this source hands back itself when it closes; they never
+   * reached the intake. Everything else (received, acked, other nacks, malformed) is counted once, by the intake.
    */
   metrics?: Metrics;
   /**
@@ -225,7 +225,6 @@ export class PubSubMessageSource implements MessageSource {
       return;
     }
     this.#reopenDelayMs = this.#options.reopenInitialDelayMs ?? DEFAULTS.reopenInitialDelayMs;
-    this.#options.metrics?.messagesReceived.inc();
     const held: Held = { message, state: 'held' };
     this.#held.add(held);
     const incoming: IncomingMessage = {
@@ -281,7 +280,6 @@ export class PubSubMessageSource implements MessageSource {
         `Pub/Sub answered ${response} to the ack of message ${message.id}; it will be redelivered`,
       );
     }
-    this.#options.metrics?.messagesAcked.inc();
   }
 
   #nack(held: Held): void {
