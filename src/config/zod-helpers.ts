@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 
 /** A duration string with units (`30s`, `15m`, `365d`) parsed to milliseconds. */
-export const durationMs = z.string().transform((text, ctx) => {
-  const ms = parseDuration(text);
+export const durationMs = z.union([z.string(), z.number()]).transform((text, ctx) => {
+  const ms = typeof text === 'string' ? parseDuration(text) : undefined;
   if (ms === undefined) {
     ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration; write it with a unit, e.g. 30s, 15m, 2h, 365d` });
     return z.NEVER;
