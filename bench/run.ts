@@ -1,0 +1,43 @@
+/**
+ * `npm run bench [-- [--faults] [--quick] [scenario …]]` — runs the scenarios in bench/scenarios/ and prints
+ * their figures; also writes them to bench/results/latest.json.
+ */
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { BenchFigure, BenchScenario } from './scenario.ts';
+
+x509.cryptoProvider.set(globalThis.crypto);
+
+const { values, positionals } = parseArgs({
+  options: { faults: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false } },
+  allowPositionals: true,
+});
+const dir = path.join(import.meta.dirname, 'scenarios');
+const scenarios: BenchScenario[] = [];
+for (const file of (await readdir(dir)).filter((f) => f.endsWith('.ts')).sort()) {
+  const module = (await import(path.join(dir, file))) as { default: BenchScenario };
+  scenarios.push(module.default);
+}
+const selected = scenarios.filter(
+  (s) => (positionals.length === 0 ? !s.faultsOnly || values.faults : positionals.includes(s.name)),
+);
+if (selected.length === 0) {
+  console.error(`no scenario selected; available: ${scenarios.map((s) => s.name).join(', ')}`);
+  process.exit(2);
+}
+const results: Record<string, readonly BenchFigure[]> = {};
+for (const scenario of selected) {
+  console.log(`\n## ${scenario.name} — ${scenario.description}`);
+  const figures = await scenario.run({ faults: values.faults, quick: values.quick });
+  results[scenario.name] = figures;
+  const width = Math.max(...figures.map((f) => f.name.length));
+  for (const f of figures) {
+    const value = Number.isInteger(f.value) ? String(f.value) : f.value.toPrecision(4);
+    console.log(`  ${f.name.padEnd(width)}  ${value} ${f.unit}${f.target === undefined ? '' : `   (target ${f.target})`}`);
+  }
+}
+await mkdir(path.join(import.meta.dirname, 'results'), { recursive: true });
+await writeFile(path.join(import.meta.dirname, 'results', 'latest.json'), JSON.stringify(results, null, 2) + '\n');

@@ -1,0 +1,27 @@
+/**
+ * A benchmark scenario. Each file in bench/scenarios/ default-exports one; `npm run bench` runs them all
+ * (or those named on the command line). Figures are reported as per-operation costs or ratios measured in one run:
+ * the machine is noisy, absolute wall times are not comparable across runs.
+ */
+export interface BenchOptions {
+  /** `npm run bench -- --faults`: run the fault-injection scenarios too. */
+  readonly faults: boolean;
+  /** `--quick`: smaller sizes (used by the test that keeps the benchmark runnable). */
+  readonly quick: boolean;
+}
+
+export interface BenchFigure {
+  readonly name: string;
+  readonly value: number;
+  readonly unit: string;
+  /** The target this figure is held to, in words (e.g. "= 1.0", "independent of pending orders"). */
+  readonly target?: string;
+}
+
+export interface BenchScenario {
+  readonly name: string;
+  readonly description: string;
+  /** Only with --faults. */
+  readonly faultsOnly?: boolean;
+  run(options: BenchOptions): Promise<readonly BenchFigure[]>;
+}
