@@ -2,14 +2,10 @@
  * `npm run bench [-- [--faults] [--quick] [scenario …]]` — runs the scenarios in bench/scenarios/ and prints
  * their figures; also writes them to bench/results/latest.json.
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BenchFigure, BenchScenario } from './scenario.ts';
-
-x509.cryptoProvider.set(globalThis.crypto);
 
 const { values, positionals } = parseArgs({
   options: { faults: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false } },

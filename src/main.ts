@@ -3,8 +3,6 @@
  * `certprov` — the command line. The container runs `certprov run`; `npm start` runs `certprov demo`.
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration.
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
 import { ConfigError } from './errors.ts';
 import { UsageError, type Command } from './cli/command.ts';
 import { runCommand } from './cli/run.ts';
@@ -13,8 +11,6 @@ import { checkConfigCommand } from './cli/check-config.ts';
 import { localCaCommand } from './cli/local-ca.ts';
 import { setupPubSubCommand } from './cli/setup-pubsub.ts';
 import { VERSION } from './version.ts';
-
-x509.cryptoProvider.set(globalThis.crypto);
 
 const COMMANDS: readonly Command[] = [runCommand, demoCommand, checkConfigCommand, localCaCommand, setupPubSubCommand];
 
