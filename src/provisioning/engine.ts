@@ -26,7 +26,14 @@ import {
 import { LeaseLostError, type Outcome, type ProcessPatch, type ProcessRecord, type Step } from '../store/types.ts';
 import { backoffDelay } from './backoff.ts';
 import { newCorrelationId } from './correlation-id.ts';
-import { failurePatch, LeaseGuard, type EngineDependencies, type ProcessRun, type StepHandler, type StepResult } from './step.ts';
+import {
+  failurePatch,
+  LeaseGuard,
+  type EngineDependencies,
+  type ProcessRun,
+  type StepHandler,
+  type StepResult,
+} from './step.ts';
 import { awaitSignatureStep } from './steps/await-signature.ts';
 import { awaitCaStep, issueStep } from './steps/issue.ts';
 import { reportFailureStep } from './steps/report-failure.ts';
@@ -51,6 +58,8 @@ const CA_COMPONENT: Readonly<Record<string, FaultComponent>> = {
 };
 /** At most this many next-steps in one lease hold; a guard against a step bug looping forever. */
 const MAX_STEPS_PER_RUN = 16;
+/** Least time between two scans of the store for due records (see schedule()). */
+const MIN_SCAN_SPACING_MS = 50;
 
 /** Resolves with the promise's value, or `fallback` after `ms`; the timer never outlives the race. */
 async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
@@ -97,7 +106,10 @@ export class ProvisioningEngine {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     // Stop unsafe calls well before the lease could expire: 20% of the lease, at least 5 s (but never more than half).
-    this.leaseMarginMs = Math.min(deps.config.scheduler.leaseMs / 2, Math.max(5_000, deps.config.scheduler.leaseMs * 0.2));
+    this.leaseMarginMs = Math.min(
+      deps.config.scheduler.leaseMs / 2,
+      Math.max(5_000, deps.config.scheduler.leaseMs * 0.2),
+    );
   }
 
   /** Processes whose steps run on this replica right now. */
@@ -191,9 +203,12 @@ export class ProvisioningEngine {
           this.deps.log.error({ processId, error: describeError(error) }, 'unexpected error while running a process');
         })
         .finally(() => {
+          // Only a replica that was at capacity needs a scan now; otherwise the scheduler's own timing (nextDueAt)
+          // already covers what this process left behind, and a scan per finished step would load a shared store.
+          const wasFull = this.running.size >= this.deps.config.scheduler.maxConcurrent;
           this.running.delete(processId);
           this.deps.metrics.processesInFlight.set(this.running.size);
-          this.wake?.();
+          if (wasFull) this.wake?.();
         }),
     };
     this.running.set(processId, entry);
@@ -202,25 +217,38 @@ export class ProvisioningEngine {
 
   private async schedule(): Promise<void> {
     const { store, config, log, health } = this.deps;
+    // With a shared store every scan is two queries per replica: space scans at least this far apart, however often
+    // work arrives, finishes or comes due (records this replica is still leasing read as due until the lease lands).
+    const minSpacingMs = Math.min(config.scheduler.pollIntervalMs, MIN_SCAN_SPACING_MS);
     while (this.state === 'running') {
+      const scanStarted = performance.now();
       let nextIn = config.scheduler.pollIntervalMs;
       try {
         const capacity = config.scheduler.maxConcurrent - this.running.size;
+        // At capacity nothing is asked: a finishing process wakes the loop (launch).
         if (capacity > 0) {
           const due = await store.findDue(this.now(), capacity);
+          let launched = 0;
           for (const record of due) {
             if (this.running.size >= config.scheduler.maxConcurrent) break;
+            if (this.running.has(record.processId)) continue;
             this.launch(record.processId);
+            launched += 1;
+          }
+          if (launched > 0 && due.length >= capacity) {
+            nextIn = 0; // a full page: more may be due right now
+          } else {
+            const next = await store.nextDueAt?.();
+            if (next !== undefined) nextIn = Math.min(nextIn, Math.max(0, next - this.now()));
           }
         }
-        const next = await store.nextDueAt?.();
-        if (next !== undefined) nextIn = Math.min(nextIn, Math.max(5, next - this.now()));
         await this.updateGauges();
         health.clearFault('store');
       } catch (error) {
         health.reportFault('store', describeError(error));
         log.error({ error: describeError(error) }, 'cannot read due processes from the store');
       }
+      nextIn = Math.max(nextIn, minSpacingMs - (performance.now() - scanStarted));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, nextIn);
         this.wake = () => {
@@ -247,7 +275,15 @@ export class ProvisioningEngine {
   private async runProcess(processId: string, abort: AbortController): Promise<void> {
     const { store, config, replicaId } = this.deps;
     const requestedAt = performance.now();
-    let record = await store.tryLease(processId, replicaId, config.scheduler.leaseMs);
+    let record: ProcessRecord | undefined;
+    try {
+      record = await store.tryLease(processId, replicaId, config.scheduler.leaseMs);
+    } catch (error) {
+      // The store is unreachable or refused: the record stays where it is and the scheduler retries it.
+      this.deps.health.reportFault('store', describeError(error));
+      this.deps.log.warn({ processId, error: describeError(error) }, 'cannot take the lease on a process; will retry');
+      return;
+    }
     if (record === undefined) return;
     const guard = new LeaseGuard(config.scheduler.leaseMs, this.leaseMarginMs, requestedAt);
     const renewal = setInterval(() => {
@@ -273,7 +309,11 @@ export class ProvisioningEngine {
   }
 
   /** Runs the record's step and persists its result; returns the record when the next step should run right away. */
-  private async runStep(record: ProcessRecord, guard: LeaseGuard, abort: AbortController): Promise<ProcessRecord | undefined> {
+  private async runStep(
+    record: ProcessRecord,
+    guard: LeaseGuard,
+    abort: AbortController,
+  ): Promise<ProcessRecord | undefined> {
     const { store, metrics, replicaId, config } = this.deps;
     const step = record.step;
     if (step === 'done') return undefined;
@@ -342,24 +382,41 @@ export class ProvisioningEngine {
         return [{ kind: 'done', outcome: 'failed', reason: record.failure?.reason ?? error.reason }, 'terminal'];
       }
       log.error({ reason: error.reason, error: describeError(error) }, 'process cannot succeed; reporting the failure');
-      return [{ kind: 'next', step: 'report_failure', patch: failurePatch(error.reason, error.userMessage, record.correlationId) }, 'terminal'];
+      return [
+        {
+          kind: 'next',
+          step: 'report_failure',
+          patch: failurePatch(error.reason, error.userMessage, record.correlationId),
+        },
+        'terminal',
+      ];
     }
     if (error instanceof DeploymentFaultError) {
       health.reportFault(error.component, error.message);
       metrics.retries.inc({ where: 'step', error_class: 'deployment' });
       const attempts = record.attempts + 1;
-      const delayMs = backoffDelay({ initialMs: config.scheduler.retryInitialMs, maxMs: config.scheduler.retryMaxMs }, Math.min(attempts, 12), error.retryAfterMs);
+      const delayMs = backoffDelay(
+        { initialMs: config.scheduler.retryInitialMs, maxMs: config.scheduler.retryMaxMs },
+        Math.min(attempts, 12),
+        error.retryAfterMs,
+      );
       log.error(
         { component: error.component, hint: error.hint, error: describeError(error), retryInMs: delayMs },
         'deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)',
       );
       // Deployment faults never exhaust a process: the operator's fix should not cost users their certificates.
-      return [{ kind: 'wait', step, delayMs, patch: { attempts, lastError: describeError(error) } }, 'deployment_fault'];
+      return [
+        { kind: 'wait', step, delayMs, patch: { attempts, lastError: describeError(error) } },
+        'deployment_fault',
+      ];
     }
     const attempts = record.attempts + 1;
     const retryAfterMs = error instanceof RetryableError ? error.retryAfterMs : undefined;
     if (!(error instanceof CertprovError)) {
-      log.error({ error: describeError(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in step');
+      log.error(
+        { error: describeError(error), stack: error instanceof Error ? error.stack : undefined },
+        'unexpected error in step',
+      );
     }
     if (attempts >= config.scheduler.maxAttempts) {
       log.error({ attempts, error: describeError(error) }, 'retries exhausted');
@@ -367,18 +424,31 @@ export class ProvisioningEngine {
         {
           kind: 'next',
           step: 'report_failure',
-          patch: failurePatch('retries_exhausted', 'The certificate service could not complete the request. Try again later.', record.correlationId),
+          patch: failurePatch(
+            'retries_exhausted',
+            'The certificate service could not complete the request. Try again later.',
+            record.correlationId,
+          ),
         },
         'terminal',
       ];
     }
     metrics.retries.inc({ where: 'step', error_class: 'retry' });
-    const delayMs = backoffDelay({ initialMs: config.scheduler.retryInitialMs, maxMs: config.scheduler.retryMaxMs }, attempts, retryAfterMs);
+    const delayMs = backoffDelay(
+      { initialMs: config.scheduler.retryInitialMs, maxMs: config.scheduler.retryMaxMs },
+      attempts,
+      retryAfterMs,
+    );
     log.warn({ attempts, retryInMs: delayMs, error: describeError(error) }, 'step failed; will retry');
     return [{ kind: 'wait', step, delayMs, patch: { attempts, lastError: describeError(error) } }, 'retry'];
   }
 
-  private async apply(record: ProcessRecord, from: Step, result: StepResult, log: StepContext['log']): Promise<ProcessRecord | undefined> {
+  private async apply(
+    record: ProcessRecord,
+    from: Step,
+    result: StepResult,
+    log: StepContext['log'],
+  ): Promise<ProcessRecord | undefined> {
     const { store, replicaId, config, health } = this.deps;
     const now = this.now();
     let patch: ProcessPatch;
@@ -393,7 +463,13 @@ export class ProvisioningEngine {
         options = { release: true };
         break;
       case 'done':
-        patch = { ...result.patch, step: 'done', outcome: result.outcome, dueAt: now, ...(result.reason === undefined ? {} : { reason: result.reason }) };
+        patch = {
+          ...result.patch,
+          step: 'done',
+          outcome: result.outcome,
+          dueAt: now,
+          ...(result.reason === undefined ? {} : { reason: result.reason }),
+        };
         options = { release: true };
         break;
     }
@@ -405,7 +481,10 @@ export class ProvisioningEngine {
         log.warn('lease lost before the step result was recorded; another replica will redo the step');
       } else {
         health.reportFault('store', describeError(error));
-        log.error({ error: describeError(error) }, 'cannot record the step result; the lease will expire and the step be retried');
+        log.error(
+          { error: describeError(error) },
+          'cannot record the step result; the lease will expire and the step be retried',
+        );
       }
       return undefined;
     }
@@ -414,7 +493,10 @@ export class ProvisioningEngine {
       return undefined;
     }
     if (stored.step !== from || result.kind === 'next') {
-      log.info({ next: stored.step, ...(result.kind === 'wait' ? { dueInMs: result.delayMs } : {}) }, `process → ${stored.step}`);
+      log.info(
+        { next: stored.step, ...(result.kind === 'wait' ? { dueInMs: result.delayMs } : {}) },
+        `process → ${stored.step}`,
+      );
     }
     return result.kind === 'next' ? stored : undefined;
   }
@@ -435,7 +517,10 @@ export class ProvisioningEngine {
         break;
     }
     metrics.processDuration.observe({ outcome: record.outcome ?? 'unknown' }, seconds);
-    log.info({ outcome: record.outcome, reason: record.reason, durationMs: Math.round(seconds * 1000) }, `process done: ${record.outcome}`);
+    log.info(
+      { outcome: record.outcome, reason: record.reason, durationMs: Math.round(seconds * 1000) },
+      `process done: ${record.outcome}`,
+    );
     const set = this.waiters.get(record.processId);
     if (set !== undefined && record.outcome !== undefined) {
       this.waiters.delete(record.processId);
@@ -443,4 +528,3 @@ export class ProvisioningEngine {
     }
   }
 }
-

@@ -182,7 +182,10 @@ export class MemoryProcessStore implements ProcessStore {
     const now = this.now();
     this.write(
       record,
-      { dueAt: Math.min(record.dueAt, now), pendingRef: hint === undefined ? record.pendingRef : { ...record.pendingRef, ...hint } },
+      {
+        dueAt: Math.min(record.dueAt, now),
+        pendingRef: hint === undefined ? record.pendingRef : { ...record.pendingRef, ...hint },
+      },
       record.lease,
     );
     return Promise.resolve(true);

@@ -95,7 +95,10 @@ export interface ProcessRecord {
 
 /** The fields a writer may change; identity, version and timestamps are the store's. */
 export type ProcessPatch = Partial<
-  Omit<ProcessRecord, 'schemaVersion' | 'processId' | 'customer' | 'correlationId' | 'version' | 'createdAt' | 'updatedAt' | 'lease'>
+  Omit<
+    ProcessRecord,
+    'schemaVersion' | 'processId' | 'customer' | 'correlationId' | 'version' | 'createdAt' | 'updatedAt' | 'lease'
+  >
 >;
 
 export interface NewProcess {

@@ -22,7 +22,9 @@ export async function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -95,13 +97,26 @@ export async function startPubSubEmulator(port?: number): Promise<RunningEmulato
   return startJava(bin, ['--host=127.0.0.1', `--port=${p}`], p, 'pubsub emulator');
 }
 
-export async function startFirestoreEmulator(port?: number, projectId = 'certprov-test'): Promise<RunningEmulator> {
+/** `extraArgs`: further emulator flags, e.g. `--seed_from_export=FILE` to start with the data of an export. */
+export async function startFirestoreEmulator(
+  port?: number,
+  projectId = 'certprov-test',
+  extraArgs: readonly string[] = [],
+): Promise<RunningEmulator> {
   const jar = path.join(gcloudSdkRoot(), 'platform/cloud-firestore-emulator/cloud-firestore-emulator.jar');
   if (!existsSync(jar)) throw missing('Firestore emulator', jar, 'google-cloud-cli-firestore-emulator');
   const p = port ?? (await freePort());
   return startJava(
     'java',
-    ['-cp', jar, 'com.google.cloud.datastore.emulator.firestore.CloudFirestore', '--host=127.0.0.1', `--port=${p}`, `--project_id=${projectId}`],
+    [
+      '-cp',
+      jar,
+      'com.google.cloud.datastore.emulator.firestore.CloudFirestore',
+      '--host=127.0.0.1',
+      `--port=${p}`,
+      `--project_id=${projectId}`,
+      ...extraArgs,
+    ],
     p,
     'firestore emulator',
   );

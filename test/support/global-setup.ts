@@ -1,32 +1,44 @@
 /**
  * Once per `vitest run`: the device key pool (RSA-2048 generation is slow, so it happens once) and Google's
- * Pub/Sub emulator. Test files receive them through `inject()`; each file makes its own topic and subscription.
+ * Pub/Sub and Firestore emulators. Test files receive them through `inject()`; each file makes its own topic and
+ * subscription, and its own Firestore collections (test/support/firestore.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { KeyPool } from '../../src/sandbox/key-pool.ts';
-import { startPubSubEmulator, type RunningEmulator } from './emulators.ts';
+import { startFirestoreEmulator, startPubSubEmulator, type RunningEmulator } from './emulators.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     keyPoolFile: string;
     pubsubEmulatorHost: string;
+    /** `127.0.0.1:PORT` of the run's Firestore emulator (project `certprov-test`). */
+    firestoreEmulatorHost: string;
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dir = await mkdtemp(path.join(tmpdir(), 'certprov-test-'));
   const keyPoolFile = path.join(dir, 'key-pool.json');
-  const [pool, pubsub] = await Promise.all([
-    KeyPool.generate({ 'rsa-2048': 6, 'ec-p256': 6, 'rsa-1024': 1 }),
-    startPubSubEmulator(),
-  ]);
-  await pool.save(keyPoolFile);
+  const keys = KeyPool.generate({ 'rsa-2048': 6, 'ec-p256': 6, 'rsa-1024': 1 });
+  keys.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
+  const started = await Promise.allSettled([startPubSubEmulator(), startFirestoreEmulator()]);
+  const emulators: RunningEmulator[] = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  try {
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    await (await keys).save(keyPoolFile);
+  } catch (error) {
+    // Never leave an emulator running because the rest of the setup failed.
+    await Promise.all(emulators.map((e) => e.stop()));
+    throw error;
+  }
+  const [pubsub, firestore] = emulators as [RunningEmulator, RunningEmulator];
   project.provide('keyPoolFile', keyPoolFile);
   project.provide('pubsubEmulatorHost', pubsub.host);
-  const emulators: RunningEmulator[] = [pubsub];
+  project.provide('firestoreEmulatorHost', firestore.host);
   return async () => {
     await Promise.all(emulators.map((e) => e.stop()));
     await rm(dir, { recursive: true, force: true });

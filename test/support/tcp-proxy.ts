@@ -36,11 +36,14 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
     if (frozen) {
+      // Connected while frozen: forward nothing until thaw() pipes it (piping here as well would make thaw() pipe
+      // it a second time and duplicate every byte).
       client.pause();
       upstream.pause();
+    } else {
+      client.pipe(upstream);
+      upstream.pipe(client);
     }
   });
   await new Promise<void>((resolve, reject) => {

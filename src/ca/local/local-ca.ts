@@ -1,16 +1,21 @@
 /**
  * The file-backed CA (`type: local`): a key and a CA certificate in a directory (made by `certprov local-ca init`),
  * signing synchronously with the shared certificate builder. Signing is repeatable, so no order guard is needed
- * (DESIGN.md §5), but every issued certificate is recorded: one info log line and one line in `issued.jsonl`.
+ * (DESIGN.md §5), but every issued certificate is recorded: one info log line, one line in `issued.jsonl`, and the
+ * certificate itself in `issued/<serial>.pem` (like `openssl ca`'s newcerts). When the workflow says an earlier
+ * `issue` for the process was started without its result being recorded (`priorAttempts` > 0: the replica died
+ * between signing and writing the result), the certificate journaled for the process is returned instead of a new
+ * one, so a crash does not leave two valid certificates for one device key.
  */
 import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { appendFile, readFile, stat } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DeploymentFaultError, TerminalError, describeError } from '../../errors.ts';
 import {
   CertificateSignatureError,
   IssuerExpiredError,
   buildLeafCertificate,
+  certificateMatchesSpki,
   parseCertificate,
   signerFromPrivateKey,
   type CertificateSigner,
@@ -22,6 +27,8 @@ import type { LocalCaConfig } from './config.ts';
 import { LOCAL_CA_FILES } from './init.ts';
 
 const DAY_MS = 86_400_000;
+/** Sub-directory holding every issued certificate as `<serial>.pem`. */
+const ISSUED_DIRECTORY = 'issued';
 
 /** One line of `issued.jsonl`. No personal data: the subject is not recorded, the process id is the audit key. */
 export interface IssuedJournalEntry {
@@ -164,6 +171,21 @@ export class LocalCa implements CertificateAuthority {
 
   async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {
     ctx.signal.throwIfAborted();
+    if (request.priorAttempts > 0) {
+      const earlier = await this.issuedBefore(request);
+      if (earlier !== undefined) {
+        ctx.log.info(
+          {
+            caConnection: this.name,
+            serial: earlier.serial,
+            processId: request.processId,
+            correlationId: request.correlationId,
+          },
+          'local CA: returning the certificate already issued for this process (an earlier attempt was interrupted)',
+        );
+        return { status: 'issued', certificatePem: earlier.pem, chainPem: [this.certificatePem] };
+      }
+    }
     const { profile } = request;
     let built;
     try {
@@ -200,6 +222,11 @@ export class LocalCa implements CertificateAuthority {
       notAfter: built.notAfter.toISOString(),
     };
     try {
+      // The certificate first, then the journal line: a line always has its certificate (issuedBefore relies on it).
+      await mkdir(path.join(this.directory, ISSUED_DIRECTORY), { recursive: true, mode: 0o700 });
+      await writeFile(path.join(this.directory, ISSUED_DIRECTORY, `${built.serialHex}.pem`), built.pem, {
+        mode: 0o600,
+      });
       // One appendFile per line (a single O_APPEND write): several adapter processes may share the directory.
       await appendFile(this.journalPath, JSON.stringify(entry) + '\n', { encoding: 'utf8', mode: 0o600 });
     } catch (error) {
@@ -211,7 +238,7 @@ export class LocalCa implements CertificateAuthority {
       );
     }
 
-    this.deps.metrics.certificatesIssued.inc({ ca_connection: this.name, backend: this.type });
+    // certprov_ca_certificates_issued_total is counted by the workflow for every backend (steps/issue.ts).
     ctx.log.info(
       {
         caConnection: this.name,
@@ -223,6 +250,43 @@ export class LocalCa implements CertificateAuthority {
       'local CA issued certificate',
     );
     return { status: 'issued', certificatePem: built.pem, chainPem: [this.certificatePem] };
+  }
+
+  /**
+   * The newest certificate journaled for the request's process that still fits it (the device key, not expired),
+   * or undefined. Reads the whole journal: only done when an earlier attempt was interrupted.
+   */
+  private async issuedBefore(request: IssueRequest): Promise<{ pem: string; serial: string } | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.journalPath, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw fault(
+        `local CA journal ${this.journalPath} cannot be read`,
+        error,
+        'check the permissions of the CA directory',
+      );
+    }
+    const entries: IssuedJournalEntry[] = [];
+    for (const line of text.split('\n')) {
+      if (!line.includes(request.processId)) continue;
+      try {
+        const entry = JSON.parse(line) as IssuedJournalEntry;
+        if (entry.processId === request.processId) entries.push(entry);
+      } catch {
+        // a torn last line (crash mid-write): that attempt did not complete
+      }
+    }
+    const now = this.now().getTime();
+    for (const entry of entries.reverse()) {
+      if (Date.parse(entry.notAfter) <= now || !/^[0-9a-fA-F]+$/.test(entry.serial)) continue;
+      const pem = await readFile(path.join(this.directory, ISSUED_DIRECTORY, `${entry.serial}.pem`), 'utf8').catch(
+        () => undefined,
+      );
+      if (pem !== undefined && certificateMatchesSpki(pem, request.spkiDer)) return { pem, serial: entry.serial };
+    }
+    return undefined;
   }
 
   /** Checks the CA is still usable (for `check-config --probe`); nothing is signed. */

@@ -11,8 +11,14 @@ import { verifyProofOfPossession } from '../../pki/proof-of-possession.ts';
 import { signaturePollDelay } from '../backoff.ts';
 import type { ProcessRun, StepResult } from '../step.ts';
 
-/** Reads the signed process: from the operation when we know it (it also reports a device refusal), else the resource. */
-async function signedProcess(run: ProcessRun): Promise<CertificateProvisioningProcess | 'waiting' | 'refused'> {
+/**
+ * Reads the signed process: from the operation when we know it (it also reports a device refusal), else the resource.
+ * `not-asked`: the resource carries no `signData` at all — the device was never asked (an unclear signData that did
+ * not reach the service).
+ */
+async function signedProcess(
+  run: ProcessRun,
+): Promise<CertificateProvisioningProcess | 'waiting' | 'refused' | 'not-asked'> {
   const { chrome } = run.deps;
   const name = run.record.signDataOperation;
   if (name !== undefined) {
@@ -28,7 +34,8 @@ async function signedProcess(run: ProcessRun): Promise<CertificateProvisioningPr
   const process = await chrome.get(run.ref, run.ctx);
   if (process.issuedCertificate !== undefined) return process;
   if (process.failureMessage !== undefined) return 'refused';
-  return process.signature !== undefined && process.signData !== undefined ? process : 'waiting';
+  if (process.signData === undefined) return 'not-asked';
+  return process.signature !== undefined ? process : 'waiting';
 }
 
 export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
@@ -40,7 +47,21 @@ export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
     // The process already carries the device's failure; setFailure would change nothing.
     return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
   }
-  if (result === 'waiting') {
+  if (result === 'not-asked' && record.signatureDeadline !== undefined && run.now() < record.signatureDeadline) {
+    // signData's result was unclear (a 5xx, a reset, a timeout) and the process shows no signData: the request did
+    // not take effect. Once it can no longer be in flight (twice the request timeout), asking again is safe and is
+    // what DESIGN.md §5 prescribes ("read the process back, then decide"); before that, keep waiting. The start step
+    // keeps the first signatureDeadline, so repeated refusals still end at chrome.signatureTimeout.
+    const waited = run.now() - (record.signatureDeadline - config.chrome.signatureTimeoutMs);
+    if (waited >= 2 * config.chrome.requestTimeoutMs) {
+      run.ctx.log.warn(
+        { waitedMs: waited },
+        'the unclear signData request never reached the process; asking the device again',
+      );
+      return { kind: 'next', step: 'start', patch: { attempts: 0 } };
+    }
+  }
+  if (result === 'waiting' || result === 'not-asked') {
     const deadline = record.signatureDeadline ?? run.now();
     if (run.now() >= deadline) {
       throw new TerminalError('the device did not sign within chrome.signatureTimeout', {
@@ -77,7 +98,10 @@ export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
     keyType: deviceKey.type,
   });
   const csr = assembleCertificationRequest(info, deviceKey.type, signatureDer);
-  const waitedMs = record.signatureDeadline === undefined ? undefined : run.now() - (record.signatureDeadline - config.chrome.signatureTimeoutMs);
+  const waitedMs =
+    record.signatureDeadline === undefined
+      ? undefined
+      : run.now() - (record.signatureDeadline - config.chrome.signatureTimeoutMs);
   if (waitedMs !== undefined && waitedMs >= 0) run.deps.metrics.signatureWait.observe(waitedMs / 1000);
   run.ctx.log.info('proof of possession verified; CSR assembled');
   return { kind: 'next', step: 'issue', patch: { csr: encodeBase64(csr), attempts: 0 } };

@@ -41,10 +41,13 @@ function resolveWork(run: ProcessRun, process: CertificateProvisioningProcess) {
     });
   }
   if (!profile.caConnections.includes(caName)) {
-    throw new TerminalError(`profile "${profileName}" is not enabled for CA connection "${caName}" (profiles.${profileName}.caConnections)`, {
-      reason: 'unknown_profile',
-      userMessage: `The certificate profile "${profileName}" cannot be used with CA connection "${caName}". Ask your administrator.`,
-    });
+    throw new TerminalError(
+      `profile "${profileName}" is not enabled for CA connection "${caName}" (profiles.${profileName}.caConnections)`,
+      {
+        reason: 'unknown_profile',
+        userMessage: `The certificate profile "${profileName}" cannot be used with CA connection "${caName}". Ask your administrator.`,
+      },
+    );
   }
   if (process.subjectPublicKeyInfo === undefined || process.subjectPublicKeyInfo === '') {
     throw new TerminalError('process carries no subjectPublicKeyInfo', {
@@ -84,17 +87,25 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
     patch: {
       ...base,
       ...(operation === undefined ? {} : { signDataOperation: operation }),
-      signatureDeadline: run.now() + config.chrome.signatureTimeoutMs,
+      // Kept when the device is asked again after a signData that never took effect (await-signature.ts).
+      signatureDeadline: run.record.signatureDeadline ?? run.now() + config.chrome.signatureTimeoutMs,
       attempts: 0,
     },
   });
 
   // Resume: the device was already asked. Its bytes, not a re-rendering, will go into the CSR.
   if (process.signData !== undefined) {
-    ctx.log.info({ resumed: true, hasSignature: process.signature !== undefined }, 'signData already requested; resuming');
+    ctx.log.info(
+      { resumed: true, hasSignature: process.signature !== undefined },
+      'signData already requested; resuming',
+    );
     return process.signature === undefined
       ? waitForSignature()
-      : { kind: 'next', step: 'await_signature', patch: { ...base, signatureDeadline: run.now() + config.chrome.signatureTimeoutMs } };
+      : {
+          kind: 'next',
+          step: 'await_signature',
+          patch: { ...base, signatureDeadline: run.now() + config.chrome.signatureTimeoutMs },
+        };
   }
 
   const info = buildCertificationRequestInfo({

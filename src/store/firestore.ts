@@ -1,0 +1,479 @@
+/**
+ * Process state in Google Cloud Firestore (native mode), for several replicas (DESIGN.md §5, README "Running several
+ * replicas"). One document per process in `collection`; named leases and shared rate budgets in
+ * `<collection>-coordination`. The layout is in firestore-document.ts.
+ *
+ * Consistency: every write that depends on what is stored is a compare-and-set — a `lastUpdateTime` precondition on
+ * the document as it was read (optimistic, one round trip, no transaction locks held across replicas). Creation is
+ * create-if-absent (`create()`, ALREADY_EXISTS → read the existing record). When a precondition fails, the document
+ * is read again and the decision made again on what is stored now. This store remembers the update time of the
+ * documents it just wrote or queried, so the usual lease → update → update → release sequence of one replica costs
+ * one round trip per write; a decision *not* to write (lease held elsewhere, lease lost) is always confirmed on a
+ * fresh read.
+ *
+ * Leases are judged on this replica's wall clock (`expiresAt` is epoch ms written by the holder); replica clocks
+ * on GKE agree to milliseconds (NTP), far inside the engine's lease margin. A late write — a call that timed out
+ * here but reached Firestore after all — cannot clobber newer state, because it carries the precondition of the
+ * state it was decided on.
+ *
+ * Failures: every call is bounded by `requestTimeoutMs` (the client's own retries can run for a minute); an
+ * unreachable or refusing Firestore surfaces as a DeploymentFaultError of component `store`, which the engine
+ * reports, never charges to a process, and retries (DESIGN.md §5).
+ */
+import {
+  Firestore,
+  type CollectionReference,
+  type DocumentSnapshot,
+  type Settings,
+  type Timestamp,
+} from '@google-cloud/firestore';
+import type { PendingRef } from '../ca/types.ts';
+import { RetryableError } from '../errors.ts';
+import {
+  ACTIVE_STEPS,
+  FIELDS,
+  IncompatibleRecordError,
+  KNOWN_STEPS,
+  changeDocument,
+  coordinationDocumentId,
+  documentIdFor,
+  newDocument,
+  parseDocument,
+  type RecordChange,
+} from './firestore-document.ts';
+import {
+  StoreTimeoutError,
+  isAlreadyExists,
+  isNotFound,
+  isPreconditionFailure,
+  storeFault,
+} from './firestore-errors.ts';
+import { BatchedRateBudget, type Reservation, type ReserveDecision } from './rate-reservations.ts';
+import {
+  LeaseLostError,
+  type NewProcess,
+  type ProcessPatch,
+  type ProcessRecord,
+  type ProcessStore,
+  type RateWindow,
+  type Step,
+  type UpdateOptions,
+} from './types.ts';
+
+const DEFAULTS = {
+  databaseId: '(default)',
+  collection: 'certprov-processes',
+  finishedRetentionMs: 7 * 24 * 3_600_000,
+  requestTimeoutMs: 10_000,
+  tokenHoldMs: 1_000,
+  /** Compare-and-set rounds before giving up on a contended document (each round re-reads it). */
+  casAttempts: 8,
+  /** Documents whose update time this store remembers; beyond that it starts over (only costs reads). */
+  cacheLimit: 10_000,
+} as const;
+
+export interface FirestoreStoreOptions {
+  /** Google Cloud project. Default: from the environment (GOOGLE_CLOUD_PROJECT, the metadata server). */
+  readonly projectId?: string;
+  /** Firestore database id. Default `(default)`. */
+  readonly databaseId?: string;
+  /** Collection of process records. Default `certprov-processes`; coordination documents go to `<collection>-coordination`. */
+  readonly collection?: string;
+  /** How long finished records are kept: `expireAt` = done + this (the TTL policy deletes them after). Default 7 d. */
+  readonly finishedRetentionMs?: number;
+  /** Bound on every Firestore call. Default 10 s. */
+  readonly requestTimeoutMs?: number;
+  /** How long a reserved batch of rate tokens may be used (rate-reservations.ts). Default 1 s. */
+  readonly tokenHoldMs?: number;
+  /** Wall clock, epoch ms. Default Date.now. */
+  readonly now?: () => number;
+  /**
+   * Extra client settings (tests). `FIRESTORE_EMULATOR_HOST` is honoured by the client itself; credentials come
+   * from Application Default Credentials (Workload Identity on GKE).
+   */
+  readonly settings?: Settings;
+}
+
+interface Snapshot {
+  readonly record: ProcessRecord | undefined;
+  /** Update time of the document as read; undefined when it does not exist. */
+  readonly updateTime: Timestamp | undefined;
+  /** Read from Firestore in this call (as opposed to remembered from an earlier write or query). */
+  readonly fresh: boolean;
+}
+
+/** What a compare-and-set decides from the stored record: write a change, or answer without writing. */
+type Decision<T> =
+  { readonly write: RecordChange; readonly result: (stored: ProcessRecord) => T } | { readonly answer: T };
+
+export class FirestoreProcessStore implements ProcessStore {
+  readonly kind = 'firestore' as const;
+  readonly durable = true;
+
+  private readonly db: Firestore;
+  private readonly processes: CollectionReference;
+  private readonly coordination: CollectionReference;
+  private readonly where: string;
+  private readonly now: () => number;
+  private readonly finishedRetentionMs: number;
+  private readonly requestTimeoutMs: number;
+  private readonly remembered = new Map<string, { updateTime: Timestamp; record: ProcessRecord }>();
+  private readonly budget: BatchedRateBudget;
+  private closed: Promise<void> | undefined;
+
+  constructor(options: FirestoreStoreOptions = {}) {
+    const databaseId = options.databaseId ?? DEFAULTS.databaseId;
+    const collection = options.collection ?? DEFAULTS.collection;
+    const emulator = process.env.FIRESTORE_EMULATOR_HOST !== undefined || options.settings?.host !== undefined;
+    this.db = new Firestore({
+      ...(options.projectId === undefined ? {} : { projectId: options.projectId }),
+      databaseId,
+      ignoreUndefinedProperties: true,
+      // Against the emulator, name the universe so google-gax does not probe for a GCE metadata server.
+      ...(emulator ? { universeDomain: 'googleapis.com' } : {}),
+      ...options.settings,
+    });
+    this.processes = this.db.collection(collection);
+    this.coordination = this.db.collection(`${collection}-coordination`);
+    this.where = `${options.projectId ?? '(project from environment)'}/${databaseId}/${collection}`;
+    this.now = options.now ?? Date.now;
+    this.finishedRetentionMs = options.finishedRetentionMs ?? DEFAULTS.finishedRetentionMs;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+    this.budget = new BatchedRateBudget(
+      { reserve: (bucket, decide) => this.reserveTokens(bucket, decide) },
+      options.tokenHoldMs ?? DEFAULTS.tokenHoldMs,
+      this.now,
+    );
+  }
+
+  // --- process records ----------------------------------------------------------------------------------------
+
+  async create(init: NewProcess): Promise<{ created: boolean; record: ProcessRecord }> {
+    const ref = this.processes.doc(documentIdFor(init.processId));
+    // Two rounds: the existing record may be deleted by the TTL policy between the failed create and the read.
+    for (let round = 0; round < 2; round += 1) {
+      const document = newDocument(init, this.now());
+      try {
+        await this.call('create the process record', () => ref.create(document));
+        return { created: true, record: parseDocument(document) as ProcessRecord };
+      } catch (error) {
+        if (!isAlreadyExists(error)) throw storeFault(error, 'create the process record', this.where);
+      }
+      const existing = await this.read(init.processId);
+      if (existing.record !== undefined) return { created: false, record: existing.record };
+    }
+    throw new RetryableError(`process record ${init.processId} exists and vanishes at the same time; try again`);
+  }
+
+  async get(processId: string): Promise<ProcessRecord | undefined> {
+    return (await this.read(processId)).record;
+  }
+
+  tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {
+    return this.compareAndSet<ProcessRecord | undefined>(processId, (record, now) => {
+      if (record === undefined || record.step === 'done' || !KNOWN_STEPS.has(record.step)) return { answer: undefined };
+      if (record.lease !== undefined && record.lease.owner !== owner && record.lease.expiresAt > now)
+        return { answer: undefined };
+      return { write: { lease: { owner, expiresAt: now + ttlMs } }, result: (stored) => stored };
+    });
+  }
+
+  update(processId: string, owner: string, patch: ProcessPatch, options: UpdateOptions = {}): Promise<ProcessRecord> {
+    return this.compareAndSet<ProcessRecord>(processId, (record, now) => {
+      const lease = record?.lease;
+      if (lease === undefined || lease.owner !== owner || lease.expiresAt <= now)
+        throw new LeaseLostError(processId, owner);
+      const next = options.release
+        ? undefined
+        : options.renewLeaseMs === undefined
+          ? lease
+          : { owner, expiresAt: now + options.renewLeaseMs };
+      return { write: { patch, lease: next, expireAt: now + this.finishedRetentionMs }, result: (stored) => stored };
+    });
+  }
+
+  renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean> {
+    return this.compareAndSet<boolean>(processId, (record, now) => {
+      const lease = record?.lease;
+      if (lease === undefined || lease.owner !== owner || lease.expiresAt <= now) return { answer: false };
+      return { write: { lease: { owner, expiresAt: now + ttlMs } }, result: () => true };
+    });
+  }
+
+  async findDue(now: number, limit: number): Promise<ProcessRecord[]> {
+    if (limit <= 0) return [];
+    const query = this.processes
+      .where(FIELDS.active, '==', true)
+      .where(FIELDS.availableAt, '<=', now)
+      .orderBy(FIELDS.availableAt)
+      .limit(limit);
+    const snapshot = await this.guard('query due processes', () => query.get());
+    const due: ProcessRecord[] = [];
+    for (const document of snapshot.docs) {
+      const record = this.parseQuietly(document);
+      if (record === undefined || record.step === 'done' || !KNOWN_STEPS.has(record.step)) continue;
+      if (record.dueAt > now || (record.lease !== undefined && record.lease.expiresAt > now)) continue;
+      this.remember(record, document.updateTime);
+      due.push(record);
+    }
+    return due.sort((a, b) => a.dueAt - b.dueAt);
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    const query = this.processes.where(FIELDS.active, '==', true).orderBy(FIELDS.availableAt).limit(1);
+    const snapshot = await this.guard('query the next due process', () => query.get());
+    const value: unknown = snapshot.docs[0]?.get(FIELDS.availableAt);
+    return typeof value === 'number' ? value : undefined;
+  }
+
+  async countActive(): Promise<Partial<Record<Step, number>>> {
+    // One aggregation per step: billed as one read per 1,000 index entries, served by the automatic single-field
+    // index on `step`, so counting many waiting processes stays cheap.
+    const counts = await Promise.all(
+      ACTIVE_STEPS.map(async (step) => {
+        const result = await this.guard('count active processes', () =>
+          this.processes.where(FIELDS.step, '==', step).count().get(),
+        );
+        return [step, result.data().count] as const;
+      }),
+    );
+    return Object.fromEntries(counts.filter(([, n]) => n > 0));
+  }
+
+  async wakeByLookupKey(lookupKey: string, hint?: PendingRef): Promise<boolean> {
+    const query = this.processes.where(FIELDS.lookupKey, '==', lookupKey).where(FIELDS.active, '==', true).limit(1);
+    const snapshot = await this.guard('query a process by lookup key', () => query.get());
+    const document = snapshot.docs[0];
+    const processId = document === undefined ? undefined : this.parseQuietly(document)?.processId;
+    if (processId === undefined) return false;
+    return this.compareAndSet<boolean>(processId, (record, now) => {
+      if (record === undefined || record.step === 'done' || record.lookupKey !== lookupKey) return { answer: false };
+      const patch: ProcessPatch = {
+        dueAt: Math.min(record.dueAt, now),
+        ...(hint === undefined ? {} : { pendingRef: { ...record.pendingRef, ...hint } }),
+      };
+      // The lease stays as it is: a replica working on the process keeps it, and picks the new dueAt up on release.
+      return { write: { patch, lease: record.lease }, result: () => true };
+    });
+  }
+
+  // --- coordination ------------------------------------------------------------------------------------------
+
+  async tryNamedLease(name: string, owner: string, ttlMs: number): Promise<boolean> {
+    const ref = this.coordination.doc(coordinationDocumentId('lease', name));
+    for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
+      const snapshot = await this.guard('read a named lease', () => ref.get());
+      const now = this.now();
+      const lease = { kind: 'lease', name, owner, expiresAt: now + ttlMs };
+      try {
+        if (!snapshot.exists) {
+          await this.call('take a named lease', () => ref.create(lease));
+          return true;
+        }
+        const current = snapshot.data() ?? {};
+        const expiresAt = typeof current.expiresAt === 'number' ? current.expiresAt : 0;
+        if (current.owner !== owner && expiresAt > now) return false;
+        await this.call('take a named lease', () =>
+          ref.update(lease, { lastUpdateTime: snapshot.updateTime as Timestamp }),
+        );
+        return true;
+      } catch (error) {
+        if (!isAlreadyExists(error) && !isPreconditionFailure(error) && !isNotFound(error)) {
+          throw storeFault(error, 'take a named lease', this.where);
+        }
+      }
+    }
+    return false;
+  }
+
+  async releaseNamedLease(name: string, owner: string): Promise<void> {
+    const ref = this.coordination.doc(coordinationDocumentId('lease', name));
+    const snapshot = await this.guard('read a named lease', () => ref.get());
+    if (!snapshot.exists || snapshot.get('owner') !== owner) return;
+    try {
+      await this.call('release a named lease', () => ref.delete({ lastUpdateTime: snapshot.updateTime as Timestamp }));
+    } catch (error) {
+      // Someone else renewed or took it meanwhile: nothing of ours to release.
+      if (!isPreconditionFailure(error) && !isNotFound(error))
+        throw storeFault(error, 'release a named lease', this.where);
+    }
+  }
+
+  takeToken(bucket: string, windows: readonly RateWindow[]): Promise<number> {
+    if (windows.length === 0) return Promise.resolve(0);
+    return this.budget.take(bucket, windows);
+  }
+
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      this.remembered.clear();
+      await this.call('close the Firestore client', () => this.db.terminate()).catch(() => undefined);
+    })();
+    return this.closed;
+  }
+
+  // --- internals ---------------------------------------------------------------------------------------------
+
+  /** One batch reservation on the bucket's document: read, decide, write under a precondition; retried on conflict. */
+  private async reserveTokens(
+    bucket: string,
+    decide: (stored: readonly Reservation[], now: number) => ReserveDecision,
+  ): Promise<ReserveDecision> {
+    const ref = this.coordination.doc(coordinationDocumentId('budget', bucket));
+    for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
+      const snapshot = await this.guard('read a rate budget', () => ref.get());
+      const stored = snapshot.exists ? parseReservations(snapshot.get('reservations')) : [];
+      const decision = decide(stored, this.now());
+      if (decision.granted === 0 && snapshot.exists) return decision; // nothing to record
+      const data = { kind: 'budget', bucket, reservations: decision.entries.map((r) => ({ ...r })) };
+      try {
+        if (snapshot.exists) {
+          await this.call('reserve rate tokens', () =>
+            ref.update(data, { lastUpdateTime: snapshot.updateTime as Timestamp }),
+          );
+        } else {
+          await this.call('reserve rate tokens', () => ref.create(data));
+        }
+        return decision;
+      } catch (error) {
+        if (!isAlreadyExists(error) && !isPreconditionFailure(error) && !isNotFound(error)) {
+          throw storeFault(error, 'reserve rate tokens', this.where);
+        }
+        // Another replica reserved first: back off a little (the document takes about one write per second).
+        await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80 * (attempt + 1)));
+      }
+    }
+    // Heavily contended: report "try again shortly" rather than an error; nothing was taken.
+    return { granted: 0, waitMs: 250, entries: [] };
+  }
+
+  /**
+   * Reads the record (or takes the remembered state), lets `decide` choose, and writes under a `lastUpdateTime`
+   * precondition; on a conflict reads again and decides again. A decision made on remembered state not to write is
+   * confirmed on a fresh read first. `decide` may throw (LeaseLostError) — only on a fresh read.
+   */
+  private async compareAndSet<T>(
+    processId: string,
+    decide: (record: ProcessRecord | undefined, now: number) => Decision<T>,
+  ): Promise<T> {
+    const ref = this.processes.doc(documentIdFor(processId));
+    let snapshot: Snapshot | undefined = this.rememberedSnapshot(processId);
+    for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
+      snapshot ??= await this.read(processId);
+      const now = this.now();
+      let decision: Decision<T>;
+      try {
+        decision = decide(snapshot.record, now);
+      } catch (error) {
+        if (snapshot.fresh) throw error;
+        snapshot = undefined;
+        continue;
+      }
+      if ('answer' in decision) {
+        if (snapshot.fresh) return decision.answer;
+        snapshot = undefined;
+        continue;
+      }
+      const current = snapshot.record;
+      const updateTime = snapshot.updateTime;
+      if (current === undefined || updateTime === undefined)
+        throw new Error('compare-and-set decided to write a missing record');
+      const { update, record } = changeDocument(current, decision.write, now);
+      try {
+        const result = await this.call('write the process record', () =>
+          ref.update(update, { lastUpdateTime: updateTime }),
+        );
+        this.remember(record, result.writeTime);
+        return decision.result(record);
+      } catch (error) {
+        this.remembered.delete(processId);
+        if (!isPreconditionFailure(error) && !isNotFound(error))
+          throw storeFault(error, 'write the process record', this.where);
+        snapshot = undefined;
+      }
+    }
+    throw new RetryableError(
+      `process record ${processId} kept changing under ${DEFAULTS.casAttempts} compare-and-set attempts`,
+    );
+  }
+
+  private async read(processId: string): Promise<Snapshot> {
+    const document: DocumentSnapshot = await this.guard('read the process record', () =>
+      this.processes.doc(documentIdFor(processId)).get(),
+    );
+    const record = document.exists ? parseDocument(document.data()) : undefined;
+    if (record !== undefined && document.updateTime !== undefined) this.remember(record, document.updateTime);
+    else this.remembered.delete(processId);
+    return { record, updateTime: document.updateTime, fresh: true };
+  }
+
+  private rememberedSnapshot(processId: string): Snapshot | undefined {
+    const entry = this.remembered.get(processId);
+    return entry === undefined ? undefined : { record: entry.record, updateTime: entry.updateTime, fresh: false };
+  }
+
+  /** Remembers the state of a record this replica works on; finished or released records are forgotten. */
+  private remember(record: ProcessRecord, updateTime: Timestamp): void {
+    if (record.step === 'done') {
+      this.remembered.delete(record.processId);
+      return;
+    }
+    if (this.remembered.size >= DEFAULTS.cacheLimit) this.remembered.clear();
+    this.remembered.set(record.processId, { updateTime, record });
+  }
+
+  private parseQuietly(document: DocumentSnapshot): ProcessRecord | undefined {
+    try {
+      return parseDocument(document.data());
+    } catch (error) {
+      if (error instanceof IncompatibleRecordError) return undefined; // another major's record: not ours to run
+      throw error;
+    }
+  }
+
+  /** {@link call} with every failure mapped to a store fault. */
+  private async guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.call(what, fn);
+    } catch (error) {
+      throw storeFault(error, what, this.where);
+    }
+  }
+
+  /** Runs one Firestore call, bounded by the request timeout (the call itself may still complete later). */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new StoreTimeoutError(
+              `${what}: Firestore did not answer within ${this.requestTimeoutMs} ms (${this.where})`,
+              {
+                component: 'store',
+                hint: 'check Firestore status and the network path to it',
+              },
+            ),
+          ),
+        this.requestTimeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([fn(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function parseReservations(value: unknown): Reservation[] {
+  if (!Array.isArray(value)) return [];
+  const entries: Reservation[] = [];
+  for (const item of value as unknown[]) {
+    if (typeof item !== 'object' || item === null) continue;
+    const { from, until, count } = item as Record<string, unknown>;
+    if (typeof from === 'number' && typeof until === 'number' && typeof count === 'number')
+      entries.push({ from, until, count });
+  }
+  return entries;
+}

@@ -1,0 +1,399 @@
+/**
+ * The contract every ProcessStore passes (src/store/types.ts), run against the memory store and Firestore (the
+ * emulator) alike: create-if-absent, lease exclusivity and expiry, compare-and-set updates, the due-query, named
+ * leases, the shared rate budget, wake-ups by lookup key and the TTL field. BullMQ's adapter conformance suite is
+ * the model: one suite, one factory per implementation.
+ *
+ * Time is a test clock handed to the store (leases, dueAt and rate windows are judged on it), so expiry is a step of
+ * the clock, not a sleep. "Two instances" means two store objects over the same data — two Firestore clients on one
+ * collection; for the memory store (one replica by design) the same object twice.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { LeaseLostError, type NewProcess, type ProcessRecord, type ProcessStore } from '../../src/store/types.ts';
+import type { RenderedProfile } from '../../src/pki/types.ts';
+
+export interface StoreUnderTest {
+  readonly store: ProcessStore;
+  /** A second instance over the same data (another replica). */
+  readonly peer: ProcessStore;
+  close(): Promise<void>;
+}
+
+export interface StoreContractOptions {
+  /** Opens stores over a fresh, empty namespace, on `clock`, keeping finished records `retentionMs`. */
+  open(clock: () => number, retentionMs: number): Promise<StoreUnderTest>;
+}
+
+class TestClock {
+  t = Date.UTC(2030, 0, 1);
+  readonly now = (): number => this.t;
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+const RETENTION_MS = 3_600_000;
+const LEASE_MS = 10_000;
+
+const RENDERED: RenderedProfile = {
+  name: 'device_profile',
+  subject: [
+    [{ type: 'CN', oid: '2.5.4.3', value: 'SERIAL, with + specials' }],
+    [{ type: 'O', oid: '2.5.4.10', value: 'Example' }],
+  ],
+  subjectAltNames: [{ type: 'uri', value: 'urn:chromeos:device:abc' }],
+  validityMs: 86_400_000,
+  extendedKeyUsages: ['1.3.6.1.5.5.7.3.2'],
+};
+
+function newProcess(id: string, clock: TestClock, dueInMs = 0, correlationId = `corr-${id}`): NewProcess {
+  return { processId: id, customer: 'C0123', correlationId, dueAt: clock.now() + dueInMs };
+}
+
+export function describeStoreContract(name: string, options: StoreContractOptions): void {
+  describe(`ProcessStore contract: ${name}`, () => {
+    let opened: StoreUnderTest[] = [];
+    afterEach(async () => {
+      await Promise.all(opened.map((o) => o.close()));
+      opened = [];
+    });
+    async function open(clock: TestClock): Promise<StoreUnderTest> {
+      const o = await options.open(clock.now, RETENTION_MS);
+      opened.push(o);
+      return o;
+    }
+
+    it('creates a record once: 20 concurrent creates of one process → exactly one created, all see the same record', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          (i % 2 === 0 ? store : peer).create(newProcess('p-dup', clock, 0, `corr-${i}`)),
+        ),
+      );
+      expect(results.filter((r) => r.created)).toHaveLength(1);
+      const winner = results.find((r) => r.created)?.record.correlationId;
+      expect(new Set(results.map((r) => r.record.correlationId))).toEqual(new Set([winner]));
+      const stored = await peer.get('p-dup');
+      expect(stored).toMatchObject({
+        processId: 'p-dup',
+        customer: 'C0123',
+        correlationId: winner,
+        step: 'start',
+        issueAttempts: 0,
+        attempts: 0,
+      });
+      expect(stored?.lease).toBeUndefined();
+      expect(stored?.schemaVersion).toBeGreaterThanOrEqual(1);
+    });
+
+    it('answers undefined for a process it has no record of', async () => {
+      const clock = new TestClock();
+      const { store } = await open(clock);
+      expect(await store.get('never-seen')).toBeUndefined();
+      expect(await store.tryLease('never-seen', 'a', LEASE_MS)).toBeUndefined();
+      await expect(store.update('never-seen', 'a', { attempts: 1 })).rejects.toBeInstanceOf(LeaseLostError);
+      expect(await store.renewLease('never-seen', 'a', LEASE_MS)).toBe(false);
+    });
+
+    it('grants a lease to exactly one of 10 concurrent owners on two instances', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.create(newProcess('p-lease', clock));
+      const owners = Array.from({ length: 10 }, (_, i) => `replica-${i}`);
+      const results = await Promise.all(
+        owners.map((o, i) => (i % 2 === 0 ? store : peer).tryLease('p-lease', o, LEASE_MS)),
+      );
+      const winners = results.flatMap((r, i) => (r === undefined ? [] : [owners[i]]));
+      expect(winners).toHaveLength(1);
+      const stored = await peer.get('p-lease');
+      expect(stored?.lease).toEqual({ owner: winners[0], expiresAt: clock.now() + LEASE_MS });
+      // The holder may take it again (renewal); the others still may not.
+      expect(await store.tryLease('p-lease', winners[0] as string, LEASE_MS)).toBeDefined();
+      const other = owners.find((o) => o !== winners[0]) as string;
+      expect(await peer.tryLease('p-lease', other, LEASE_MS)).toBeUndefined();
+    });
+
+    it('lets another owner take an expired lease; the old owner can then neither write nor renew', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.create(newProcess('p-exp', clock));
+      expect(await store.tryLease('p-exp', 'a', LEASE_MS)).toBeDefined();
+      clock.advance(LEASE_MS - 1);
+      expect(await peer.tryLease('p-exp', 'b', LEASE_MS)).toBeUndefined();
+      clock.advance(1);
+      const taken = await peer.tryLease('p-exp', 'b', LEASE_MS);
+      expect(taken?.lease?.owner).toBe('b');
+      await expect(store.update('p-exp', 'a', { attempts: 5 })).rejects.toBeInstanceOf(LeaseLostError);
+      expect(await store.renewLease('p-exp', 'a', LEASE_MS)).toBe(false);
+      expect((await peer.get('p-exp'))?.attempts).toBe(0);
+      // The new owner writes normally, also through the instance the old owner used.
+      expect((await store.update('p-exp', 'b', { attempts: 1 })).attempts).toBe(1);
+    });
+
+    it('refuses an update once the lease has expired, even when nobody else took it', async () => {
+      const clock = new TestClock();
+      const { store } = await open(clock);
+      await store.create(newProcess('p-late', clock));
+      await store.tryLease('p-late', 'a', LEASE_MS);
+      clock.advance(LEASE_MS);
+      await expect(store.update('p-late', 'a', { attempts: 1 })).rejects.toBeInstanceOf(LeaseLostError);
+      expect(await store.renewLease('p-late', 'a', LEASE_MS)).toBe(false);
+    });
+
+    it('writes patches under the lease: version grows, renewLeaseMs extends, release drops the lease, undefined clears a field', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      const { record: created } = await store.create(newProcess('p-upd', clock));
+      const leased = await store.tryLease('p-upd', 'a', LEASE_MS);
+      expect(leased?.version).toBeGreaterThan(created.version);
+      clock.advance(1_000);
+      const written = await store.update(
+        'p-upd',
+        'a',
+        {
+          step: 'await_ca',
+          rendered: RENDERED,
+          pendingRef: { orderId: 42, kind: 'order', urgent: true },
+          lookupKey: 'order-42',
+          failure: undefined,
+        },
+        { renewLeaseMs: LEASE_MS },
+      );
+      expect(written.version).toBeGreaterThan(leased?.version ?? Infinity);
+      expect(written.lease).toEqual({ owner: 'a', expiresAt: clock.now() + LEASE_MS });
+      const read = await peer.get('p-upd');
+      expect(read).toMatchObject({
+        step: 'await_ca',
+        rendered: RENDERED,
+        pendingRef: { orderId: 42, kind: 'order', urgent: true },
+        lookupKey: 'order-42',
+      });
+      expect(read?.updatedAt).toBe(clock.now());
+      expect(read?.createdAt).toBe(created.createdAt);
+
+      const cleared = await store.update('p-upd', 'a', { pendingRef: undefined });
+      expect(cleared.pendingRef).toBeUndefined();
+      expect((await peer.get('p-upd'))?.pendingRef).toBeUndefined();
+
+      const released = await store.update('p-upd', 'a', { dueAt: clock.now() + 5_000 }, { release: true });
+      expect(released.lease).toBeUndefined();
+      expect((await peer.get('p-upd'))?.lease).toBeUndefined();
+      await expect(store.update('p-upd', 'a', { attempts: 3 })).rejects.toBeInstanceOf(LeaseLostError);
+      expect(await peer.tryLease('p-upd', 'b', LEASE_MS)).toBeDefined();
+    });
+
+    it('serialises concurrent writers of one holder (renewals racing step writes) without losing a field', async () => {
+      const clock = new TestClock();
+      const { store } = await open(clock);
+      await store.create(newProcess('p-race', clock));
+      await store.tryLease('p-race', 'a', LEASE_MS);
+      await Promise.all([
+        store.update('p-race', 'a', { caConnection: 'ca1' }),
+        store.renewLease('p-race', 'a', LEASE_MS),
+        store.update('p-race', 'a', { profile: 'device_profile' }),
+        store.renewLease('p-race', 'a', LEASE_MS),
+        store.update('p-race', 'a', { spki: 'AAAA' }),
+      ]);
+      expect(await store.get('p-race')).toMatchObject({
+        caConnection: 'ca1',
+        profile: 'device_profile',
+        spki: 'AAAA',
+        lease: { owner: 'a' },
+      });
+    });
+
+    it('finds due records earliest first, up to the limit, skipping leased, future and finished ones', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      // due: d1 (−3 s), d2 (−2 s), d3 (−1 s), expired-lease (−500 ms, lease ran out); not due: future, leased, done.
+      for (const [id, dueIn] of [
+        ['d3', -1_000],
+        ['future', 5_000],
+        ['d1', -3_000],
+        ['leased', -4_000],
+        ['done', -5_000],
+        ['d2', -2_000],
+        ['expired', -500],
+      ] as const) {
+        await store.create(newProcess(id, clock, dueIn));
+      }
+      await store.tryLease('leased', 'a', LEASE_MS);
+      await store.tryLease('done', 'a', LEASE_MS);
+      await store.update('done', 'a', { step: 'done', outcome: 'issued' }, { release: true });
+      clock.advance(-2_000);
+      await store.tryLease('expired', 'a', 1_000); // expires 1 s before "now"
+      clock.advance(2_000);
+
+      const all = await peer.findDue(clock.now(), 10);
+      expect(all.map((r) => r.processId).slice(0, 3)).toEqual(['d1', 'd2', 'd3']);
+      expect(new Set(all.map((r) => r.processId))).toEqual(new Set(['d1', 'd2', 'd3', 'expired']));
+      expect((await peer.findDue(clock.now(), 2)).map((r) => r.processId)).toEqual(['d1', 'd2']);
+      expect(await peer.findDue(clock.now(), 0)).toEqual([]);
+
+      // nextDueAt: the earliest moment any active record becomes workable (a leased one at its lease expiry).
+      expect(await peer.nextDueAt?.()).toBe(clock.now() - 3_000);
+      for (const id of ['d1', 'd2', 'd3', 'expired']) {
+        await store.tryLease(id, 'a', LEASE_MS);
+        await store.update(id, 'a', { step: 'done', outcome: 'issued' }, { release: true });
+      }
+      expect(await peer.nextDueAt?.()).toBe(clock.now() + 5_000);
+      const leasedExpiry = (await peer.get('leased'))?.lease?.expiresAt as number;
+      clock.advance(LEASE_MS);
+      expect((await peer.findDue(clock.now(), 10)).map((r) => r.processId)).toEqual(['leased', 'future']);
+      expect(leasedExpiry).toBeLessThanOrEqual(clock.now());
+    });
+
+    it('counts active records by step', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      for (const id of ['c1', 'c2', 'c3', 'c4']) await store.create(newProcess(id, clock));
+      await store.tryLease('c2', 'a', LEASE_MS);
+      await store.update('c2', 'a', { step: 'await_signature' }, { release: true });
+      await store.tryLease('c3', 'a', LEASE_MS);
+      await store.update('c3', 'a', { step: 'await_ca' });
+      await store.tryLease('c4', 'a', LEASE_MS);
+      await store.update('c4', 'a', { step: 'done', outcome: 'failed', reason: 'ca_rejected' }, { release: true });
+      const counts = await peer.countActive?.();
+      expect(counts).toBeDefined();
+      expect({ start: 0, await_signature: 0, await_ca: 0, done: 0, ...counts }).toMatchObject({
+        start: 1,
+        await_signature: 1,
+        await_ca: 1,
+        done: 0,
+      });
+    });
+
+    it('sets expireAt (the TTL field) when a record is done, and never re-leases a finished record', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.create(newProcess('p-ttl', clock));
+      await store.tryLease('p-ttl', 'a', LEASE_MS);
+      expect((await peer.get('p-ttl'))?.expireAt).toBeUndefined();
+      clock.advance(2_000);
+      const done = await store.update('p-ttl', 'a', { step: 'done', outcome: 'issued' }, { release: true });
+      expect(done.expireAt).toBe(clock.now() + RETENTION_MS);
+      expect((await peer.get('p-ttl'))?.expireAt).toBe(clock.now() + RETENTION_MS);
+      expect(await peer.tryLease('p-ttl', 'b', LEASE_MS)).toBeUndefined();
+      // A duplicate delivery after the end finds the finished record.
+      const again = await peer.create(newProcess('p-ttl', clock));
+      expect(again).toMatchObject({ created: false, record: { step: 'done', outcome: 'issued' } });
+    });
+
+    it('wakes the process waiting on a lookup key: due now, hint merged into pendingRef, lease untouched', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.create(newProcess('p-wake', clock));
+      await store.tryLease('p-wake', 'a', LEASE_MS);
+      await store.update(
+        'p-wake',
+        'a',
+        { step: 'await_ca', pendingRef: { orderId: 7 }, lookupKey: 'order-7', dueAt: clock.now() + 3_600_000 },
+        { release: true },
+      );
+      expect(await peer.wakeByLookupKey('order-unknown')).toBe(false);
+      clock.advance(1_000);
+      expect(await peer.wakeByLookupKey('order-7', { status: 'issued' })).toBe(true);
+      const woken = await store.get('p-wake');
+      expect(woken?.dueAt).toBeLessThanOrEqual(clock.now());
+      expect(woken?.pendingRef).toEqual({ orderId: 7, status: 'issued' });
+      expect(woken?.lease).toBeUndefined();
+      expect((await store.findDue(clock.now(), 10)).map((r) => r.processId)).toEqual(['p-wake']);
+
+      // While a replica holds the lease, a wake-up changes dueAt but keeps the lease (and the holder's writes work).
+      await store.tryLease('p-wake', 'a', LEASE_MS);
+      expect(await peer.wakeByLookupKey('order-7')).toBe(true);
+      expect((await store.get('p-wake'))?.lease?.owner).toBe('a');
+      expect((await store.update('p-wake', 'a', { attempts: 2 })).attempts).toBe(2);
+      await store.update('p-wake', 'a', { step: 'done', outcome: 'issued' }, { release: true });
+      expect(await peer.wakeByLookupKey('order-7')).toBe(false);
+    });
+
+    it('grants a named lease to one owner at a time; renewal, release and expiry hand it on', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      const results = await Promise.all(
+        ['a', 'b', 'c', 'd'].map((o, i) => (i % 2 === 0 ? store : peer).tryNamedLease('poller:key1', o, 5_000)),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const holder = ['a', 'b', 'c', 'd'][results.indexOf(true)] as string;
+      const other = holder === 'a' ? 'b' : 'a';
+      expect(await peer.tryNamedLease('poller:key1', other, 5_000)).toBe(false);
+      clock.advance(4_000);
+      expect(await store.tryNamedLease('poller:key1', holder, 5_000)).toBe(true); // renewal
+      clock.advance(4_000);
+      expect(await peer.tryNamedLease('poller:key1', other, 5_000)).toBe(false);
+      await peer.releaseNamedLease('poller:key1', other); // not the holder: no effect
+      expect(await peer.tryNamedLease('poller:key1', other, 5_000)).toBe(false);
+      await store.releaseNamedLease('poller:key1', holder);
+      expect(await peer.tryNamedLease('poller:key1', other, 5_000)).toBe(true);
+      clock.advance(5_000);
+      expect(await store.tryNamedLease('poller:key1', holder, 5_000)).toBe(true); // expired → taken over
+      // Leases of other names are independent.
+      expect(await peer.tryNamedLease('poller:key2', other, 5_000)).toBe(true);
+    });
+
+    it('keeps a shared rate budget across two instances: no sliding window exceeds its limit, and tokens keep flowing', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      const windows = [
+        { limit: 20, windowMs: 1_000 },
+        { limit: 50, windowMs: 10_000 },
+      ];
+      const grants: number[] = [];
+      const waits: number[] = [];
+      // 12 s of test time in 50 ms steps; at every step each instance asks until it is refused.
+      for (let step = 0; step < 240; step += 1) {
+        for (const s of [store, peer]) {
+          for (let i = 0; i < 30; i += 1) {
+            const wait = await s.takeToken('digicert:key1', windows);
+            if (wait > 0) {
+              waits.push(wait);
+              break;
+            }
+            grants.push(clock.now());
+          }
+        }
+        clock.advance(50);
+      }
+      for (const { limit, windowMs } of windows) {
+        for (const start of grants) {
+          expect(grants.filter((t) => t >= start && t < start + windowMs).length).toBeLessThanOrEqual(limit);
+        }
+      }
+      // Liveness: over 12 s the 10 s window allows at least its limit once (batching may leave some slack).
+      expect(grants.length).toBeGreaterThanOrEqual(50);
+      expect(Math.min(...waits)).toBeGreaterThan(0);
+      expect(Math.max(...waits)).toBeLessThanOrEqual(12_000);
+      // Another bucket is a separate budget.
+      expect(await store.takeToken('digicert:key2', windows)).toBe(0);
+    }, 120_000);
+
+    it('returns finished records intact: every field written comes back', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.create(newProcess('p-full', clock));
+      await store.tryLease('p-full', 'a', LEASE_MS);
+      const patch = {
+        step: 'report_failure',
+        caConnection: 'ca',
+        profile: 'device_profile',
+        spki: 'MFkw',
+        rendered: RENDERED,
+        signDataOperation: 'customers/C/certificateProvisioningProcesses/p/operations/op1',
+        signatureDeadline: clock.now() + 900_000,
+        csr: 'MIIB',
+        issueAttempts: 2,
+        issueResults: 1,
+        caDeadline: clock.now() + 1_000_000,
+        certificatePem: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+        failure: { reason: 'ca_rejected', userMessage: 'No (reference x)' },
+        attempts: 3,
+        lastError: 'RetryableError: 503',
+      } as const;
+      await store.update('p-full', 'a', patch);
+      const read = (await peer.get('p-full')) as ProcessRecord;
+      expect(read).toMatchObject(patch);
+    });
+  });
+}
