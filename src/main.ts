@@ -9,10 +9,18 @@ import { runCommand } from './cli/run.ts';
 import { demoCommand } from './cli/demo.ts';
 import { checkConfigCommand } from './cli/check-config.ts';
 import { localCaCommand } from './cli/local-ca.ts';
+import { kvCaCommand } from './cli/kv-ca.ts';
 import { setupPubSubCommand } from './cli/setup-pubsub.ts';
 import { VERSION } from './version.ts';
 
-const COMMANDS: readonly Command[] = [runCommand, demoCommand, checkConfigCommand, localCaCommand, setupPubSubCommand];
+const COMMANDS: readonly Command[] = [
+  runCommand,
+  demoCommand,
+  checkConfigCommand,
+  localCaCommand,
+  kvCaCommand,
+  setupPubSubCommand,
+];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.usage.length));

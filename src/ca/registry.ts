@@ -4,9 +4,11 @@
  */
 import type { CaBackend } from './types.ts';
 import { localBackend } from './local/backend.ts';
+import { azureKeyVaultBackend } from './azure-key-vault/backend.ts';
 
 // Each backend's config type differs; the registry only needs the common shape.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const CA_BACKENDS: ReadonlyMap<string, CaBackend<any>> = new Map<string, CaBackend<any>>([
   [localBackend.type, localBackend],
+  [azureKeyVaultBackend.type, azureKeyVaultBackend],
 ]);

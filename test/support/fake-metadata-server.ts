@@ -9,12 +9,17 @@
  * - the project id: `GET /computeMetadata/v1/project/project-id`;
  * - the token: `GET /computeMetadata/v1/instance/service-accounts/default/token?scopes=a,b` →
  *   `{access_token, expires_in, token_type}`;
- * - sometimes `…/service-accounts/default/email` and `/computeMetadata/v1/universe/universe-domain`.
+ * - sometimes `…/service-accounts/default/email` and `/computeMetadata/v1/universe/universe-domain`;
+ * - a Google-signed ID token: `GET …/service-accounts/default/identity?audience=AUD&format=full` → the JWT as text
+ *   (`iss` https://accounts.google.com, `aud`, `sub`/`azp` = the service account's numeric unique id, `email` with
+ *   format=full, `iat`, `exp`), RS256 over {@link FakeMetadataServerOptions.idTokenKey}. A missing audience is a
+ *   400, as on GCE. (The GKE → Azure federation of the Key Vault backend presents this token to Entra.)
  *
  * Like the real server it refuses requests without `Metadata-Flavor: Google` (403) and requests carrying
  * `X-Forwarded-For` (403: the metadata server does not serve proxied requests), and marks every answer with
  * `Metadata-Flavor: Google`.
  */
+import { createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -30,6 +35,13 @@ export interface FakeMetadataServerOptions {
   readonly expiresInSeconds?: number;
   readonly serviceAccountEmail?: string;
   readonly projectId?: string;
+  /** The service account's numeric unique id (`sub` of ID tokens). Default 112233445566778899001. */
+  readonly serviceAccountUniqueId?: string;
+  /**
+   * RSA private key ID tokens are signed with (RS256, as Google's). Default: one generated on first use (~0.2 s;
+   * tests pass a pool key).
+   */
+  readonly idTokenKey?: KeyObject;
 }
 
 const BASE = '/computeMetadata/v1';
@@ -37,7 +49,10 @@ const BASE = '/computeMetadata/v1';
 export class FakeMetadataServer {
   readonly requests: MetadataRequest[] = [];
   readonly accessToken: string;
-  /** When set, the token endpoint fails with this status (e.g. 404: the Kubernetes service account is not bound). */
+  /**
+   * When set, the token and identity (ID token) endpoints fail with this status (e.g. 404: the Kubernetes service
+   * account is not bound).
+   */
   tokenFailureStatus: number | undefined;
   readonly #options: FakeMetadataServerOptions;
   readonly #server: http.Server;
@@ -60,6 +75,44 @@ export class FakeMetadataServer {
   get host(): string {
     const { port } = this.#server.address() as AddressInfo;
     return `127.0.0.1:${port}`;
+  }
+
+  /** The public key ID tokens verify with (what Entra would fetch from Google's JWKS). */
+  get idTokenPublicKey(): KeyObject {
+    return createPublicKey(this.#idTokenKey());
+  }
+
+  get serviceAccountUniqueId(): string {
+    return this.#options.serviceAccountUniqueId ?? '112233445566778899001';
+  }
+
+  /** ID token requests received. */
+  idTokenRequests(): MetadataRequest[] {
+    return this.requests.filter((r) => r.path === `${BASE}/instance/service-accounts/default/identity`);
+  }
+
+  #signingKey: KeyObject | undefined;
+
+  #idTokenKey(): KeyObject {
+    this.#signingKey ??= this.#options.idTokenKey ?? generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    return this.#signingKey;
+  }
+
+  #idToken(audience: string, full: boolean, email: string): string {
+    const now = Math.floor(Date.now() / 1000);
+    const header = { alg: 'RS256', kid: 'fake-metadata-key', typ: 'JWT' };
+    const claims = {
+      aud: audience,
+      azp: this.serviceAccountUniqueId,
+      ...(full ? { email, email_verified: true } : {}),
+      exp: now + 3600,
+      iat: now,
+      iss: 'https://accounts.google.com',
+      sub: this.serviceAccountUniqueId,
+    };
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const signed = `${encode(header)}.${encode(claims)}`;
+    return `${signed}.${sign('sha256', Buffer.from(signed), this.#idTokenKey()).toString('base64url')}`;
   }
 
   /** Token requests received (with the flavor header; those without were refused). */
@@ -123,6 +176,19 @@ export class FakeMetadataServer {
       case `${BASE}/instance/service-accounts/default/email`:
         send(200, email);
         return;
+      case `${BASE}/instance/service-accounts/default/identity`: {
+        const audience = url.searchParams.get('audience') ?? '';
+        if (audience === '') {
+          send(400, 'non-empty audience parameter required');
+          return;
+        }
+        if (this.tokenFailureStatus !== undefined) {
+          send(this.tokenFailureStatus, 'Unable to generate ID token; IAM returned 403 Forbidden.');
+          return;
+        }
+        send(200, this.#idToken(audience, url.searchParams.get('format') === 'full', email));
+        return;
+      }
       case `${BASE}/instance/service-accounts/default/token`:
         if (this.tokenFailureStatus !== undefined) {
           send(this.tokenFailureStatus, 'Unable to generate access token; IAM returned 403 Forbidden.');

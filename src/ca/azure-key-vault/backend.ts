@@ -1,0 +1,22 @@
+import type { CaBackend } from '../types.ts';
+import { keyVaultCaConfigSchema, type KeyVaultCaConfig } from './config.ts';
+import { KeyVaultCa } from './key-vault-ca.ts';
+
+/**
+ * The Key Vault-held issuing CA: signs synchronously (one Key Vault sign per certificate), any subject, SAN type
+ * and EKU — the certificate is built locally; only the signature comes from the vault.
+ */
+export const azureKeyVaultBackend: CaBackend<KeyVaultCaConfig> = {
+  type: 'azure-key-vault',
+  configSchema: keyVaultCaConfigSchema,
+  capabilities: (config) => ({
+    keyTypes: ['rsa', 'ec'],
+    subjectAttributes: 'any',
+    subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
+    maxValidityDays: config.maxValidityDays,
+    extendedKeyUsages: 'any',
+    mayPend: false,
+    requiresDurableStore: false,
+  }),
+  create: (name, config, deps) => KeyVaultCa.create(name, config, deps),
+};
