@@ -3,6 +3,7 @@
  * type fails before the first message is pulled.
  */
 import type { CaBackend } from './types.ts';
+import { digicertBackend } from './digicert/backend.ts';
 import { localBackend } from './local/backend.ts';
 import { azureKeyVaultBackend } from './azure-key-vault/backend.ts';
 
@@ -11,4 +12,5 @@ import { azureKeyVaultBackend } from './azure-key-vault/backend.ts';
 export const CA_BACKENDS: ReadonlyMap<string, CaBackend<any>> = new Map<string, CaBackend<any>>([
   [localBackend.type, localBackend],
   [azureKeyVaultBackend.type, azureKeyVaultBackend],
+  [digicertBackend.type, digicertBackend],
 ]);

@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { CoordinationStore } from '../store/types.ts';
+import type { SanTemplate, SubjectTemplate } from '../pki/subject-template.ts';
 import type { DeviceKeyInfo, KeyType, RenderedProfile, SubjectAltNameType } from '../pki/types.ts';
 
 /** Passed into every unit of work: cancellation and a logger already bound to the process. */
@@ -136,6 +137,24 @@ export interface CaDependencies {
   readonly baseDir: string;
 }
 
+/** A profile as configured (templates, not yet rendered), as {@link CaBackend.profileProblems} sees it. */
+export interface ProfileTemplate {
+  readonly name: string;
+  readonly subject: SubjectTemplate;
+  readonly subjectAltNames: readonly SanTemplate[];
+  readonly validityMs: number;
+  /** EKU OIDs. */
+  readonly extendedKeyUsages: readonly string[];
+}
+
+/** One reason a connection cannot honour a profile. */
+export interface ProfileProblem {
+  /** The profile field it is about, relative to the profile: `subject`, `subjectAltNames`, `validity`, … */
+  readonly field: string;
+  /** Completes "CA connection "X" (type T) …", e.g. `needs exactly one CN`. */
+  readonly message: string;
+}
+
 /**
  * A backend type: its configuration schema, what it can honour, and how to build it. Registered by `type` in
  * src/ca/registry.ts; an unknown type fails config validation before the first message.
@@ -145,5 +164,11 @@ export interface CaBackend<Config extends { type: string } = { type: string }> {
   /** Validates the connection's configuration block (including `type`). */
   readonly configSchema: z.ZodType<Config>;
   capabilities(config: Config): CaCapabilities;
+  /**
+   * Checks finer than {@link CaCapabilities} can express (e.g. DigiCert: "O must be the validated organization's
+   * name", "client products need an email SAN"), run at config load for every profile wired to a connection of
+   * this type. Optional.
+   */
+  profileProblems?(config: Config, profile: ProfileTemplate): readonly ProfileProblem[];
   create(name: string, config: Config, deps: CaDependencies): Promise<CertificateAuthority>;
 }

@@ -84,9 +84,7 @@ export type ConfigPurpose = 'run' | 'demo';
 const DAY_MS = 86_400_000;
 
 function formatPath(segments: readonly PropertyKey[]): string {
-  return segments
-    .map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? String(s) : `.${String(s)}`))
-    .join('');
+  return segments.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? String(s) : `.${String(s)}`)).join('');
 }
 
 function zodProblems(error: z.ZodError, prefix: readonly PropertyKey[] = []): string[] {
@@ -120,7 +118,9 @@ function capabilityProblems(profileName: string, profile: CompiledProfile, conne
     const allowed = caps.subjectAttributes;
     for (const attribute of profile.subject.flat()) {
       if (!allowed.includes(attribute.type)) {
-        problems.push(`${at}.subject: ${against} cannot carry subject attribute ${attribute.type} (it takes ${allowed.join(', ')})`);
+        problems.push(
+          `${at}.subject: ${against} cannot carry subject attribute ${attribute.type} (it takes ${allowed.join(', ')})`,
+        );
       }
     }
   }
@@ -143,11 +143,28 @@ function capabilityProblems(profileName: string, profile: CompiledProfile, conne
   return problems;
 }
 
+/** The backend's own finer checks of a profile ({@link CaBackend.profileProblems}), each naming the field. */
+function backendProfileProblems(
+  profileName: string,
+  profile: CompiledProfile,
+  connection: CaConnectionConfig,
+): string[] {
+  const backend = CA_BACKENDS.get(connection.type);
+  const found = backend?.profileProblems?.(connection.settings, profile) ?? [];
+  return found.map(
+    (p) =>
+      `profiles.${profileName}.${p.field}: CA connection "${connection.name}" (type ${connection.type}) ${p.message}`,
+  );
+}
+
 /**
  * Validates an already-parsed configuration object. Throws {@link ConfigError} listing every problem.
  * `baseDir` resolves relative paths; `source` names the origin in messages.
  */
-export function compileConfig(input: unknown, options: { source: string; baseDir: string; purpose: ConfigPurpose }): Config {
+export function compileConfig(
+  input: unknown,
+  options: { source: string; baseDir: string; purpose: ConfigPurpose },
+): Config {
   const parsed = rawConfigSchema.safeParse(input);
   if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), options.source);
   const raw = parsed.data;
@@ -164,10 +181,13 @@ export function compileConfig(input: unknown, options: { source: string; baseDir
   for (const [name, block] of Object.entries(raw.caConnections)) {
     const backend = CA_BACKENDS.get(block.type);
     if (backend === undefined) {
-      problems.push(`caConnections.${name}.type: unknown CA type "${block.type}"; known: ${[...CA_BACKENDS.keys()].join(', ')}`);
+      problems.push(
+        `caConnections.${name}.type: unknown CA type "${block.type}"; known: ${[...CA_BACKENDS.keys()].join(', ')}`,
+      );
       continue;
     }
-    const result = backend.configSchema.safeParse(block) as { success: true; data: { type: string } & Record<string, unknown> } | { success: false; error: z.ZodError };
+    const result = backend.configSchema.safeParse(block) as
+      { success: true; data: { type: string } & Record<string, unknown> } | { success: false; error: z.ZodError };
     if (!result.success) {
       problems.push(...zodProblems(result.error, ['caConnections', name]));
       continue;
@@ -204,7 +224,8 @@ export function compileConfig(input: unknown, options: { source: string; baseDir
     const extendedKeyUsages: string[] = [];
     rawProfile.extendedKeyUsages.forEach((eku, i) => {
       const oid = resolveExtendedKeyUsage(eku);
-      if (oid === undefined) problems.push(`${at}.extendedKeyUsages[${i}]: "${eku}" is neither a known name nor an OID`);
+      if (oid === undefined)
+        problems.push(`${at}.extendedKeyUsages[${i}]: "${eku}" is neither a known name nor an OID`);
       else extendedKeyUsages.push(oid);
     });
     if (rawProfile.validity < 60_000) problems.push(`${at}.validity: must be at least 1m`);
@@ -225,7 +246,12 @@ export function compileConfig(input: unknown, options: { source: string; baseDir
     };
     for (const connectionName of wired) {
       const connection = caConnections.get(connectionName);
-      if (connection !== undefined) problems.push(...capabilityProblems(name, profile, connection));
+      if (connection !== undefined) {
+        problems.push(
+          ...capabilityProblems(name, profile, connection),
+          ...backendProfileProblems(name, profile, connection),
+        );
+      }
     }
     profiles.set(name, profile);
   }
@@ -233,7 +259,8 @@ export function compileConfig(input: unknown, options: { source: string; baseDir
   if (problems.length > 0) throw new ConfigError(problems, options.source);
 
   const s = raw.scheduler;
-  if (s.retryInitial > s.retryMax) throw new ConfigError(['scheduler.retryInitial: must not exceed scheduler.retryMax'], options.source);
+  if (s.retryInitial > s.retryMax)
+    throw new ConfigError(['scheduler.retryInitial: must not exceed scheduler.retryMax'], options.source);
   const config: Config = {
     source: options.source,
     baseDir: options.baseDir,
@@ -290,7 +317,10 @@ export function parseConfigText(text: string, source: string): unknown {
   try {
     return parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (error) {
-    throw new ConfigError([error instanceof Error ? error.message.split('\n')[0] ?? error.message : String(error)], source);
+    throw new ConfigError(
+      [error instanceof Error ? (error.message.split('\n')[0] ?? error.message) : String(error)],
+      source,
+    );
   }
 }
 

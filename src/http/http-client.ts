@@ -95,6 +95,11 @@ export interface HttpRequest {
    * DNS failure, 429); any other failure after sending is an {@link UnclearResultError}.
    */
   readonly safeToRepeat: boolean;
+  /**
+   * How a 2xx body is returned: parsed JSON (default) or the raw text, for endpoints that answer with something
+   * else (DigiCert's PEM downloads, `application/x-pem-file`).
+   */
+  readonly responseBody?: 'json' | 'text';
   /** Caller cancellation (shutdown, lost lease). An abort rejects with the signal's reason, unclassified. */
   readonly signal?: AbortSignal;
   readonly log?: Logger;
@@ -189,7 +194,8 @@ export class HttpClient {
       const bodyText = await response.text();
       label = statusClass(status);
       if (status >= 200 && status < 300) {
-        return { status, headers: response.headers, body: this.#parseBody<T>(bodyText, request, status) };
+        const body = request.responseBody === 'text' ? (bodyText as T) : this.#parseBody<T>(bodyText, request, status);
+        return { status, headers: response.headers, body };
       }
       throw this.#classify(request, status, response.headers, bodyText);
     } catch (error) {

@@ -1,0 +1,194 @@
+/**
+ * `type: digicert` — a DigiCert CertCentral connection (../shared/reference/digicert-certcentral.md). Every field
+ * is documented with its default in config/digicert.example.yaml.
+ *
+ * The API key is never written here: `apiKey` names a file (a Kubernetes Secret volume) or an environment variable
+ * (DESIGN.md §2), read by src/config/secrets.ts and never logged.
+ */
+import { z } from 'zod';
+import { durationMs, secretReference } from '../../config/zod-helpers.ts';
+import { DIGICERT_PRODUCTS, DIGICERT_PRODUCT_IDS } from './products.ts';
+
+/** CertCentral US; the EU platform is `https://certcentral.digicert.eu/services/v2`. */
+export const DIGICERT_US_BASE_URL = 'https://www.digicert.com/services/v2';
+
+/** Placeholders `commentsTemplate` may use. None of them is personal data (the comment is visible in CertCentral). */
+export const COMMENT_PLACEHOLDERS = ['processId', 'correlationId', 'profile', 'caConnection'] as const;
+
+/** status-changes accepts at most 7 days (`seconds` ≤ 604,800; reference notes). */
+export const STATUS_CHANGES_MAX_WINDOW_MS = 604_800_000;
+
+export const DIGICERT_DEFAULTS = {
+  baseUrl: DIGICERT_US_BASE_URL,
+  signatureHash: 'sha256',
+  skipApproval: true,
+  paymentMethod: 'balance',
+  commentsTemplate: 'certprov: Chrome certificate provisioning process {{processId}} (reference {{correlationId}})',
+  validityField: 'validity_days',
+  requestTimeout: '30s',
+  statusPollInterval: '1m',
+  statusPollInitialWindow: '24h',
+  orderFallbackInterval: '6h',
+  pendingRecheckInterval: '10m',
+  reconcileLookback: '7d',
+  rateLimit: {
+    requestsPer5Seconds: 90,
+    requestsPer5Minutes: 900,
+    pollingShare: 0.2,
+    maxWait: '30s',
+    maxConcurrent: 8,
+  },
+} as const;
+
+/** Any `{{…}}`, so that an unknown one (e.g. `{{user.userPrimaryEmail}}`: personal data) is reported, not kept. */
+const PLACEHOLDER = /\{\{\s*([^}]*?)\s*\}\}/g;
+
+const rateLimitSchema = z
+  .object({
+    /** Requests per 5 seconds for this API key, all replicas together. DigiCert allows 100. Default 90. */
+    requestsPer5Seconds: z.number().int().min(1).max(100).default(DIGICERT_DEFAULTS.rateLimit.requestsPer5Seconds),
+    /** Requests per 5 minutes for this API key, all replicas together. DigiCert allows 1,000. Default 900. */
+    requestsPer5Minutes: z.number().int().min(1).max(1000).default(DIGICERT_DEFAULTS.rateLimit.requestsPer5Minutes),
+    /**
+     * Largest share of both budgets pending-order polling may use; the rest is kept for ordering and downloads, so
+     * polling can never starve issuance. Default 0.2.
+     */
+    pollingShare: z.number().gt(0).max(1).default(DIGICERT_DEFAULTS.rateLimit.pollingShare),
+    /** Longest in-step wait for budget; beyond it the step is rescheduled (nothing was sent). Default 30s. */
+    maxWait: durationMs.prefault(DIGICERT_DEFAULTS.rateLimit.maxWait),
+    /** Requests in flight at once from one replica (DigiCert asks clients not to burst). Default 8. */
+    maxConcurrent: z.number().int().min(1).max(100).default(DIGICERT_DEFAULTS.rateLimit.maxConcurrent),
+  })
+  .strict()
+  .prefault({});
+
+export const digicertConfigSchema = z
+  .object({
+    type: z.literal('digicert'),
+    /** `{file: PATH}` (relative to the config file) or `{env: NAME}` holding the API key. Required. */
+    apiKey: secretReference,
+    /** Services API root. Default CertCentral US; EU: https://certcentral.digicert.eu/services/v2. */
+    baseUrl: z.url().default(DIGICERT_DEFAULTS.baseUrl),
+    /** Product name id; decides EKUs and SAN type (src/ca/digicert/products.ts). Required. */
+    product: z.enum(DIGICERT_PRODUCT_IDS as [string, ...string[]], {
+      message: `product must be one of ${DIGICERT_PRODUCT_IDS.join(', ')} (see the README for why public S/MIME products are not offered)`,
+    }),
+    /** Id of the pre-validated organization every order names. Required. */
+    organizationId: z.number().int().positive(),
+    /**
+     * The validated organization's name exactly as DigiCert writes it into the certificate's O. Needed only when a
+     * profile puts O in the subject: config load then checks the profile's O equals it.
+     */
+    organizationName: z.string().min(1).optional(),
+    /** Container (division) the orders are placed in. Default: the API key's own container. */
+    containerId: z.number().int().positive().optional(),
+    /** `certificate.ca_cert_id` of the issuing CA; required by private products (private_ssl_plus). */
+    caCertId: z.string().min(1).optional(),
+    /** `certificate.signature_hash`. Default sha256. */
+    signatureHash: z.enum(['sha256', 'sha384', 'sha512']).default(DIGICERT_DEFAULTS.signatureHash),
+    /**
+     * `skip_approval`: true sends orders straight to validation (the API key's user must be allowed to approve).
+     * With a pre-validated organization the certificate is then usually issued in the order call itself. Default true.
+     */
+    skipApproval: z.boolean().default(DIGICERT_DEFAULTS.skipApproval),
+    /** `payment_method`: balance, card or profile. Default balance. */
+    paymentMethod: z.enum(['balance', 'card', 'profile']).default(DIGICERT_DEFAULTS.paymentMethod),
+    /** `comments` on every order; placeholders {{processId}} {{correlationId}} {{profile}} {{caConnection}}. */
+    commentsTemplate: z
+      .string()
+      .max(1000)
+      .default(DIGICERT_DEFAULTS.commentsTemplate)
+      .superRefine((text, ctx) => {
+        for (const match of text.matchAll(PLACEHOLDER)) {
+          if (!(COMMENT_PLACEHOLDERS as readonly string[]).includes(match[1] as string)) {
+            ctx.addIssue({
+              code: 'custom',
+              message: `unknown placeholder ${match[0]}; known: ${COMMENT_PLACEHOLDERS.map((p) => `{{${p}}}`).join(' ')}`,
+            });
+          }
+        }
+      }),
+    /**
+     * Id (`metadata_id`) of the account's custom order field that receives the Chrome process id: the key that
+     * finds an order again after a crash, since DigiCert has no idempotency key. Required.
+     */
+    processIdCustomFieldId: z.number().int().positive(),
+    /**
+     * How the profile's validity is sent: `validity_days` (counted from issuance) or `custom_expiration_date` (a
+     * UTC calendar date). Default validity_days.
+     */
+    validityField: z.enum(['validity_days', 'custom_expiration_date']).default(DIGICERT_DEFAULTS.validityField),
+    /** Longest validity to order, in days. Default: the product's maximum (1095 client, 825 private SSL). */
+    maxValidityDays: z.number().int().positive().optional(),
+    /** Timeout of one HTTP request. Default 30s. */
+    requestTimeout: durationMs.prefault(DIGICERT_DEFAULTS.requestTimeout),
+    /** One status-changes call per interval for all pending orders of this API key. Default 1m. */
+    statusPollInterval: durationMs.prefault(DIGICERT_DEFAULTS.statusPollInterval),
+    /** Window of a replica's first status-changes call (covers a time nobody polled). At most 7d. Default 24h. */
+    statusPollInitialWindow: durationMs.prefault(DIGICERT_DEFAULTS.statusPollInitialWindow),
+    /** Safety net: each pending order is also read directly this often, in case every window missed it. Default 6h. */
+    orderFallbackInterval: durationMs.prefault(DIGICERT_DEFAULTS.orderFallbackInterval),
+    /**
+     * How often a process waiting on a pending order is looked at without asking DigiCert: is its Chrome process
+     * still waiting, is scheduler.caMaxWait over (then the order is canceled)? Costs one Chrome API read, no
+     * DigiCert request. Default 10m.
+     */
+    pendingRecheckInterval: durationMs.prefault(DIGICERT_DEFAULTS.pendingRecheckInterval),
+    /** How far back a crash-recovery lookup searches the order list. Default 7d. */
+    reconcileLookback: durationMs.prefault(DIGICERT_DEFAULTS.reconcileLookback),
+    rateLimit: rateLimitSchema,
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const product = DIGICERT_PRODUCTS[config.product];
+    if (product === undefined) return;
+    if (product.needsCaCertId && config.caCertId === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['caCertId'],
+        message: `product ${config.product} needs caCertId (the private issuing CA)`,
+      });
+    }
+    if (!product.needsCaCertId && config.caCertId !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['caCertId'], message: `product ${config.product} takes no caCertId` });
+    }
+    if (config.maxValidityDays !== undefined && config.maxValidityDays > product.maxValidityDays) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxValidityDays'],
+        message: `product ${config.product} is sold for at most ${product.maxValidityDays} days`,
+      });
+    }
+    if (config.statusPollInitialWindow > STATUS_CHANGES_MAX_WINDOW_MS) {
+      ctx.addIssue({ code: 'custom', path: ['statusPollInitialWindow'], message: 'status-changes covers at most 7d' });
+    }
+    if (config.statusPollInterval < 100) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['statusPollInterval'],
+        message: 'must be at least 100ms (30s or more in production)',
+      });
+    }
+    if (config.pendingRecheckInterval > config.orderFallbackInterval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pendingRecheckInterval'],
+        message: 'must not be longer than orderFallbackInterval',
+      });
+    }
+    if (config.orderFallbackInterval < config.statusPollInterval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['orderFallbackInterval'],
+        message:
+          'must not be shorter than statusPollInterval (it is the safety net of the bulk poll, not a replacement)',
+      });
+    }
+  });
+
+export type DigicertConfig = z.infer<typeof digicertConfigSchema>;
+
+/** The longest validity this connection orders, in days. */
+export function maxValidityDaysOf(config: DigicertConfig): number {
+  return config.maxValidityDays ?? DIGICERT_PRODUCTS[config.product]?.maxValidityDays ?? 365;
+}

@@ -1,0 +1,52 @@
+/**
+ * The CertCentral products this backend can order, and what each one puts into a certificate. DigiCert, not the
+ * CSR, decides the certificate's contents (the Services API reads nothing from the CSR; reference notes): the
+ * product fixes the extended key usages and which SAN type the order body can carry, so a profile is checked
+ * against the product at config load (DESIGN.md §4), not at the first device.
+ *
+ * Deliberately not here: the public S/MIME products (`client_premium`, `client_email_security_plus`,
+ * `client_digital_signature_plus`, `class1_smime`). Since July 2025 DigiCert requires a natural person's given name
+ * and surname (or a pseudonym) on them and sets the common name itself, which a Chrome provisioning process cannot
+ * supply; they would be refused per order.
+ */
+import { EXTENDED_KEY_USAGES } from '../../pki/extended-key-usage.ts';
+import type { SubjectAltNameType } from '../../pki/types.ts';
+
+export interface DigicertProduct {
+  /** `client`: `certificate.emails[]` carries email SANs. `ssl`: `certificate.dns_names[]` carries DNS SANs. */
+  readonly kind: 'client' | 'ssl';
+  /** The EKUs DigiCert puts into every certificate of this product (OIDs). */
+  readonly extendedKeyUsages: readonly string[];
+  /** The SAN type the order body can carry. */
+  readonly subjectAltNameType: SubjectAltNameType;
+  /** Longest validity DigiCert sells for the product, in days (the configuration may lower it). */
+  readonly maxValidityDays: number;
+  /** Private-CA products need `certificate.ca_cert_id` (the issuing CA of the private hierarchy). */
+  readonly needsCaCertId: boolean;
+}
+
+const CLIENT_AUTH = EXTENDED_KEY_USAGES.clientAuth as string;
+const SERVER_AUTH = EXTENDED_KEY_USAGES.serverAuth as string;
+
+export const DIGICERT_PRODUCTS: Readonly<Record<string, DigicertProduct>> = {
+  /** Authentication Plus: client authentication only (not S/MIME); a validated organization; up to 3 years. */
+  client_authentication_plus: {
+    kind: 'client',
+    extendedKeyUsages: [CLIENT_AUTH],
+    subjectAltNameType: 'email',
+    maxValidityDays: 1095,
+    needsCaCertId: false,
+  },
+  /** Private SSL Plus: a private hierarchy's TLS certificate (server and client authentication). */
+  private_ssl_plus: {
+    kind: 'ssl',
+    extendedKeyUsages: [SERVER_AUTH, CLIENT_AUTH],
+    subjectAltNameType: 'dns',
+    maxValidityDays: 825,
+    needsCaCertId: true,
+  },
+};
+
+export type DigicertProductId = keyof typeof DIGICERT_PRODUCTS;
+
+export const DIGICERT_PRODUCT_IDS = Object.keys(DIGICERT_PRODUCTS) as readonly string[];
