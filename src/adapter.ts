@@ -39,11 +39,16 @@ export function newReplicaId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-export async function createCertificateAuthorities(config: Config, log: Logger, metrics: Metrics): Promise<Map<string, CertificateAuthority>> {
+export async function createCertificateAuthorities(
+  config: Config,
+  log: Logger,
+  metrics: Metrics,
+): Promise<Map<string, CertificateAuthority>> {
   const cas = new Map<string, CertificateAuthority>();
   for (const connection of config.caConnections.values()) {
     const backend = CA_BACKENDS.get(connection.type);
     if (backend === undefined) throw new Error(`no CA backend of type ${connection.type}`);
+    metrics.declareCaConnection(connection.name, connection.type);
     cas.set(
       connection.name,
       await backend.create(connection.name, connection.settings, {
@@ -66,8 +71,12 @@ export class Adapter {
   private readonly options: AdapterOptions;
   private readonly background = new AbortController();
   private ops: OpsServer | undefined;
+  private stopping: Promise<void> | undefined;
 
-  private constructor(options: AdapterOptions, parts: { store: ProcessStore; cas: Map<string, CertificateAuthority>; chrome: ChromeApi; health: Health }) {
+  private constructor(
+    options: AdapterOptions,
+    parts: { store: ProcessStore; cas: Map<string, CertificateAuthority>; chrome: ChromeApi; health: Health },
+  ) {
     this.options = options;
     this.store = parts.store;
     this.cas = parts.cas;
@@ -84,7 +93,15 @@ export class Adapter {
       health: parts.health,
       replicaId: this.replicaId,
     });
-    this.intake = new Intake({ config, engine: this.engine, source: options.source, store: parts.store, metrics, log, health: parts.health });
+    this.intake = new Intake({
+      config,
+      engine: this.engine,
+      source: options.source,
+      store: parts.store,
+      metrics,
+      log,
+      health: parts.health,
+    });
   }
 
   static async create(options: AdapterOptions): Promise<Adapter> {
@@ -112,7 +129,12 @@ export class Adapter {
   async start(): Promise<void> {
     const { config, log } = this.options;
     if (this.options.serveHttp ?? true) {
-      this.ops = await startOpsServer({ host: config.http.host, port: config.http.port, metrics: this.options.metrics, health: this.health });
+      this.ops = await startOpsServer({
+        host: config.http.host,
+        port: config.http.port,
+        metrics: this.options.metrics,
+        health: this.health,
+      });
     }
     for (const ca of this.cas.values()) {
       await ca.start?.({
@@ -137,16 +159,41 @@ export class Adapter {
     );
   }
 
-  /** Drains within `graceMs`: stop pulling, finish or hand back in-flight steps, release everything. */
+  /**
+   * Drains within `graceMs`: readiness goes false and no new step starts; running steps finish or, when the grace
+   * period is over, are aborted and their processes handed back (lease released, due now); only then are the
+   * messages of unfinished processes nacked and the subscription closed.
+   *
+   * The subscription closes last on purpose: closing it nacks what it holds, and with the memory store (no lease
+   * shared between replicas) another replica would then start a process this one is still in the middle of — two
+   * signData calls fail the process on the device (DESIGN.md §1). Messages that arrive during the drain are
+   * recorded but not worked on: acknowledged once durable (Firestore, another replica's scheduler runs them), held
+   * and nacked at the end otherwise.
+   */
   async stop(graceMs = this.options.config.shutdown.gracePeriodMs): Promise<void> {
+    if (this.stopping !== undefined) return this.stopping;
+    this.stopping = this.drain(graceMs);
+    return this.stopping;
+  }
+
+  private async drain(graceMs: number): Promise<void> {
     const { log } = this.options;
     this.health.setState('draining');
-    log.info({ graceMs, inFlight: this.engine.inFlight }, 'draining');
-    await this.intake.stop().catch((error: unknown) => log.warn({ error: describeError(error) }, 'closing the subscription failed'));
+    log.info(
+      { graceMs, inFlight: this.engine.inFlight },
+      'draining: no new work; finishing or handing back in-flight steps',
+    );
     await this.engine.stop(graceMs);
+    await this.intake
+      .stop()
+      .catch((error: unknown) => log.warn({ error: describeError(error) }, 'closing the subscription failed'));
     this.background.abort();
     for (const ca of this.cas.values()) {
-      await ca.close?.().catch((error: unknown) => log.warn({ caConnection: ca.name, error: describeError(error) }, 'closing a CA connection failed'));
+      await ca
+        .close?.()
+        .catch((error: unknown) =>
+          log.warn({ caConnection: ca.name, error: describeError(error) }, 'closing a CA connection failed'),
+        );
     }
     await this.store.close();
     await this.ops?.close();

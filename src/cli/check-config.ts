@@ -1,14 +1,15 @@
 /**
- * `certprov check-config` — validates a configuration file the way `run` does and prints what it understood.
+ * `certprov check-config` — validates a configuration file the way `run` does and prints what it understood;
+ * with `--probe`, also checks credentials and reachability without side effects (src/cli/probe.ts).
  */
 import { formatDuration } from '../config/duration.ts';
 import { loadConfigFile, type Config } from '../config/load.ts';
+import { createLogger } from '../observability/logger.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { VERSION } from '../version.ts';
 import { configPath, parseOptions, type Command } from './command.ts';
-
-function table(rows: readonly (readonly string[])[]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
-}
+import { formatProbeResults, runProbes } from './probe.ts';
+import { table } from './table.ts';
 
 export function describeConfig(config: Config): string {
   const lines = [
@@ -50,20 +51,36 @@ export function describeConfig(config: Config): string {
 
 export const checkConfigCommand: Command = {
   name: 'check-config',
-  usage: 'check-config --config FILE',
-  summary: 'validate a configuration file and show what it configures',
-  help: `certprov check-config --config FILE
+  usage: 'check-config --config FILE [--probe]',
+  summary: 'validate a configuration file; --probe also checks credentials and reachability',
+  help: `certprov check-config --config FILE [--probe]
 
 Validates the configuration exactly as \`run\` does — schema, templates, CA capabilities against the profiles wired
 to them — lists every problem with its path (exit code 2), or prints a summary of the CA connections and profiles
-(exit code 0). Nothing is contacted.
+(exit code 0). Without --probe nothing is contacted.
+
+With --probe it then checks, without side effects (reads only; nothing is claimed, ordered, signed or written):
+  google    an access token is obtainable (Application Default Credentials / Workload Identity)
+  chrome    the Chrome Management API answers and accepts the credentials (a GET of a probe id → NOT_FOUND)
+  pubsub    the subscription exists; its dead-letter policy and exactly-once setting are shown
+  ca:NAME   each CA connection opens and its backend's own check passes (credentials accepted, CA usable)
+  store     Firestore answers a read (skipped for the memory store)
+and prints one row per check with a hint for each problem. Exit code 1 if any check failed. Each check gives up
+after 15 s. PUBSUB_EMULATOR_HOST and GOOGLE_APPLICATION_CREDENTIALS are honoured as in \`run\`.
 
 Options:
-  --config FILE   configuration file (or CERTPROV_CONFIG)`,
+  --config FILE   configuration file (or CERTPROV_CONFIG)
+  --probe         also run the read-only checks above`,
   async run(args) {
-    const { values } = parseOptions(args, { config: { type: 'string' } });
+    const { values } = parseOptions(args, { config: { type: 'string' }, probe: { type: 'boolean', default: false } });
     const config = await loadConfigFile(configPath(values.config), 'run');
     console.log(describeConfig(config));
-    return 0;
+    if (!values.probe) return 0;
+    // Client logs stay quiet: every finding is in the table, and a failed check must not print a stack.
+    const log = createLogger({ level: 'silent' });
+    const results = await runProbes(config, { log, metrics: new Metrics({ version: VERSION, defaultMetrics: false }) });
+    console.log('');
+    console.log(formatProbeResults(results));
+    return results.some((r) => r.status === 'fail') ? 1 : 0;
   },
 };

@@ -3,7 +3,8 @@
  * pulled), subscribes, and drains on SIGTERM/SIGINT within shutdown.gracePeriod; a second signal exits at once.
  */
 import { loadConfigFile } from '../config/load.ts';
-import { createLogger } from '../observability/logger.ts';
+import { DeploymentFaultError, describeError } from '../errors.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { Adapter } from '../adapter.ts';
 import { PubSubMessageSource } from '../pubsub/pubsub-source.ts';
@@ -18,8 +19,13 @@ export const runCommand: Command = {
 
 Runs the adapter until SIGTERM or SIGINT. The configuration (YAML or JSON; CERTPROV_CONFIG may name it instead of
 --config) is validated first: every problem is listed with its path and the command exits with code 2 before any
-message is pulled. On SIGTERM the adapter stops pulling, reports not-ready, lets in-flight steps finish within
-shutdown.gracePeriod and hands the rest back; a second signal exits at once.
+message is pulled. /metrics, /healthz and /readyz are served on http.port (default 8080). Logs are JSON lines on
+stdout at log.level, with a Cloud Logging "severity".
+
+On SIGTERM (or SIGINT) the adapter reports not-ready, starts no new work, lets in-flight steps finish within
+shutdown.gracePeriod (default 25s), hands the rest back to the subscription for another replica, and exits 0.
+A second signal exits at once (143, or 130 for SIGINT). If it cannot start (subscription missing, credentials
+refused) it logs why and exits 1.
 
 Options:
   --config FILE   configuration file (see config/*.example.yaml)
@@ -33,6 +39,7 @@ Environment:
     const config = await loadConfigFile(configPath(values.config), 'run');
     const log = createLogger({ level: config.log.level, base: { service: 'certprov', version: VERSION } });
     const metrics = new Metrics({ version: VERSION });
+    installCrashHandlers(log);
     if (config.store.type === 'memory') {
       log.warn(
         'store.type is memory: crash-safety is off and only ONE replica may run. Use store.type firestore for production (README "Running several replicas").',
@@ -50,31 +57,72 @@ Environment:
     });
     const adapter = await Adapter.create({ config, log, metrics, source });
 
-    let stopping: Promise<void> | undefined;
+    // First signal: drain (readiness false, no new work, in-flight steps finish or are handed back within
+    // shutdown.gracePeriod). Second signal: exit at once — what an operator (or the kubelet after
+    // terminationGracePeriodSeconds) does when a drain takes too long.
+    let stopping: Promise<number> | undefined;
+    let signalled = false;
+    const stop = (): Promise<number> =>
+      (stopping ??= adapter.stop().then(
+        () => 0,
+        (error: unknown) => {
+          log.error({ error: describeError(error) }, 'shutdown failed');
+          return 1;
+        },
+      ));
     const stopped = new Promise<number>((resolve) => {
       const onSignal = (signal: NodeJS.Signals) => {
-        if (stopping !== undefined) {
+        if (signalled) {
           log.warn({ signal }, 'second signal: exiting now');
           log.flush();
           process.exit(signal === 'SIGINT' ? 130 : 143);
         }
-        log.info({ signal }, 'signal received; shutting down');
-        stopping = adapter.stop().then(
-          () => resolve(0),
-          (error: unknown) => {
-            log.error({ error: String(error) }, 'shutdown failed');
-            resolve(1);
-          },
-        );
+        signalled = true;
+        log.info({ signal, gracePeriodMs: config.shutdown.gracePeriodMs }, 'signal received; shutting down');
+        void stop().then(resolve);
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
     });
-    await adapter.start();
+
+    try {
+      await adapter.start();
+    } catch (error) {
+      // Release the ops port and every client, then exit non-zero: a pod that cannot start must restart (and show
+      // CrashLoopBackOff with this line), not sit there answering /healthz.
+      await stop();
+      exitSoon(signalled ? 0 : 1);
+      if (signalled) return 0;
+      const hint = error instanceof DeploymentFaultError ? error.hint : undefined;
+      log.fatal(
+        { error: describeError(error), ...(hint === undefined ? {} : { hint }) },
+        'the adapter could not start',
+      );
+      log.flush();
+      throw error;
+    }
     const code = await stopped;
     log.flush();
-    // Client libraries may keep sockets open after close(); never hang a terminating pod on them.
-    setTimeout(() => process.exit(code), 1_000).unref();
+    exitSoon(code);
     return code;
   },
 };
+
+/** Client libraries may keep sockets or timers open after close(); never hang a terminating pod on them. */
+function exitSoon(code: number): void {
+  setTimeout(() => process.exit(code), 1_000).unref();
+}
+
+/** A crash is logged as one JSON line (Cloud Logging severity CRITICAL) before the process exits. */
+function installCrashHandlers(log: Logger): void {
+  const crash = (kind: string) => (error: unknown) => {
+    log.fatal(
+      { error: describeError(error), stack: error instanceof Error ? error.stack : undefined },
+      `${kind}; exiting`,
+    );
+    log.flush();
+    process.exit(1);
+  };
+  process.on('uncaughtException', crash('uncaught exception'));
+  process.on('unhandledRejection', crash('unhandled promise rejection'));
+}

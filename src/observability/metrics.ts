@@ -106,7 +106,7 @@ export class Metrics {
 
   readonly remoteRequests = new Counter({
     name: 'certprov_remote_requests_total',
-    help: 'Requests to remote APIs by api, method and status class (2xx, 4xx, 5xx, network, timeout).',
+    help: 'Requests to remote APIs by api, method and status class (2xx, 4xx, 429, 5xx, network, timeout).',
     labelNames: ['api', 'method', 'status_class'] as const,
     registers: [this.registry],
   });
@@ -155,12 +155,32 @@ export class Metrics {
     labelNames: ['version', 'node'] as const,
     registers: [this.registry],
   });
+  /**
+   * What /readyz answers, as a number, so dashboards and alerts see it without scraping the probe: a replica that
+   * stays unready (deployment fault, lost subscription) is visible next to the reason in its logs.
+   */
+  readonly ready = new Gauge({
+    name: 'certprov_ready',
+    help: '1 while this replica is ready (running, subscribed, no deployment fault), else 0.',
+    registers: [this.registry],
+  });
 
   constructor(options: MetricsOptions = {}) {
     if (options.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, prefix: 'certprov_' });
     }
     this.buildInfo.set({ version: options.version ?? 'dev', node: process.versions.node }, 1);
+    this.ready.set(0);
+  }
+
+  /**
+   * Exports the per-connection series at 0 before anything happened. A series that first appears with value 1
+   * hides that increment from rate()/increase(), and the failure-ratio alert divides by issued + failed: without
+   * an `issued` series a connection that only fails would never alert (deploy/components/*).
+   */
+  declareCaConnection(caConnection: string, backend: string): void {
+    this.processesIssued.inc({ ca_connection: caConnection, backend }, 0);
+    this.certificatesIssued.inc({ ca_connection: caConnection, backend }, 0);
   }
 
   /** Prometheus text exposition. */
@@ -169,8 +189,13 @@ export class Metrics {
   }
 }
 
-/** Maps an HTTP status (or a transport failure) to the `status_class` label. */
+/**
+ * Maps an HTTP status (or a transport failure) to the `status_class` label: `2xx`…`5xx`, `network`, `timeout`, and
+ * `429` on its own — throttling is what the rate-limit alert watches (deploy/components/*), and folded into `4xx`
+ * it would be indistinguishable from a rejected request.
+ */
 export function statusClass(status: number | 'network' | 'timeout'): string {
   if (typeof status !== 'number') return status;
+  if (status === 429) return '429';
   return `${Math.floor(status / 100)}xx`;
 }

@@ -11,7 +11,12 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-export async function startOpsServer(options: { host: string; port: number; metrics: Metrics; health: Health }): Promise<OpsServer> {
+export async function startOpsServer(options: {
+  host: string;
+  port: number;
+  metrics: Metrics;
+  health: Health;
+}): Promise<OpsServer> {
   const { metrics, health } = options;
   const server: Server = createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];

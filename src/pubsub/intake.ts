@@ -8,7 +8,7 @@
  * its message id, and counted — never acked away, never a crash loop.
  */
 import type { Config } from '../config/load.ts';
-import { describeError } from '../errors.ts';
+import { DeploymentFaultError, describeError } from '../errors.ts';
 import type { Health } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -43,7 +43,9 @@ export class Intake {
   async start(): Promise<void> {
     this.deps.source.onError((error) => {
       this.deps.health.setSubscribed(false);
-      this.deps.health.reportFault('pubsub', error.message);
+      // Only an operator's mistake (subscription missing, permission denied) is a deployment fault; a Pub/Sub
+      // outage is retried by the source and must not read as one (DESIGN.md §6).
+      if (error instanceof DeploymentFaultError) this.deps.health.reportFault('pubsub', error.message);
       this.deps.log.error({ error: describeError(error) }, 'subscription error');
     });
     await this.deps.source.start((message) => this.onMessage(message));
@@ -59,8 +61,14 @@ export class Intake {
   }
 
   private onMessage(message: IncomingMessage): void {
-    const { metrics } = this.deps;
+    const { metrics, health } = this.deps;
     metrics.messagesReceived.inc();
+    if (!health.isSubscribed && !this.shutdown.signal.aborted) {
+      // The source reopened its stream after an error: a delivery proves the subscription works again, so
+      // readiness recovers without a restart.
+      health.setSubscribed(true);
+      health.clearFault('pubsub');
+    }
     const decoded = decodeNotification(message.data, message.attributes, this.deps.config.chrome.customer);
     if (!decoded.ok) {
       metrics.messagesMalformed.inc();
@@ -88,7 +96,10 @@ export class Intake {
       this.deps.health.clearFault('store');
     } catch (error) {
       this.deps.health.reportFault('store', describeError(error));
-      log.error({ messageId: message.id, processId, error: describeError(error) }, 'cannot record the process; nacking');
+      log.error(
+        { messageId: message.id, processId, error: describeError(error) },
+        'cannot record the process; nacking',
+      );
       this.nack(message, 'store_unavailable');
       return;
     }
@@ -110,7 +121,10 @@ export class Intake {
       this.deps.metrics.messagesAcked.inc();
     } catch (error) {
       // Exactly-once delivery: the ack was not confirmed; the redelivery is de-duplicated by the store.
-      this.deps.log.warn({ messageId: message.id, processId, error: describeError(error) }, 'acknowledgement not confirmed');
+      this.deps.log.warn(
+        { messageId: message.id, processId, error: describeError(error) },
+        'acknowledgement not confirmed',
+      );
     }
   }
 

@@ -1,0 +1,119 @@
+/**
+ * The metric catalogue's conventions (DESIGN.md §6): `certprov_` prefix, `_total` counters, `_seconds` histograms,
+ * low-cardinality labels only. Checked over the registry itself, so a metric added later is held to them too.
+ */
+import { describe, expect, it } from 'vitest';
+import { Metrics, statusClass } from '../../../src/observability/metrics.ts';
+
+/** Every label a certprov metric may carry: none of them can hold a device, user or process id. */
+const LOW_CARDINALITY_LABELS = new Set([
+  'step',
+  'outcome',
+  'reason',
+  'ca_connection',
+  'backend',
+  'api',
+  'method',
+  'status_class',
+  'where',
+  'error_class',
+  'bucket',
+  'component',
+  'version',
+  'node',
+]);
+
+interface RegisteredMetric {
+  readonly name: string;
+  readonly type: string;
+  readonly labelNames?: readonly string[];
+}
+
+/** The adapter's own metrics (a registry without the Node.js default metrics). */
+function ownMetrics(metrics: Metrics): RegisteredMetric[] {
+  return metrics.registry.getMetricsAsArray() as unknown as RegisteredMetric[];
+}
+
+describe('Metrics', () => {
+  it('names every metric by the conventions and labels it with low-cardinality labels only', () => {
+    const own = ownMetrics(new Metrics({ defaultMetrics: false }));
+    expect(own.length).toBeGreaterThan(15);
+    for (const metric of own) {
+      expect(metric.name).toMatch(/^certprov_[a-z0-9_]+$/);
+      if (metric.type === 'counter') expect(metric.name, metric.name).toMatch(/_total$/);
+      if (metric.type === 'histogram') expect(metric.name, metric.name).toMatch(/_seconds$/);
+      if (metric.type !== 'counter') expect(metric.name, metric.name).not.toMatch(/_total$/);
+      for (const label of metric.labelNames ?? [])
+        expect(LOW_CARDINALITY_LABELS, `${metric.name}{${label}}`).toContain(label);
+    }
+  });
+
+  it('covers what an operator needs to see', () => {
+    const names = new Set(ownMetrics(new Metrics({ defaultMetrics: false })).map((m) => m.name));
+    for (const name of [
+      'certprov_messages_received_total',
+      'certprov_messages_acked_total',
+      'certprov_messages_nacked_total',
+      'certprov_messages_malformed_total',
+      'certprov_processes_started_total',
+      'certprov_processes_issued_total',
+      'certprov_processes_failed_total',
+      'certprov_processes_in_flight',
+      'certprov_ca_pending_orders',
+      'certprov_step_duration_seconds',
+      'certprov_signature_wait_seconds',
+      'certprov_process_duration_seconds',
+      'certprov_remote_requests_total',
+      'certprov_remote_request_duration_seconds',
+      'certprov_retries_total',
+      'certprov_rate_limiter_wait_seconds',
+      'certprov_deployment_fault_active',
+      'certprov_build_info',
+      'certprov_ready',
+    ]) {
+      expect(names, name).toContain(name);
+    }
+  });
+
+  it('adds the Node.js default metrics (start time, event loop lag, heap) under the same prefix', async () => {
+    const text = await new Metrics({ version: '1.2.3' }).scrape();
+    expect(text).toMatch(/^certprov_process_start_time_seconds \d+/m);
+    expect(text).toMatch(/^certprov_nodejs_eventloop_lag_seconds /m);
+    expect(text).toMatch(/^certprov_nodejs_heap_size_used_bytes /m);
+    expect(text).toContain(`certprov_build_info{version="1.2.3",node="${process.versions.node}"} 1`);
+    expect(await new Metrics({ defaultMetrics: false }).scrape()).not.toContain('certprov_nodejs_');
+  });
+
+  it('exports a CA connection’s issued series at 0 before anything happened', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    expect(await metrics.scrape()).not.toContain('certprov_processes_issued_total{');
+    metrics.declareCaConnection('default_ca_config', 'digicert');
+    const text = await metrics.scrape();
+    expect(text).toContain('certprov_processes_issued_total{ca_connection="default_ca_config",backend="digicert"} 0');
+    expect(text).toContain(
+      'certprov_ca_certificates_issued_total{ca_connection="default_ca_config",backend="digicert"} 0',
+    );
+  });
+
+  it('starts not ready', async () => {
+    expect(await new Metrics({ defaultMetrics: false }).scrape()).toMatch(/^certprov_ready 0$/m);
+  });
+});
+
+describe('statusClass', () => {
+  it.each([
+    [200, '2xx'],
+    [204, '2xx'],
+    [302, '3xx'],
+    [400, '4xx'],
+    [403, '4xx'],
+    [404, '4xx'],
+    [429, '429'],
+    [500, '5xx'],
+    [503, '5xx'],
+    ['network', 'network'],
+    ['timeout', 'timeout'],
+  ] as const)('%s → %s', (status, expected) => {
+    expect(statusClass(status)).toBe(expected);
+  });
+});
