@@ -17,10 +17,13 @@ function connectionOf(run: ProcessRun): CertificateAuthority {
   const name = run.record.caConnection ?? '';
   const ca = run.deps.cas.get(name);
   if (ca === undefined) {
-    throw new TerminalError(`CA connection "${name}" disappeared from the configuration while the process was in progress`, {
-      reason: 'unknown_ca_connection',
-      userMessage: `The certificate service has no CA connection named "${name}". Ask your administrator.`,
-    });
+    throw new TerminalError(
+      `CA connection "${name}" disappeared from the configuration while the process was in progress`,
+      {
+        reason: 'unknown_ca_connection',
+        userMessage: `The certificate service has no CA connection named "${name}". Ask your administrator.`,
+      },
+    );
   }
   return ca;
 }
@@ -47,28 +50,40 @@ function onResult(run: ProcessRun, ca: CertificateAuthority, request: IssueReque
   switch (result.status) {
     case 'issued': {
       if (!certificateMatchesSpki(result.certificatePem, request.spkiDer)) {
-        run.ctx.log.error({ caConnection: ca.name, backend: ca.type }, 'CA returned a certificate for a different public key');
-        throw new TerminalError(`CA connection "${ca.name}" returned a certificate whose public key is not the device's`, {
-          reason: 'ca_misbehaved',
-          userMessage: 'The certificate authority returned an unusable certificate. Ask your administrator.',
-        });
+        run.ctx.log.error(
+          { caConnection: ca.name, backend: ca.type },
+          'CA returned a certificate for a different public key',
+        );
+        throw new TerminalError(
+          `CA connection "${ca.name}" returned a certificate whose public key is not the device's`,
+          {
+            reason: 'ca_misbehaved',
+            userMessage: 'The certificate authority returned an unusable certificate. Ask your administrator.',
+          },
+        );
       }
       run.deps.metrics.certificatesIssued.inc({ ca_connection: ca.name, backend: ca.type });
       return { kind: 'next', step: 'upload', patch: { certificatePem: result.certificatePem, attempts: 0 } };
     }
-    case 'pending':
-      run.ctx.log.info({ caConnection: ca.name, ref: result.ref, retryAfterMs: result.retryAfterMs }, 'CA request pending');
+    case 'pending': {
+      run.ctx.log.info(
+        { caConnection: ca.name, ref: result.ref, retryAfterMs: result.retryAfterMs },
+        'CA request pending',
+      );
+      const caDeadline = record.caDeadline ?? run.now() + run.deps.config.scheduler.caMaxWaitMs;
       return {
         kind: 'wait',
         step: 'await_ca',
-        delayMs: result.retryAfterMs,
+        // Never sleep past the deadline: the order must be cancelled on time, not at the backend's next poll.
+        delayMs: Math.max(0, Math.min(result.retryAfterMs, caDeadline - run.now())),
         patch: {
           pendingRef: result.ref,
           ...(result.lookupKey === undefined ? {} : { lookupKey: result.lookupKey }),
-          caDeadline: record.caDeadline ?? run.now() + run.deps.config.scheduler.caMaxWaitMs,
+          caDeadline,
           attempts: 0,
         },
       };
+    }
     case 'failed':
       run.ctx.log.warn({ caConnection: ca.name, detail: result.detail }, 'CA refused the request');
       throw new TerminalError(`CA connection "${ca.name}" refused: ${result.detail}`, {
@@ -110,7 +125,8 @@ export async function awaitCaStep(run: ProcessRun): Promise<StepResult> {
     // Nobody will install this certificate: withdraw the order so nobody pays for it.
     await ca.cancel?.(ref, giveUp, run.ctx);
     run.ctx.log.warn({ caConnection: ca.name, ref }, `cancelled the pending CA request: ${giveUp}`);
-    if (chromeProcess.failureMessage !== undefined) return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
+    if (chromeProcess.failureMessage !== undefined)
+      return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
     throw new TerminalError(giveUp, {
       reason: 'ca_timeout',
       userMessage: 'The certificate authority did not approve the request in time. Ask your administrator.',
