@@ -236,7 +236,9 @@ describe('PubSubMessageSource (Pub/Sub emulator)', () => {
     const fault = errors.find((e) => e instanceof DeploymentFaultError);
     expect(fault?.message).toMatch(/does not exist/);
     expect(fault?.message).toContain(f.subscriptionName);
-    // The delivery held when the subscriber stopped is over: acking it must not pretend to succeed.
+    // The delivery held when the subscriber stopped is over: acking it must not pretend to succeed. The stream's
+    // error and its close arrive separately; wait for the close, which ends the deliveries it carried.
+    await waitFor(() => s.held === 0, 15_000, 'the subscriber to stop');
     await expect(held?.ack()).rejects.toThrow();
 
     await f.topic.createSubscription(f.subscriptionName.split('/').pop() ?? '');
