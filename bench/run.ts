@@ -17,8 +17,8 @@ for (const file of (await readdir(dir)).filter((f) => f.endsWith('.ts')).sort())
   const module = (await import(path.join(dir, file))) as { default: BenchScenario };
   scenarios.push(module.default);
 }
-const selected = scenarios.filter(
-  (s) => (positionals.length === 0 ? !s.faultsOnly || values.faults : positionals.includes(s.name)),
+const selected = scenarios.filter((s) =>
+  positionals.length === 0 ? !s.faultsOnly || values.faults : positionals.includes(s.name),
 );
 if (selected.length === 0) {
   console.error(`no scenario selected; available: ${scenarios.map((s) => s.name).join(', ')}`);
@@ -32,7 +32,9 @@ for (const scenario of selected) {
   const width = Math.max(...figures.map((f) => f.name.length));
   for (const f of figures) {
     const value = Number.isInteger(f.value) ? String(f.value) : f.value.toPrecision(4);
-    console.log(`  ${f.name.padEnd(width)}  ${value} ${f.unit}${f.target === undefined ? '' : `   (target ${f.target})`}`);
+    console.log(
+      `  ${f.name.padEnd(width)}  ${value} ${f.unit}${f.target === undefined ? '' : `   (target ${f.target})`}`,
+    );
   }
 }
 await mkdir(path.join(import.meta.dirname, 'results'), { recursive: true });

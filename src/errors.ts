@@ -144,7 +144,7 @@ export function describeError(error: unknown): string {
       parts.push(`${current.name}: ${current.message}`);
       current = current.cause;
     } else {
-      parts.push(typeof current === 'string' ? current : JSON.stringify(current) ?? typeof current);
+      parts.push(typeof current === 'string' ? current : (JSON.stringify(current) ?? typeof current));
       break;
     }
   }

@@ -15,7 +15,10 @@ const scenario: BenchScenario = {
   async run({ quick }) {
     const count = quick ? 100 : 1_000;
     const pool = await KeyPool.generate({ 'rsa-2048': 4, 'ec-p256': 4 });
-    const rig = await AdapterRig.start({ logLevel: 'warn', config: { scheduler: { maxConcurrent: 128 }, pubsub: { maxInFlight: 1000 } } });
+    const rig = await AdapterRig.start({
+      logLevel: 'warn',
+      config: { scheduler: { maxConcurrent: 128 }, pubsub: { maxInFlight: 1000 } },
+    });
     try {
       const ids = rig.tenant.createProcesses(count, { pool, ecShare: 0.5, userShare: 0.5 });
       const requestsBefore = Object.values(rig.tenant.requests).reduce((a, b) => a + b, 0);
@@ -37,7 +40,11 @@ const scenario: BenchScenario = {
         { name: 'throughput', value: count / (wallMs / 1000), unit: 'processes/s' },
         { name: 'CPU per process (whole rig)', value: (cpu.user + cpu.system) / 1000 / count, unit: 'ms' },
         { name: 'Chrome API requests per certificate', value: requests / stats.issued, unit: 'requests' },
-        { name: 'heap growth per process in flight', value: Math.max(0, heapPeak - heapBefore) / count / 1024, unit: 'KiB' },
+        {
+          name: 'heap growth per process in flight',
+          value: Math.max(0, heapPeak - heapBefore) / count / 1024,
+          unit: 'KiB',
+        },
       ];
     } finally {
       await rig.stop();

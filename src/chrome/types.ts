@@ -9,9 +9,7 @@ export const CERTPROV_SCOPE = 'https://www.googleapis.com/auth/chrome.management
 export const DEFAULT_CHROME_ENDPOINT = 'https://chromemanagement.googleapis.com';
 
 export type SignatureAlgorithm =
-  | 'SIGNATURE_ALGORITHM_RSA_PKCS1_V1_5_SHA256'
-  | 'SIGNATURE_ALGORITHM_ECDSA_SHA256'
-  | 'SIGNATURE_ALGORITHM_UNSPECIFIED';
+  'SIGNATURE_ALGORITHM_RSA_PKCS1_V1_5_SHA256' | 'SIGNATURE_ALGORITHM_ECDSA_SHA256' | 'SIGNATURE_ALGORITHM_UNSPECIFIED';
 
 export interface ChromeOsDevice {
   deviceDirectoryApiId?: string;

@@ -52,7 +52,8 @@ export function demoConfig(endpoint: string, caDirectory: string) {
 function positiveInt(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0 || n > 100_000) throw new UsageError(`${flag} must be a whole number from 1 to 100000`);
+  if (!Number.isInteger(n) || n <= 0 || n > 100_000)
+    throw new UsageError(`${flag} must be a whole number from 1 to 100000`);
   return n;
 }
 
@@ -81,7 +82,8 @@ Options:
     });
     const count = positiveInt(values.count, 50, '--count');
     const level = values['log-level'];
-    if (!['trace', 'debug', 'info', 'warn', 'error', 'silent'].includes(level)) throw new UsageError('--log-level must be trace, debug, info, warn, error or silent');
+    if (!['trace', 'debug', 'info', 'warn', 'error', 'silent'].includes(level))
+      throw new UsageError('--log-level must be trace, debug, info, warn, error or silent');
     const out = path.resolve(values.out);
     const say = (line: string) => process.stdout.write(line + '\n');
     const setupStarted = performance.now();
@@ -90,7 +92,11 @@ Options:
     const keyPool = KeyPool.generate({ 'rsa-2048': 4, 'ec-p256': 4 });
     const ca = await initLocalCa({ directory: path.join(work, 'ca'), keyType: 'ec', subject: 'CN=certprov demo CA' });
     const tenant = await SandboxTenant.start({});
-    const log = createLogger({ level: level as 'warn', destination: pino.destination({ fd: 2, sync: false }), base: { service: 'certprov-demo', version: VERSION } });
+    const log = createLogger({
+      level: level as 'warn',
+      destination: pino.destination({ fd: 2, sync: false }),
+      base: { service: 'certprov-demo', version: VERSION },
+    });
     const metrics = new Metrics({ version: VERSION });
     const source = new InProcessMessageSource({ maxInFlight: 100 });
     const config = demoConfig(tenant.endpoint, path.join(work, 'ca'));
@@ -99,7 +105,9 @@ Options:
       const pool = await keyPool;
       // Devices sign after 20–300 ms, like clients that are online; a few use the older flat resource shape.
       const ids = tenant.createProcesses(count, { pool, ecShare: 0.5, userShare: 0.5, affiliatedShare: 0.5 });
-      say(`certprov ${VERSION} demo: ${count} processes, sandbox tenant at ${tenant.endpoint}, local CA in a temporary directory`);
+      say(
+        `certprov ${VERSION} demo: ${count} processes, sandbox tenant at ${tenant.endpoint}, local CA in a temporary directory`,
+      );
       await adapter.start();
       say(`metrics: http://127.0.0.1:${adapter.httpPort}/metrics`);
       const started = performance.now();
@@ -143,12 +151,18 @@ Options:
       say('');
       say('summary');
       say(`  issued              ${issued}`);
-      say(`  failed              ${count - issued}${failures.size === 0 ? '' : ' (' + [...failures].map(([r, n]) => `${r}: ${n}`).join(', ') + ')'}`);
-      say(`  wall time           ${(wallMs / 1000).toFixed(2)} s (setup ${((started - setupStarted) / 1000).toFixed(2)} s before that)`);
+      say(
+        `  failed              ${count - issued}${failures.size === 0 ? '' : ' (' + [...failures].map(([r, n]) => `${r}: ${n}`).join(', ') + ')'}`,
+      );
+      say(
+        `  wall time           ${(wallMs / 1000).toFixed(2)} s (setup ${((started - setupStarted) / 1000).toFixed(2)} s before that)`,
+      );
       say(`  processes/second    ${(count / (wallMs / 1000)).toFixed(1)}`);
       say(`  signData calls      ${stats.signDataCalls} (double: ${stats.doubleSignData})`);
       say(`  output              ${path.relative(process.cwd(), out) || '.'}/<process-id>.pem, ca.pem`);
-      say(`  check one           openssl verify -CAfile ${path.relative(process.cwd(), out)}/ca.pem ${path.relative(process.cwd(), out)}/${ids[0] ?? '<id>'}.pem`);
+      say(
+        `  check one           openssl verify -CAfile ${path.relative(process.cwd(), out)}/ca.pem ${path.relative(process.cwd(), out)}/${ids[0] ?? '<id>'}.pem`,
+      );
       return issued === count ? 0 : 1;
     } finally {
       await adapter.stop(1_000).catch(() => undefined);

@@ -28,7 +28,8 @@ Options:
       'validity-days': { type: 'string' },
       force: { type: 'boolean', default: false },
     });
-    if (positionals[0] !== 'init' || positionals.length !== 1) throw new UsageError('expected: local-ca init --dir DIR');
+    if (positionals[0] !== 'init' || positionals.length !== 1)
+      throw new UsageError('expected: local-ca init --dir DIR');
     if (values.dir === undefined) throw new UsageError('--dir is required');
     if (values.key !== 'ec' && values.key !== 'rsa') throw new UsageError('--key must be ec or rsa');
     const validityDays = values['validity-days'] === undefined ? undefined : Number(values['validity-days']);

@@ -80,7 +80,9 @@ Options:
     const log = createLogger({ level: 'warn' });
     const summary = await setupPubSub({ ...options, dryRun: values['dry-run'], log });
     for (const r of summary.resources) {
-      console.log(`${r.action.padEnd(13)} ${r.kind.padEnd(24)} ${r.name}${r.differences.length ? ` (${r.differences.join('; ')})` : ''}`);
+      console.log(
+        `${r.action.padEnd(13)} ${r.kind.padEnd(24)} ${r.name}${r.differences.length ? ` (${r.differences.join('; ')})` : ''}`,
+      );
     }
     for (const note of summary.notes) console.log(`note: ${note}`);
     for (const problem of summary.problems) console.error(`problem: ${problem}`);

@@ -149,9 +149,11 @@ export const rawConfigSchema = z
     store: storeSchema,
     scheduler: schedulerSchema,
     /** CA connections by caConnectionAdapterConfigReference; each validated by its backend's schema. */
-    caConnections: z.record(z.string().min(1), z.looseObject({ type: z.string() })).refine((m) => Object.keys(m).length > 0, {
-      message: 'configure at least one CA connection',
-    }),
+    caConnections: z
+      .record(z.string().min(1), z.looseObject({ type: z.string() }))
+      .refine((m) => Object.keys(m).length > 0, {
+        message: 'configure at least one CA connection',
+      }),
     /** Certificate profiles by profileAdapterConfigReference. */
     profiles: z.record(z.string().min(1), profileSchema).refine((m) => Object.keys(m).length > 0, {
       message: 'configure at least one profile',

@@ -23,10 +23,13 @@ export async function readSecret(ref: SecretReference, baseDir: string, componen
   try {
     value = (await readFile(file, 'utf8')).trim();
   } catch (error) {
-    throw new DeploymentFaultError(`cannot read secret file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
-      component,
-      hint: 'mount the Secret at that path or fix the path in the configuration',
-    });
+    throw new DeploymentFaultError(
+      `cannot read secret file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+      {
+        component,
+        hint: 'mount the Secret at that path or fix the path in the configuration',
+      },
+    );
   }
   if (value === '') throw new DeploymentFaultError(`secret file ${file} is empty`, { component });
   return value;

@@ -5,7 +5,10 @@ import { parseDuration } from './duration.ts';
 export const durationMs = z.union([z.string(), z.number()]).transform((text, ctx) => {
   const ms = typeof text === 'string' ? parseDuration(text) : undefined;
   if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration; write it with a unit, e.g. 30s, 15m, 2h, 365d` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${text}" is not a duration; write it with a unit, e.g. 30s, 15m, 2h, 365d`,
+    });
     return z.NEVER;
   }
   return ms;

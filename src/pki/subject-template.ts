@@ -172,8 +172,7 @@ export interface TemplateVariables {
 function lookup(vars: TemplateVariables, variable: string): string | undefined {
   const [root, field] = variable.split('.') as [string, string];
   const scope = (root === 'device' ? vars.device : root === 'user' ? vars.user : vars.process) as
-    | Record<string, unknown>
-    | undefined;
+    Record<string, unknown> | undefined;
   const value = scope?.[field];
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
@@ -208,17 +207,26 @@ const IA5 = /^[\x00-\x7f]*$/;
 function invalidValue(profileName: string, what: string, problem: string): TerminalError {
   return new TerminalError(`profile "${profileName}": ${what} ${problem}`, {
     reason: 'template_invalid_value',
-    userMessage: 'The certificate profile produced an invalid certificate field. Ask your administrator to check the profile.',
+    userMessage:
+      'The certificate profile produced an invalid certificate field. Ask your administrator to check the profile.',
   });
 }
 
-export function renderSubject(template: SubjectTemplate, vars: TemplateVariables, profileName: string): DistinguishedName {
+export function renderSubject(
+  template: SubjectTemplate,
+  vars: TemplateVariables,
+  profileName: string,
+): DistinguishedName {
   return template.map((rdn) =>
     rdn.map((attribute): SubjectAttribute => {
       const value = renderValue(attribute.value, vars, profileName);
       const { info } = attribute;
       if (value.length > info.maxLength) {
-        throw invalidValue(profileName, attribute.type, `is ${value.length} characters long (at most ${info.maxLength})`);
+        throw invalidValue(
+          profileName,
+          attribute.type,
+          `is ${value.length} characters long (at most ${info.maxLength})`,
+        );
       }
       if (info.exactLength !== undefined && value.length !== info.exactLength) {
         throw invalidValue(profileName, attribute.type, `must be exactly ${info.exactLength} characters`);
@@ -235,7 +243,8 @@ export function renderSubject(template: SubjectTemplate, vars: TemplateVariables
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
-const DNS = /^(?=.{1,253}$)(\*\.)?([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const DNS =
+  /^(?=.{1,253}$)(\*\.)?([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function renderSubjectAltNames(
   templates: readonly SanTemplate[],
@@ -250,7 +259,12 @@ export function renderSubjectAltNames(
         : template.type === 'dns'
           ? DNS.test(value)
           : URL.canParse(value) && IA5.test(value);
-    if (!ok) throw invalidValue(profileName, `${template.type} SAN`, `"${template.value.source}" did not render to a valid value`);
+    if (!ok)
+      throw invalidValue(
+        profileName,
+        `${template.type} SAN`,
+        `"${template.value.source}" did not render to a valid value`,
+      );
     return { type: template.type, value };
   });
 }

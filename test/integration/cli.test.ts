@@ -27,9 +27,15 @@ interface Run {
   stderr: string;
 }
 
-function certprov(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<Run> {
+function certprov(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env } });
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, ...options.env },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -55,17 +61,26 @@ describe('help and usage', () => {
   it('--help lists every command with a summary', async () => {
     const run = await certprov(['--help']);
     expect(run.code).toBe(0);
-    for (const command of ['run --config FILE', 'demo', 'check-config --config FILE', 'local-ca init', 'setup-pubsub']) {
+    for (const command of [
+      'run --config FILE',
+      'demo',
+      'check-config --config FILE',
+      'local-ca init',
+      'setup-pubsub',
+    ]) {
       expect(run.stdout).toContain(command);
     }
   });
 
-  it.each(['run', 'demo', 'check-config', 'local-ca', 'setup-pubsub'])('%s --help explains the command and its options', async (name) => {
-    const run = await certprov([name, '--help']);
-    expect(run.code).toBe(0);
-    expect(run.stdout).toContain(`certprov ${name}`);
-    expect(run.stdout).toMatch(/Options:|--/);
-  });
+  it.each(['run', 'demo', 'check-config', 'local-ca', 'setup-pubsub'])(
+    '%s --help explains the command and its options',
+    async (name) => {
+      const run = await certprov([name, '--help']);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(`certprov ${name}`);
+      expect(run.stdout).toMatch(/Options:|--/);
+    },
+  );
 
   it('an unknown command or option exits 2 with the usage', async () => {
     expect((await certprov(['frobnicate'])).code).toBe(2);
@@ -98,12 +113,19 @@ describe('configuration', () => {
           caConnections: { a: { type: 'local' }, b: { type: 'vault-of-wonders' } },
           profiles: {
             p: { subject: 'CN={{device.colour}}', validity: '1y', extendedKeyUsages: ['clientAuth', 'bogus'] },
-            q: { subject: 'XX=1', validity: '10d', subjectAltNames: [{ uri: 'x:{{user.userPrimaryEmail}}' }], caConnections: ['nope'] },
+            q: {
+              subject: 'XX=1',
+              validity: '10d',
+              subjectAltNames: [{ uri: 'x:{{user.userPrimaryEmail}}' }],
+              caConnections: ['nope'],
+            },
           },
         }),
       );
       await subscription.publish('{"certificateProvisioningProcessId":"p-1"}');
-      const run = await certprov(['run', '--config', file], { env: { PUBSUB_EMULATOR_HOST: inject('pubsubEmulatorHost') } });
+      const run = await certprov(['run', '--config', file], {
+        env: { PUBSUB_EMULATOR_HOST: inject('pubsubEmulatorHost') },
+      });
       expect(run.code).toBe(2);
       for (const problem of [
         'instanceId:',
@@ -126,7 +148,9 @@ describe('configuration', () => {
           },
         }),
       );
-      const second = await certprov(['run', '--config', file], { env: { PUBSUB_EMULATOR_HOST: inject('pubsubEmulatorHost') } });
+      const second = await certprov(['run', '--config', file], {
+        env: { PUBSUB_EMULATOR_HOST: inject('pubsubEmulatorHost') },
+      });
       expect(second.code).toBe(2);
       for (const problem of [
         'chrome.credentials: "none" is allowed only for loopback endpoints',
@@ -141,7 +165,10 @@ describe('configuration', () => {
       }
       // Nothing was pulled: the message is still there, deliverable at once (no ack deadline to wait out).
       const received = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('message not delivered within 5 s: it was pulled and held')), 5_000);
+        const timer = setTimeout(
+          () => reject(new Error('message not delivered within 5 s: it was pulled and held')),
+          5_000,
+        );
         subscription.subscription.once('message', (m: { data: Buffer; ack(): void }) => {
           clearTimeout(timer);
           m.ack();
@@ -202,7 +229,14 @@ describe('run as an OS process, with Google credentials from the metadata server
       const ca = await initLocalCa({ directory: caDir, keyType: 'ec' });
       const raw = baseRigConfig(tenant.endpoint, caDir, subscription.subscriptionName);
       const file = path.join(work, 'run.yaml');
-      await writeFile(file, stringify({ ...raw, chrome: { ...(raw.chrome as object), credentials: 'google-default' }, log: { level: 'debug' } }));
+      await writeFile(
+        file,
+        stringify({
+          ...raw,
+          chrome: { ...(raw.chrome as object), credentials: 'google-default' },
+          log: { level: 'debug' },
+        }),
+      );
 
       const child = spawn(process.execPath, [MAIN, 'run', '--config', file], {
         cwd: ROOT,
@@ -223,9 +257,17 @@ describe('run as an OS process, with Google credentials from the metadata server
         await waitFor(() => output.includes('adapter started'), 30_000, 'adapter started');
         const ids = [
           tenant.createProcess({ key: pool.next('rsa-2048') }),
-          tenant.createProcess({ key: pool.next('ec-p256'), subject: { kind: 'user', userPrimaryEmail: 'cli@example.com', userDirectoryApiId: 'u-cli' } }),
+          tenant.createProcess({
+            key: pool.next('ec-p256'),
+            subject: { kind: 'user', userPrimaryEmail: 'cli@example.com', userDirectoryApiId: 'u-cli' },
+          }),
         ];
-        for (const id of ids) await tenant.notify(id, { encoding: 'protobuf' }, async (data, attributes) => void (await subscription.publish(data, attributes)));
+        for (const id of ids)
+          await tenant.notify(
+            id,
+            { encoding: 'protobuf' },
+            async (data, attributes) => void (await subscription.publish(data, attributes)),
+          );
         await tenant.waitUntilFinished(ids, 30_000);
         for (const id of ids) {
           const pem = tenant.process(id)?.issuedCertificate;
@@ -247,7 +289,12 @@ describe('run as an OS process, with Google credentials from the metadata server
       expect(output).not.toContain(token);
       expect(output).not.toContain('cli@example.com');
     } finally {
-      await Promise.allSettled([metadata.close(), tenant.close(), subscription.cleanup(), rm(gcloudConfig, { recursive: true, force: true })]);
+      await Promise.allSettled([
+        metadata.close(),
+        tenant.close(),
+        subscription.cleanup(),
+        rm(gcloudConfig, { recursive: true, force: true }),
+      ]);
     }
   });
 });

@@ -25,7 +25,9 @@ describe('deadlines and budgets', () => {
     const id = r.tenant.createProcess({ key: (await testKeyPool()).next('ec-p256'), deviceOffline: true });
     await r.notify(id);
     await r.tenant.waitUntilFinished([id], 10_000);
-    expect(r.tenant.process(id)?.failureMessage).toMatch(/did not answer the certificate request in time\. .*\(reference CP-/);
+    expect(r.tenant.process(id)?.failureMessage).toMatch(
+      /did not answer the certificate request in time\. .*\(reference CP-/,
+    );
     expect(r.tenant.counters(id)).toMatchObject({ signDataCalls: 1, setFailures: 1 });
     await expect.poll(() => r.counter('certprov_processes_failed_total', { reason: 'signature_timeout' })).toBe(1);
   });
@@ -36,7 +38,11 @@ describe('deadlines and budgets', () => {
     // Claimed and asked to sign, then every operations.get fails: only the adapter's budget can end it.
     r.tenant.faults = { rate503: 1, methods: ['getOperation'] };
     await r.notify(id);
-    await waitFor(() => r.logs.entries().some((e) => e.message === 'retries exhausted' && e.processId === id), 10_000, 'exhaustion');
+    await waitFor(
+      () => r.logs.entries().some((e) => e.message === 'retries exhausted' && e.processId === id),
+      10_000,
+      'exhaustion',
+    );
     r.tenant.faults = {};
     await r.tenant.waitUntilFinished([id], 10_000);
     expect(r.tenant.process(id)?.failureMessage).toMatch(/could not complete the request/);
@@ -53,7 +59,11 @@ describe('unsafe calls', () => {
     await r.tenant.waitUntilFinished([id], 10_000);
     expect(r.tenant.process(id)?.issuedCertificate).toBeDefined();
     expect(r.tenant.counters(id)).toMatchObject({ signDataCalls: 1, doubleSignData: 0 });
-    expect(r.logs.entries().some((e) => e.message === 'signData result unclear; not resending, following the process resource')).toBe(true);
+    expect(
+      r.logs
+        .entries()
+        .some((e) => e.message === 'signData result unclear; not resending, following the process resource'),
+    ).toBe(true);
   });
 
   it('an upload whose response is lost is read back, not repeated blindly', async () => {
@@ -71,7 +81,9 @@ describe('restarts and shutdown', () => {
   it('processes in flight at shutdown are handed back and finished by the next replica; nothing is lost', async () => {
     const r = await start({ config: { shutdown: { gracePeriod: '200ms' } } });
     const pool = await testKeyPool();
-    const ids = Array.from({ length: 12 }, (_, i) => r.tenant.createProcess({ key: pool.next(i % 2 ? 'ec-p256' : 'rsa-2048'), signDelayMs: 400 }));
+    const ids = Array.from({ length: 12 }, (_, i) =>
+      r.tenant.createProcess({ key: pool.next(i % 2 ? 'ec-p256' : 'rsa-2048'), signDelayMs: 400 }),
+    );
     for (const id of ids) await r.notify(id);
     await waitFor(() => ids.every((id) => r.tenant.counters(id).signDataCalls === 1), 10_000, 'all asked to sign');
     await r.restart();

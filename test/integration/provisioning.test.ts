@@ -15,9 +15,16 @@ let rig: AdapterRig;
 
 beforeAll(async () => {
   pool = await testKeyPool();
-  subscription = await freshSubscription('provisioning', { deadLetterMaxDeliveryAttempts: 5, retryBackoffSeconds: { min: 0, max: 1 } });
+  subscription = await freshSubscription('provisioning', {
+    deadLetterMaxDeliveryAttempts: 5,
+    retryBackoffSeconds: { min: 0, max: 1 },
+  });
   rig = await AdapterRig.start({
-    pubsub: { topicPublish: (data, attributes) => subscription.publish(data, attributes), subscription: subscription.subscriptionName, clientOptions: subscription.clientOptions },
+    pubsub: {
+      topicPublish: (data, attributes) => subscription.publish(data, attributes),
+      subscription: subscription.subscriptionName,
+      clientOptions: subscription.clientOptions,
+    },
   });
 });
 
@@ -44,23 +51,47 @@ async function expectIssued(id: string): Promise<string> {
 
 describe('certificates for every kind of device and user', () => {
   it.each([
-    { label: 'RSA-2048 device', key: 'rsa-2048', subject: { kind: 'device', serialNumber: 'SN-RSA-1', deviceDirectoryApiId: 'dev-rsa-1' } },
-    { label: 'EC P-256 device', key: 'ec-p256', subject: { kind: 'device', serialNumber: 'SN-EC-1', deviceDirectoryApiId: 'dev-ec-1' } },
-    { label: 'RSA-2048 affiliated user', key: 'rsa-2048', subject: { kind: 'user', userPrimaryEmail: 'ada@example.com', userDirectoryApiId: 'u-1', device: { serialNumber: 'SN-U-1', deviceDirectoryApiId: 'dev-u-1' } } },
-    { label: 'EC P-256 unaffiliated user', key: 'ec-p256', subject: { kind: 'user', userPrimaryEmail: 'grace@example.com', userDirectoryApiId: 'u-2' } },
-  ] as const)('$label gets a certificate that openssl verifies, with the device key and the profile subject', async ({ key, subject }) => {
-    const id = create({ key: pool.next(key), subject });
-    await rig.notify(id);
-    await rig.tenant.waitUntilFinished([id], 20_000);
-    const pem = await expectIssued(id);
-    const lines = await subjectLines(pem, 'x509');
-    const cn = subject.kind === 'device' ? subject.serialNumber : subject.userPrimaryEmail;
-    expect(lines).toContain(`CN=${cn}`);
-    expect(lines).toContain('O=certprov test');
-    expect(rig.tenant.counters(id).signDataCalls).toBe(1);
-    expect(rig.tenant.counters(id).uploads).toBe(1);
-    expect(await rig.issuances(id)).toBe(1);
-  });
+    {
+      label: 'RSA-2048 device',
+      key: 'rsa-2048',
+      subject: { kind: 'device', serialNumber: 'SN-RSA-1', deviceDirectoryApiId: 'dev-rsa-1' },
+    },
+    {
+      label: 'EC P-256 device',
+      key: 'ec-p256',
+      subject: { kind: 'device', serialNumber: 'SN-EC-1', deviceDirectoryApiId: 'dev-ec-1' },
+    },
+    {
+      label: 'RSA-2048 affiliated user',
+      key: 'rsa-2048',
+      subject: {
+        kind: 'user',
+        userPrimaryEmail: 'ada@example.com',
+        userDirectoryApiId: 'u-1',
+        device: { serialNumber: 'SN-U-1', deviceDirectoryApiId: 'dev-u-1' },
+      },
+    },
+    {
+      label: 'EC P-256 unaffiliated user',
+      key: 'ec-p256',
+      subject: { kind: 'user', userPrimaryEmail: 'grace@example.com', userDirectoryApiId: 'u-2' },
+    },
+  ] as const)(
+    '$label gets a certificate that openssl verifies, with the device key and the profile subject',
+    async ({ key, subject }) => {
+      const id = create({ key: pool.next(key), subject });
+      await rig.notify(id);
+      await rig.tenant.waitUntilFinished([id], 20_000);
+      const pem = await expectIssued(id);
+      const lines = await subjectLines(pem, 'x509');
+      const cn = subject.kind === 'device' ? subject.serialNumber : subject.userPrimaryEmail;
+      expect(lines).toContain(`CN=${cn}`);
+      expect(lines).toContain('O=certprov test');
+      expect(rig.tenant.counters(id).signDataCalls).toBe(1);
+      expect(rig.tenant.counters(id).uploads).toBe(1);
+      expect(await rig.issuances(id)).toBe(1);
+    },
+  );
 
   it('an email with "," and "+" in a subject template stays one CN', async () => {
     const email = 'o,brien+certs@example.com';
@@ -79,12 +110,15 @@ describe('certificates for every kind of device and user', () => {
     { encoding: 'protobuf', resourceNames: false },
     { encoding: 'json-camel', resourceNames: true },
     { encoding: 'protobuf', resourceNames: true },
-  ] as const)('a $encoding notification (resource names: $resourceNames) is decoded and provisioned', async ({ encoding, resourceNames }) => {
-    const id = create({ shape: resourceNames ? 'flat' : 'nested' });
-    await rig.notify(id, { encoding, resourceNames });
-    await rig.tenant.waitUntilFinished([id], 20_000);
-    await expectIssued(id);
-  });
+  ] as const)(
+    'a $encoding notification (resource names: $resourceNames) is decoded and provisioned',
+    async ({ encoding, resourceNames }) => {
+      const id = create({ shape: resourceNames ? 'flat' : 'nested' });
+      await rig.notify(id, { encoding, resourceNames });
+      await rig.tenant.waitUntilFinished([id], 20_000);
+      await expectIssued(id);
+    },
+  );
 
   it('an EC device that returns a raw r||s signature is still provisioned (DER in the CSR)', async () => {
     const id = create({ ecdsaEncoding: 'ieee-p1363' });
@@ -101,7 +135,9 @@ describe('processes that must fail, and how', () => {
     await rig.tenant.waitUntilFinished([id], 20_000);
     const resource = rig.tenant.process(id);
     expect(resource?.issuedCertificate).toBeUndefined();
-    expect(resource?.failureMessage).toMatch(/proof-of-possession signature could not be verified\. \(reference CP-[0-9A-Z]{8}\)/);
+    expect(resource?.failureMessage).toMatch(
+      /proof-of-possession signature could not be verified\. \(reference CP-[0-9A-Z]{8}\)/,
+    );
     expect(rig.tenant.counters(id).setFailures).toBe(1);
     expect(await rig.issuances(id)).toBe(0);
     // The same correlation id is in the log line with the details.
@@ -133,7 +169,11 @@ describe('processes that must fail, and how', () => {
     const id = create({ deviceRefuses: true });
     await rig.notify(id);
     await rig.tenant.waitUntilFinished([id], 20_000);
-    await waitFor(() => rig.logs.entries().some((e) => e.processId === id && e.outcome === 'failed'), 10_000, 'process done');
+    await waitFor(
+      () => rig.logs.entries().some((e) => e.processId === id && e.outcome === 'failed'),
+      10_000,
+      'process done',
+    );
     expect(rig.tenant.counters(id).signDataCalls).toBe(1);
     expect(rig.tenant.process(id)?.issuedCertificate).toBeUndefined();
   });
@@ -141,8 +181,13 @@ describe('processes that must fail, and how', () => {
 
 describe('processes that need no work', () => {
   async function outcomeOf(id: string): Promise<string | undefined> {
-    await waitFor(() => rig.logs.entries().some((e) => e.processId === id && typeof e.outcome === 'string'), 15_000, `outcome of ${id}`);
-    return rig.logs.entries().find((e) => e.processId === id && typeof e.outcome === 'string')?.reason as string | undefined;
+    await waitFor(
+      () => rig.logs.entries().some((e) => e.processId === id && typeof e.outcome === 'string'),
+      15_000,
+      `outcome of ${id}`,
+    );
+    return rig.logs.entries().find((e) => e.processId === id && typeof e.outcome === 'string')?.reason as
+      string | undefined;
   }
 
   it('a process claimed by another adapter instance is acknowledged: no signData, no setFailure', async () => {
@@ -154,12 +199,15 @@ describe('processes that need no work', () => {
     expect(rig.tenant.counters(id)).toMatchObject({ signDataCalls: 0, setFailures: 0 });
   });
 
-  it.each(['issued', 'failed'] as const)('a process already %s is acknowledged without claim or signData', async (finished) => {
-    const id = create({ finished });
-    await rig.notify(id);
-    expect(await outcomeOf(id)).toBe('already_finished');
-    expect(rig.tenant.counters(id)).toMatchObject({ claims: 0, signDataCalls: 0, setFailures: 0, uploads: 0 });
-  });
+  it.each(['issued', 'failed'] as const)(
+    'a process already %s is acknowledged without claim or signData',
+    async (finished) => {
+      const id = create({ finished });
+      await rig.notify(id);
+      expect(await outcomeOf(id)).toBe('already_finished');
+      expect(rig.tenant.counters(id)).toMatchObject({ claims: 0, signDataCalls: 0, setFailures: 0, uploads: 0 });
+    },
+  );
 });
 
 describe('duplicates and at-least-once delivery', () => {
@@ -168,9 +216,13 @@ describe('duplicates and at-least-once delivery', () => {
     const acked = await rig.counter('certprov_messages_acked_total');
     await Promise.all([rig.notify(id), rig.notify(id, { encoding: 'protobuf' })]);
     await rig.tenant.waitUntilFinished([id], 20_000);
-    await expect.poll(() => rig.counter('certprov_messages_acked_total'), { timeout: 10_000 }).toBeGreaterThanOrEqual(acked + 2);
+    await expect
+      .poll(() => rig.counter('certprov_messages_acked_total'), { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(acked + 2);
     await rig.notify(id);
-    await expect.poll(() => rig.counter('certprov_messages_acked_total'), { timeout: 10_000 }).toBeGreaterThanOrEqual(acked + 3);
+    await expect
+      .poll(() => rig.counter('certprov_messages_acked_total'), { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(acked + 3);
     await expectIssued(id);
     expect(rig.tenant.counters(id)).toMatchObject({ signDataCalls: 1, uploads: 1, doubleSignData: 0 });
     expect(await rig.issuances(id)).toBe(1);
@@ -186,7 +238,9 @@ describe('duplicates and at-least-once delivery', () => {
     expect(dead?.deliveries).toBe('5');
     expect(await rig.counter('certprov_messages_malformed_total')).toBeGreaterThanOrEqual(before + 5);
     expect(await rig.counter('certprov_messages_nacked_total', { reason: 'malformed' })).toBeGreaterThanOrEqual(5);
-    const warnings = rig.logs.entries().filter((e) => e.message === 'undecodable provisioning notification; nacked for the dead-letter policy');
+    const warnings = rig.logs
+      .entries()
+      .filter((e) => e.message === 'undecodable provisioning notification; nacked for the dead-letter policy');
     expect(warnings).toHaveLength(1);
     expect(warnings[0]?.messageId).toEqual(expect.any(String));
   });
@@ -198,12 +252,15 @@ async function waitForDeadLetter(): Promise<{ data: Buffer; deliveries: string |
   const parked: { data: Buffer; deliveries: string | undefined }[] = [];
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('nothing reached the dead-letter topic in 30 s')), 30_000);
-    deadLetter.subscription.on('message', (message: { data: Buffer; attributes: Record<string, string>; ack(): void }) => {
-      message.ack();
-      parked.push({ data: message.data, deliveries: message.attributes.CloudPubSubDeadLetterSourceDeliveryCount });
-      clearTimeout(timer);
-      resolve();
-    });
+    deadLetter.subscription.on(
+      'message',
+      (message: { data: Buffer; attributes: Record<string, string>; ack(): void }) => {
+        message.ack();
+        parked.push({ data: message.data, deliveries: message.attributes.CloudPubSubDeadLetterSourceDeliveryCount });
+        clearTimeout(timer);
+        resolve();
+      },
+    );
   });
   await deadLetter.subscription.close();
   return parked;
@@ -245,22 +302,31 @@ describe('transient and deployment faults of the Chrome API', () => {
       set: (): void => void (rig.tenant.expectedToken = 'a-token-the-adapter-does-not-have'),
       clear: (): void => void (rig.tenant.expectedToken = undefined),
     },
-    { status: 403, set: (): void => void (rig.tenant.forbidden = true), clear: (): void => void (rig.tenant.forbidden = false) },
-  ])('$status → no setFailure, not ready, retried until the permissions are fixed, then issued', async ({ set, clear }) => {
-    set();
-    const id = create({});
-    try {
-      await rig.notify(id);
-      await expect.poll(() => rig.adapter.health.notReadyReasons().join(), { timeout: 10_000 }).toContain('deployment fault (chrome)');
-      expect(rig.tenant.process(id)?.failureMessage).toBeUndefined();
-      expect(rig.tenant.counters(id).setFailures).toBe(0);
-    } finally {
-      clear();
-    }
-    await rig.tenant.waitUntilFinished([id], 30_000);
-    await expectIssued(id);
-    await expect.poll(() => rig.adapter.health.notReadyReasons(), { timeout: 5_000 }).toEqual([]);
-  });
+    {
+      status: 403,
+      set: (): void => void (rig.tenant.forbidden = true),
+      clear: (): void => void (rig.tenant.forbidden = false),
+    },
+  ])(
+    '$status → no setFailure, not ready, retried until the permissions are fixed, then issued',
+    async ({ set, clear }) => {
+      set();
+      const id = create({});
+      try {
+        await rig.notify(id);
+        await expect
+          .poll(() => rig.adapter.health.notReadyReasons().join(), { timeout: 10_000 })
+          .toContain('deployment fault (chrome)');
+        expect(rig.tenant.process(id)?.failureMessage).toBeUndefined();
+        expect(rig.tenant.counters(id).setFailures).toBe(0);
+      } finally {
+        clear();
+      }
+      await rig.tenant.waitUntilFinished([id], 30_000);
+      await expectIssued(id);
+      await expect.poll(() => rig.adapter.health.notReadyReasons(), { timeout: 5_000 }).toEqual([]);
+    },
+  );
 });
 
 describe('restarts', () => {

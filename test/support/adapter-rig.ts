@@ -22,7 +22,11 @@ export type RawConfig = Record<string, unknown>;
 
 export interface RigOptions {
   /** `pubsub`: a topic + subscription on the emulator (give `pubsub`); default the in-process source. */
-  readonly pubsub?: { readonly topicPublish: (data: Buffer, attributes: Record<string, string>) => Promise<unknown>; readonly subscription: string; readonly clientOptions: ClientConfig };
+  readonly pubsub?: {
+    readonly topicPublish: (data: Buffer, attributes: Record<string, string>) => Promise<unknown>;
+    readonly subscription: string;
+    readonly clientOptions: ClientConfig;
+  };
   readonly tenant?: SandboxTenantOptions;
   /** Deep-merged over the rig's base configuration. */
   readonly config?: RawConfig;
@@ -134,7 +138,10 @@ export class AdapterRig {
     const caDirectory = path.join(workDir, 'ca');
     const ca = await initLocalCa({ directory: caDirectory, keyType: 'ec', subject: 'CN=certprov test CA' });
     const tenant = await SandboxTenant.start(options.tenant ?? {});
-    const raw = deepMerge(baseRigConfig(tenant.endpoint, caDirectory, options.pubsub?.subscription), options.config ?? {});
+    const raw = deepMerge(
+      baseRigConfig(tenant.endpoint, caDirectory, options.pubsub?.subscription),
+      options.config ?? {},
+    );
     const config = compileConfig(raw, { source: 'test rig', baseDir: workDir, purpose: 'demo' });
     const logs = new LogCapture();
     const rig = new AdapterRig({
@@ -198,7 +205,12 @@ export class AdapterRig {
     const store = keepStore ? this.adapter.store : undefined;
     await this.adapter.stop(2_000);
     const reuse = this.options.pubsub === undefined ? this.source : undefined;
-    const built = await AdapterRig.build(this.config, { ...this.options, ...(store === undefined ? {} : { store }) }, this.logs, reuse);
+    const built = await AdapterRig.build(
+      this.config,
+      { ...this.options, ...(store === undefined ? {} : { store }) },
+      this.logs,
+      reuse,
+    );
     this.adapter = built.adapter;
     this.metrics = built.metrics;
     this.source = built.source;
@@ -214,7 +226,9 @@ export class AdapterRig {
       return 0;
     }
     const lines = text.split('\n').filter((l) => l.trim() !== '');
-    return processId === undefined ? lines.length : lines.filter((l) => (JSON.parse(l) as { processId: string }).processId === processId).length;
+    return processId === undefined
+      ? lines.length
+      : lines.filter((l) => (JSON.parse(l) as { processId: string }).processId === processId).length;
   }
 
   /** A counter's value (summed over label sets matching `labels`). */

@@ -7,7 +7,8 @@ import type { ProcessRun, StepResult } from '../step.ts';
 
 export async function reportFailureStep(run: ProcessRun): Promise<StepResult> {
   const failure = run.record.failure;
-  if (failure === undefined) throw new Error(`process ${run.record.processId} reached report_failure without a failure`);
+  if (failure === undefined)
+    throw new Error(`process ${run.record.processId} reached report_failure without a failure`);
   try {
     await run.deps.chrome.setFailure(run.ref, failure.userMessage, run.ctx);
   } catch (error) {
