@@ -127,8 +127,8 @@ export interface TransportFailure {
   readonly error: CertprovError;
 }
 
-/** Socket errors raised before a byte of the request left this host. */
-const NOT_SENT_CODES = new Set([
+/** Socket errors raised before a byte of the request left this host. Shared with the Key Vault SDK path. */
+export const NOT_SENT_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
   'EAI_AGAIN',
@@ -138,7 +138,7 @@ const NOT_SENT_CODES = new Set([
 ]);
 
 /** TLS verification failures: the handshake failed, nothing was sent, and waiting will not fix the trust store. */
-const TLS_TRUST_CODES = new Set([
+export const TLS_TRUST_CODES: ReadonlySet<string> = new Set([
   'CERT_HAS_EXPIRED',
   'DEPTH_ZERO_SELF_SIGNED_CERT',
   'SELF_SIGNED_CERT_IN_CHAIN',

@@ -114,6 +114,8 @@ export interface LeafCertificateOptions {
   readonly now?: Date;
   /** How far notBefore is set back for device clock skew. Default {@link DEFAULT_BACKDATE_MS} (5 min). */
   readonly backdateMs?: number;
+  /** The CA's own limit on a leaf's lifetime (ms), applied on top of the profile's. Default: none. */
+  readonly maxValidityMs?: number;
   /** Positive big-endian serial number. Default: {@link randomSerialNumber}. */
   readonly serial?: Uint8Array;
 }
@@ -186,7 +188,8 @@ export async function buildLeafCertificate(options: LeafCertificateOptions): Pro
   const notBefore = floorToSecond(
     Math.max(now - (options.backdateMs ?? DEFAULT_BACKDATE_MS), issuer.notBefore.getTime()),
   );
-  const notAfter = floorToSecond(Math.min(now + profile.validityMs, issuer.notAfter.getTime()));
+  const validityMs = Math.min(profile.validityMs, options.maxValidityMs ?? Number.POSITIVE_INFINITY);
+  const notAfter = floorToSecond(Math.min(now + validityMs, issuer.notAfter.getTime()));
   const serial = options.serial ?? randomSerialNumber();
   const keyUsage: KeyUsageName[] =
     deviceKey.type === 'ec' ? ['digitalSignature'] : ['digitalSignature', 'keyEncipherment'];

@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import { DeploymentFaultError } from '../errors.ts';
 import type { PendingRef } from '../ca/types.ts';
 import type { RenderedProfile } from '../pki/types.ts';
+import { newProcessRecord } from './new-record.ts';
 import {
   PROCESS_RECORD_SCHEMA_VERSION,
   type Lease,
@@ -86,18 +87,7 @@ function availableAt(dueAt: number, lease: Lease | undefined): number {
 export function newDocument(init: NewProcess, now: number): DocumentData {
   return {
     schemaMajor: DOCUMENT_SCHEMA_MAJOR,
-    schemaVersion: PROCESS_RECORD_SCHEMA_VERSION,
-    processId: init.processId,
-    customer: init.customer,
-    correlationId: init.correlationId,
-    step: 'start',
-    issueAttempts: 0,
-    issueResults: 0,
-    attempts: 0,
-    dueAt: init.dueAt,
-    version: 1,
-    createdAt: now,
-    updatedAt: now,
+    ...newProcessRecord(init, now),
     [FIELDS.active]: true,
     [FIELDS.availableAt]: init.dueAt,
   };

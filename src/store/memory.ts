@@ -6,9 +6,9 @@
  * Records are frozen and replaced on every write, so a caller can never mutate stored state by accident.
  */
 import type { PendingRef } from '../ca/types.ts';
+import { newProcessRecord } from './new-record.ts';
 import {
   LeaseLostError,
-  PROCESS_RECORD_SCHEMA_VERSION,
   type NewProcess,
   type ProcessPatch,
   type ProcessRecord,
@@ -54,20 +54,7 @@ export class MemoryProcessStore implements ProcessStore {
     const existing = this.records.get(init.processId);
     if (existing !== undefined) return Promise.resolve({ created: false, record: existing });
     const now = this.now();
-    const record: ProcessRecord = Object.freeze({
-      schemaVersion: PROCESS_RECORD_SCHEMA_VERSION,
-      processId: init.processId,
-      customer: init.customer,
-      correlationId: init.correlationId,
-      step: 'start',
-      issueAttempts: 0,
-      issueResults: 0,
-      attempts: 0,
-      dueAt: init.dueAt,
-      version: 1,
-      createdAt: now,
-      updatedAt: now,
-    });
+    const record: ProcessRecord = Object.freeze(newProcessRecord(init, now));
     this.records.set(init.processId, record);
     this.active.add(init.processId);
     return Promise.resolve({ created: true, record });

@@ -384,12 +384,8 @@ export class KeyVaultCa implements CertificateAuthority {
         issuer: material.certificate,
         spkiDer: request.spkiDer,
         // Every field from the rendered profile; the CSR only proved possession of the key.
-        profile: {
-          subject: profile.subject,
-          subjectAltNames: profile.subjectAltNames,
-          validityMs: Math.min(profile.validityMs, this.config.maxValidityDays * DAY_MS),
-          extendedKeyUsages: profile.extendedKeyUsages,
-        },
+        profile,
+        maxValidityMs: this.config.maxValidityDays * DAY_MS,
         signer,
         now: this.#now(),
         backdateMs: this.config.backdate,

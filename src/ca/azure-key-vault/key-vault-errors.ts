@@ -20,7 +20,7 @@ import {
   CredentialUnavailableError,
 } from '@azure/identity';
 import { DeploymentFaultError, RetryableError, UnclearResultError, type CertprovError } from '../../errors.ts';
-import { clipServerMessage, markNothingApplied } from '../../http/classify.ts';
+import { NOT_SENT_CODES, TLS_TRUST_CODES, clipServerMessage, markNothingApplied } from '../../http/classify.ts';
 import { parseRetryAfter } from '../../http/retry-after.ts';
 import type { KeyVaultOperation } from './operations.ts';
 
@@ -57,17 +57,6 @@ export function retryAfterOf(error: RestErrorLike): number | undefined {
   }
   return undefined;
 }
-
-/** Socket errors raised before the request left this host. */
-const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
-const TLS_TRUST = new Set([
-  'CERT_HAS_EXPIRED',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 export interface ClassifyContext {
   readonly operation: KeyVaultOperation;
@@ -130,13 +119,13 @@ export function classifyKeyVaultError(error: unknown, context: ClassifyContext):
   if (status === undefined) {
     const code = error.code ?? '';
     const message = `${what} → network failure (${server})`;
-    if (TLS_TRUST.has(code)) {
+    if (TLS_TRUST_CODES.has(code)) {
       return new DeploymentFaultError(message, {
         component: 'keyvault',
         hint: "the vault's TLS certificate is not trusted: check vaultUrl and the CA bundle (NODE_EXTRA_CA_CERTS)",
       });
     }
-    if (NOT_SENT.has(code)) return markNothingApplied(new RetryableError(message));
+    if (NOT_SENT_CODES.has(code)) return markNothingApplied(new RetryableError(message));
     return operation.safeToRepeat
       ? new RetryableError(message)
       : new UnclearResultError(`${message} (the request may have been applied)`);

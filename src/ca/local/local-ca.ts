@@ -193,12 +193,8 @@ export class LocalCa implements CertificateAuthority {
         issuer: this.certificate,
         spkiDer: request.spkiDer,
         // Every field from the rendered profile; the CSR's own subject is never trusted.
-        profile: {
-          subject: profile.subject,
-          subjectAltNames: profile.subjectAltNames,
-          validityMs: Math.min(profile.validityMs, this.config.maxValidityDays * DAY_MS),
-          extendedKeyUsages: profile.extendedKeyUsages,
-        },
+        profile,
+        maxValidityMs: this.config.maxValidityDays * DAY_MS,
         signer: this.signer,
         now: this.now(),
         backdateMs: this.config.backdate,
