@@ -142,6 +142,8 @@ export class Adapter {
         replicaId: this.replicaId,
         signal: this.background.signal,
         wake: (lookupKey, hint) => this.store.wakeByLookupKey(lookupKey, hint),
+        reportFault: (error) => this.health.reportFault(error.component, error.message),
+        clearFault: (component) => this.health.clearFault(component),
       });
     }
     this.engine.start();

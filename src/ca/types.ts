@@ -4,6 +4,7 @@
  * smallstep's CAS registry).
  */
 import type { z } from 'zod';
+import type { DeploymentFaultError, FaultComponent } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { CoordinationStore } from '../store/types.ts';
@@ -107,6 +108,12 @@ export interface CaServices {
   readonly replicaId: string;
   /** Marks the process waiting on `lookupKey` as due now (e.g. after a bulk status poll saw its order change). */
   wake(lookupKey: string, hint?: PendingRef): Promise<boolean>;
+  /**
+   * Background work that hits a deployment fault (a revoked API key seen by a poller) reports it here, so readiness
+   * and `certprov_deployment_fault_active` show it even when no process is being issued; the next success clears it.
+   */
+  reportFault(error: DeploymentFaultError): void;
+  clearFault(component: FaultComponent): void;
   readonly signal: AbortSignal;
 }
 

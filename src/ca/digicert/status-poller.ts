@@ -15,7 +15,7 @@
  * `orderFallbackInterval` (the backend's poll()).
  */
 import type { CaServices, PendingRef, StepContext } from '../types.ts';
-import { describeError } from '../../errors.ts';
+import { DeploymentFaultError, describeError } from '../../errors.ts';
 import { abortableSleep, type Sleep } from '../../http/abortable-sleep.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { DigicertClient, StatusChange } from './client.ts';
@@ -113,8 +113,11 @@ export class StatusChangesPoller {
     let changes: readonly StatusChange[];
     try {
       changes = await client.statusChanges(windowSeconds, ctx);
+      services.clearFault('digicert');
     } catch (error) {
       if (signal.aborted) return { polled: true, changes: 0, woken: 0, windowSeconds, error: 'stopped' };
+      // A refused key must show on /readyz even while no process is being ordered.
+      if (error instanceof DeploymentFaultError) services.reportFault(error);
       if (error instanceof TimeFrameTooLongError) {
         this.maxWindowSeconds = Math.max(60, Math.floor(windowSeconds / 2));
         log.warn(

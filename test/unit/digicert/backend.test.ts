@@ -278,6 +278,8 @@ describe('poll', () => {
         woken.push(key);
         return Promise.resolve(true);
       },
+      reportFault: () => undefined,
+      clearFault: () => undefined,
     });
     try {
       const infoReads = env.fake.count('order-info');

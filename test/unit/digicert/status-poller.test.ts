@@ -24,6 +24,7 @@ function services(
   replicaId: string,
   woken: Woken[],
   signal = new AbortController().signal,
+  faults = new Map<string, string>(),
 ): CaServices {
   return {
     store,
@@ -33,6 +34,8 @@ function services(
       woken.push({ lookupKey, ...(hint === undefined ? {} : { hint }) });
       return Promise.resolve(true);
     },
+    reportFault: (error) => faults.set(error.component, error.message),
+    clearFault: (component) => faults.delete(component),
   };
 }
 
@@ -58,11 +61,11 @@ function poller(
   store: MemoryProcessStore,
   replicaId: string,
   woken: Woken[],
-  options: { now?: () => number; initialWindowMs?: number } = {},
+  options: { now?: () => number; initialWindowMs?: number; faults?: Map<string, string> } = {},
 ) {
   return new StatusChangesPoller({
     client: env.ca.client,
-    services: services(store, replicaId, woken),
+    services: services(store, replicaId, woken, new AbortController().signal, options.faults),
     keyId: env.ca.keyId,
     intervalMs: 60_000,
     initialWindowMs: options.initialWindowMs ?? 3_600_000,
@@ -81,6 +84,21 @@ describe('StatusChangesPoller', () => {
     expect(env.fake.count('status-changes') - before.changes).toBe(3);
     expect(env.fake.count() - before.total).toBe(3);
     expect(woken).toEqual([]);
+  });
+
+  it('a refused API key is reported as a digicert deployment fault, and the next good poll clears it', async () => {
+    const faults = new Map<string, string>();
+    const p = poller(new MemoryProcessStore(), 'replica-a', [], { faults });
+    const key = env.fake.apiKey;
+    env.fake.apiKey = 'a-revoked-key';
+    try {
+      expect((await p.tick()).error).toBeDefined();
+      expect([...faults.keys()]).toEqual(['digicert']);
+    } finally {
+      env.fake.apiKey = key;
+    }
+    expect((await p.tick()).error).toBeUndefined();
+    expect(faults.size).toBe(0);
   });
 
   it('wakes exactly the processes whose orders changed, with the status as a hint', async () => {
