@@ -10,7 +10,7 @@
  * A backend with `mayPend` must be set up so that `issue` answers `pending` first (e.g. a fake that approves an
  * order only when `resolvePending` is called, or after a delay).
  */
-import { randomBytes, sign } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
   BasicConstraints,
@@ -33,15 +33,11 @@ import type {
   StepContext,
 } from '../../src/ca/types.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
-import { assembleCertificationRequest, buildCertificationRequestInfo } from '../../src/pki/certification-request.ts';
 import { parseCertificate, type ParsedCertificate } from '../../src/pki/certificate.ts';
 import { bytesEqual } from '../../src/pki/der.ts';
-import { parseDeviceKey } from '../../src/pki/device-key.ts';
 import { EXTENDED_KEY_USAGES } from '../../src/pki/extended-key-usage.ts';
 import { UPN_OID } from '../../src/pki/name-encoding.ts';
 import { splitPemBundle } from '../../src/pki/pem.ts';
-import { verifyProofOfPossession } from '../../src/pki/proof-of-possession.ts';
-import { SUBJECT_ATTRIBUTE_TYPES } from '../../src/pki/subject-template.ts';
 import type {
   DistinguishedName,
   KeyType,
@@ -51,6 +47,7 @@ import type {
 } from '../../src/pki/types.ts';
 import type { DeviceKey, PoolKeyType } from '../../src/sandbox/key-pool.ts';
 import { testKeyPool } from '../support/keys.ts';
+import { issueRequestFor, subjectAttribute } from '../support/issue-request.ts';
 import { spkiDerOfCertificate, subjectLines, verifyCertificate } from '../support/openssl.ts';
 
 export interface CaContractEnvironment {
@@ -70,11 +67,7 @@ const MIN_BACKDATE_MS = 60_000;
 const MAX_BACKDATE_MS = DAY_MS;
 const SERIAL_SAMPLE = 8;
 
-function attribute(type: string, value: string): DistinguishedName[number][number] {
-  const info = SUBJECT_ATTRIBUTE_TYPES[type];
-  if (info === undefined) throw new Error(`unknown attribute ${type}`);
-  return { type, oid: info.oid, value };
-}
+const attribute = subjectAttribute;
 
 interface ProfileCase {
   readonly label: string;
@@ -156,38 +149,16 @@ function context(): StepContext {
 }
 
 /**
- * An IssueRequest as the workflow makes it: a CSR the device signed (verified), the device SPKI, the profile.
- * The CSR deliberately carries a different subject and SAN: backends must take every field from the profile.
+ * An IssueRequest as the workflow makes it. The CSR deliberately carries a different subject and SAN: backends must
+ * take every field from the profile.
  */
-function issueRequest(
-  ca: CertificateAuthority,
-  key: DeviceKey,
-  keyType: KeyType,
-  profile: RenderedProfile,
-): IssueRequest {
-  const spkiDer = new Uint8Array(key.spkiDer);
-  const cri = buildCertificationRequestInfo({
-    subject: [[attribute('CN', 'the CSR subject must not be copied')]],
-    subjectAltNames: [{ type: 'dns', value: 'csr-san-must-not-be-copied.example.net' }],
-    spkiDer,
-  });
-  const signature = sign(
-    'sha256',
-    cri,
-    keyType === 'ec' ? { key: key.privateKey, dsaEncoding: 'der' } : key.privateKey,
-  );
-  const verified = verifyProofOfPossession({ spkiDer, data: cri, signature, keyType });
-  const processId = `contract-${randomBytes(8).toString('hex')}`;
-  return {
-    processId,
-    correlationId: `c-${randomBytes(4).toString('hex')}`,
+function issueRequest(ca: CertificateAuthority, key: DeviceKey, profile: RenderedProfile): IssueRequest {
+  return issueRequestFor(key, profile, {
     caConnection: ca.name,
-    csrDer: assembleCertificationRequest(cri, keyType, verified),
-    spkiDer,
-    deviceKey: parseDeviceKey(spkiDer),
-    profile,
-    priorAttempts: 0,
-  };
+    processId: `contract-${randomBytes(8).toString('hex')}`,
+    csrSubject: [[attribute('CN', 'the CSR subject must not be copied')]],
+    csrSubjectAltNames: [{ type: 'dns', value: 'csr-san-must-not-be-copied.example.net' }],
+  });
 }
 
 const MAX_POLLS = 50;
@@ -306,7 +277,7 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
       describe.each(profiles)('$label', ({ profile }) => {
         let issued: Promise<Issued> | undefined;
         // Issued once per (key, profile); the checks below each look at one property of the same certificate.
-        const get = () => (issued ??= issueOne(env, issueRequest(env.ca, pool.next(poolType), keyType, profile)));
+        const get = () => (issued ??= issueOne(env, issueRequest(env.ca, pool.next(poolType), profile)));
 
         it('issues a leaf that openssl verifies against the CA (x509_strict, client purpose)', async () => {
           const { pem, chain } = await get();
@@ -369,10 +340,7 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
     if (firstKey !== undefined && firstProfile !== undefined) {
       it(`never outlives the issuing CA (profile asks for ${env.capabilities.maxValidityDays} days)`, async () => {
         const profile = { ...firstProfile.profile, validityMs: env.capabilities.maxValidityDays * DAY_MS };
-        const { leaf, issuer } = await issueOne(
-          env,
-          issueRequest(env.ca, pool.next(firstKey.poolType), firstKey.keyType, profile),
-        );
+        const { leaf, issuer } = await issueOne(env, issueRequest(env.ca, pool.next(firstKey.poolType), profile));
         expect(leaf.notAfter.getTime()).toBeLessThanOrEqual(issuer.notAfter.getTime());
       });
 
@@ -381,7 +349,7 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
         for (let i = 0; i < SERIAL_SAMPLE; i += 1) {
           const { leaf } = await issueOne(
             env,
-            issueRequest(env.ca, pool.next(firstKey.poolType), firstKey.keyType, firstProfile.profile),
+            issueRequest(env.ca, pool.next(firstKey.poolType), firstProfile.profile),
           );
           serials.push(serialBytes(leaf));
         }
@@ -404,7 +372,7 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
       });
 
       it.runIf(env.capabilities.mayPend)('answers pending first and resolves through poll', async () => {
-        const request = issueRequest(env.ca, pool.next(firstKey.poolType), firstKey.keyType, firstProfile.profile);
+        const request = issueRequest(env.ca, pool.next(firstKey.poolType), firstProfile.profile);
         const { result, pended, polls } = await issueToCompletion(env, request);
         expect(pended).toBe(true);
         expect(polls).toBeGreaterThan(0);
