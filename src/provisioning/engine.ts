@@ -143,23 +143,31 @@ export class ProvisioningEngine {
    * Resolves with the outcome once the process is done on this replica (the memory store's ack-when-finished
    * policy), or undefined if `signal` aborts first.
    */
-  async waitForOutcome(processId: string, signal: AbortSignal): Promise<Outcome | undefined> {
-    const record = await this.deps.store.get(processId);
-    if (record?.step === 'done') return record.outcome;
-    if (signal.aborted) return undefined;
+  waitForOutcome(processId: string, signal: AbortSignal): Promise<Outcome | undefined> {
+    if (signal.aborted) return Promise.resolve(undefined);
     return new Promise((resolve) => {
+      let settled = false;
       const set = this.waiters.get(processId) ?? new Set();
-      const listener = (outcome: Outcome) => {
+      const settle = (outcome: Outcome | undefined) => {
+        if (settled) return;
+        settled = true;
+        set.delete(listener);
+        if (set.size === 0 && this.waiters.get(processId) === set) this.waiters.delete(processId);
         signal.removeEventListener('abort', onAbort);
         resolve(outcome);
       };
-      const onAbort = () => {
-        set.delete(listener);
-        resolve(undefined);
-      };
+      const listener = (outcome: Outcome) => settle(outcome);
+      const onAbort = () => settle(undefined);
+      // Listen first, then look: a process finishing in between is seen by one or the other, never missed.
       set.add(listener);
       this.waiters.set(processId, set);
       signal.addEventListener('abort', onAbort, { once: true });
+      this.deps.store.get(processId).then(
+        (record) => {
+          if (record?.step === 'done') settle(record.outcome);
+        },
+        () => undefined, // the listener still fires when the process finishes here
+      );
     });
   }
 
@@ -340,6 +348,7 @@ export class ProvisioningEngine {
       result = await HANDLERS[step](run);
       outcomeLabel = result.kind === 'wait' ? 'wait' : 'ok';
       this.deps.health.clearFault(this.componentOf(current, step));
+      if ((current.faultAttempts ?? 0) > 0) result = { ...result, patch: { ...result.patch, faultAttempts: 0 } };
     } catch (error) {
       [result, outcomeLabel] = this.onStepError(current, step, error, abort, log);
     }
@@ -394,19 +403,20 @@ export class ProvisioningEngine {
     if (error instanceof DeploymentFaultError) {
       health.reportFault(error.component, error.message);
       metrics.retries.inc({ where: 'step', error_class: 'deployment' });
-      const attempts = record.attempts + 1;
+      const faultAttempts = (record.faultAttempts ?? 0) + 1;
       const delayMs = backoffDelay(
         { initialMs: config.scheduler.retryInitialMs, maxMs: config.scheduler.retryMaxMs },
-        Math.min(attempts, 12),
+        Math.min(faultAttempts, 12),
         error.retryAfterMs,
       );
       log.error(
         { component: error.component, hint: error.hint, error: describeError(error), retryInMs: delayMs },
         'deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)',
       );
-      // Deployment faults never exhaust a process: the operator's fix should not cost users their certificates.
+      // Deployment faults never exhaust a process (they do not count in `attempts`): the operator's fix should not
+      // cost users their certificates.
       return [
-        { kind: 'wait', step, delayMs, patch: { attempts, lastError: describeError(error) } },
+        { kind: 'wait', step, delayMs, patch: { faultAttempts, lastError: describeError(error) } },
         'deployment_fault',
       ];
     }

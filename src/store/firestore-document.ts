@@ -227,6 +227,7 @@ export function parseDocument(data: DocumentData | undefined): ProcessRecord | u
     certificatePem: str(data.certificatePem),
     failure,
     lastError: str(data.lastError),
+    faultAttempts: num(data.faultAttempts),
     lease:
       leaseOwner !== undefined && leaseExpires !== undefined
         ? { owner: leaseOwner, expiresAt: leaseExpires }

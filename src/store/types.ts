@@ -77,8 +77,13 @@ export interface ProcessRecord {
   readonly certificatePem?: string;
   readonly failure?: PendingFailure;
 
-  /** Consecutive failed attempts of the current step (reset on progress). */
+  /** Consecutive failed attempts of the current step (reset on progress); `scheduler.maxAttempts` bounds them. */
   readonly attempts: number;
+  /**
+   * Consecutive deployment faults (401/403, missing permission) of the current step: they only lengthen the backoff
+   * and never exhaust the process — an operator's fix must not cost users their certificates.
+   */
+  readonly faultAttempts?: number;
   /** Log-safe description of the last error. */
   readonly lastError?: string;
 

@@ -48,6 +48,23 @@ describe('deadlines and budgets', () => {
     expect(r.tenant.process(id)?.failureMessage).toMatch(/could not complete the request/);
     expect(r.tenant.counters(id)).toMatchObject({ signDataCalls: 1, setFailures: 1 });
   });
+  it('deployment faults never exhaust a process: more 403s than scheduler.maxAttempts, then the fix, then issued', async () => {
+    const r = await start({ config: { scheduler: { maxAttempts: 3, retryInitial: '10ms', retryMax: '20ms' } } });
+    const id = r.tenant.createProcess({ key: (await testKeyPool()).next('ec-p256') });
+    r.tenant.forbidden = true;
+    await r.notify(id);
+    await waitFor(
+      () => r.logs.entries().filter((e) => e.processId === id && e.component === 'chrome').length >= 8,
+      10_000,
+      'eight deployment faults',
+    );
+    r.tenant.forbidden = false;
+    // A transient error right after the fix must still have the whole retry budget.
+    r.tenant.faults = { burst503: 5, methods: ['get'] };
+    await r.tenant.waitUntilFinished([id], 10_000);
+    expect(r.tenant.process(id)?.issuedCertificate).toBeDefined();
+    expect(r.tenant.counters(id).setFailures).toBe(0);
+  });
 });
 
 describe('unsafe calls', () => {
