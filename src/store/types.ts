@@ -22,7 +22,7 @@ export type Step = 'start' | 'await_signature' | 'issue' | 'await_ca' | 'upload'
 export type Outcome = 'issued' | 'failed' | 'skipped';
 
 /** Why a process ended without work: a low-cardinality metric label. */
-export type SkipReason = 'already_finished' | 'claimed_elsewhere' | 'process_not_found';
+export type SkipReason = 'already_finished' | 'claimed_elsewhere' | 'claim_refused' | 'process_not_found';
 
 export interface Lease {
   readonly owner: string;

@@ -7,6 +7,7 @@ import { testKeyPool } from '../support/keys.ts';
 import { waitFor } from '../support/pubsub.ts';
 import { AdapterRig, type RigOptions } from '../support/adapter-rig.ts';
 import { MemoryProcessStore } from '../../src/store/memory.ts';
+import { TerminalError } from '../../src/errors.ts';
 
 let rig: AdapterRig | undefined;
 afterEach(async () => {
@@ -64,6 +65,36 @@ describe('deadlines and budgets', () => {
     await r.tenant.waitUntilFinished([id], 10_000);
     expect(r.tenant.process(id)?.issuedCertificate).toBeDefined();
     expect(r.tenant.counters(id).setFailures).toBe(0);
+  });
+});
+
+describe('claims', () => {
+  it('a claim refused for any other reason is acknowledged without setFailure: only the claimant may fail a process', async () => {
+    let refuse = '';
+    const r = await start({
+      wrapChrome: (real) => ({
+        get: (ref, ctx) => real.get(ref, ctx),
+        signData: (ref, data, algorithm, ctx) => real.signData(ref, data, algorithm, ctx),
+        getOperation: (name, ctx) => real.getOperation(name, ctx),
+        uploadCertificate: (ref, pem, ctx) => real.uploadCertificate(ref, pem, ctx),
+        setFailure: (ref, message, ctx) => real.setFailure(ref, message, ctx),
+        claim: (ref, id, ctx) =>
+          ref.processId === refuse
+            ? Promise.reject(
+                new TerminalError('chrome claim → 400 FAILED_PRECONDITION: the process is not claimable', {
+                  reason: 'chrome_rejected',
+                  userMessage: 'not shown',
+                }),
+              )
+            : real.claim(ref, id, ctx),
+      }),
+    });
+    const id = r.tenant.createProcess({ key: (await testKeyPool()).next('ec-p256') });
+    refuse = id;
+    await r.notify(id);
+    await expect.poll(() => r.counter('certprov_processes_skipped_total', { reason: 'claim_refused' })).toBe(1);
+    expect(r.tenant.counters(id)).toMatchObject({ signDataCalls: 0, setFailures: 0 });
+    expect(r.tenant.process(id)?.failureMessage).toBeUndefined();
   });
 });
 

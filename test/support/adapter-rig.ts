@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { ClientConfig } from '@google-cloud/pubsub';
 import { Adapter } from '../../src/adapter.ts';
 import { initLocalCa } from '../../src/ca/local/init.ts';
+import { ChromeClient } from '../../src/chrome/client.ts';
 import type { ChromeApi } from '../../src/chrome/types.ts';
 import { compileConfig, type Config } from '../../src/config/load.ts';
 import { createLogger, type LogLevel } from '../../src/observability/logger.ts';
@@ -32,6 +33,8 @@ export interface RigOptions {
   readonly config?: RawConfig;
   readonly store?: ProcessStore;
   readonly chrome?: ChromeApi;
+  /** Wraps the real Chrome client (pointed at the sandbox) to script a call's answer. */
+  readonly wrapChrome?: (real: ChromeApi) => ChromeApi;
   readonly logLevel?: LogLevel;
   /** Serve /metrics etc. on a free loopback port. Default false. */
   readonly serveHttp?: boolean;
@@ -182,6 +185,19 @@ export class AdapterRig {
       serveHttp: options.serveHttp ?? false,
       ...(options.store === undefined ? {} : { store: options.store }),
       ...(options.chrome === undefined ? {} : { chrome: options.chrome }),
+      ...(options.wrapChrome === undefined
+        ? {}
+        : {
+            chrome: options.wrapChrome(
+              new ChromeClient({
+                endpoint: config.chrome.endpoint,
+                requestTimeoutMs: config.chrome.requestTimeoutMs,
+                metrics,
+                log,
+                authHeaders: () => Promise.resolve({}),
+              }),
+            ),
+          }),
     });
     return { adapter, metrics, source };
   }

@@ -7,8 +7,10 @@ import {
   caConnectionReferenceOf,
   profileReferenceOf,
   type CertificateProvisioningProcess,
+  type ClaimResult,
 } from '../../chrome/types.ts';
-import { TerminalError, UnclearResultError } from '../../errors.ts';
+import { ProcessNotFoundError } from '../../chrome/errors.ts';
+import { TerminalError, UnclearResultError, describeError } from '../../errors.ts';
 import { buildCertificationRequestInfo } from '../../pki/certification-request.ts';
 import { parseDeviceKey, chromeSignatureAlgorithm } from '../../pki/device-key.ts';
 import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
@@ -70,7 +72,16 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
     return { kind: 'done', outcome: 'skipped', reason: 'already_finished' };
   }
 
-  const claim = await chrome.claim(ref, config.instanceId, ctx);
+  let claim: ClaimResult;
+  try {
+    claim = await chrome.claim(ref, config.instanceId, ctx);
+  } catch (error) {
+    if (!(error instanceof TerminalError) || error instanceof ProcessNotFoundError) throw error;
+    // Only the claimant may fail a process. A claim refused for a reason the API does not spell as "claimed by
+    // another instance" is still not ours: acknowledge without setFailure, and say so loudly for the operator.
+    ctx.log.error({ error: describeError(error) }, 'claim refused; acknowledging the process without setFailure');
+    return { kind: 'done', outcome: 'skipped', reason: 'claim_refused' };
+  }
   if (!claim.claimed) {
     ctx.log.info({ detail: claim.detail }, 'process is claimed by another adapter instance; acknowledging it');
     return { kind: 'done', outcome: 'skipped', reason: 'claimed_elsewhere' };
