@@ -18,7 +18,7 @@ import type { KeyPool } from '../../src/sandbox/index.ts';
 import { SandboxTenant } from '../../src/sandbox/index.ts';
 import { FAKE_KEY_VAULT_TOKEN, FakeKeyVault } from '../fakes/key-vault/fake-key-vault.ts';
 import { createIssuingCa, type IssuingCaFixture } from '../fakes/key-vault/issuing-ca-fixture.ts';
-import { AdapterRig } from '../support/adapter-rig.ts';
+import { AdapterRig, rigConfig } from '../support/adapter-rig.ts';
 import { FakeEntra } from '../support/fake-entra.ts';
 import { FakeMetadataServer } from '../support/fake-metadata-server.ts';
 import { testKeyPool } from '../support/keys.ts';
@@ -212,44 +212,24 @@ describe('`certprov run` in a child process, federated from "GKE" to Azure witho
     await writeFile(
       config,
       JSON.stringify({
-        instanceId: 'certprov-kv-child',
-        chrome: { endpoint: tenant.endpoint, credentials: 'none', signatureTimeout: '20s', requestTimeout: '5s' },
-        pubsub: { subscription: subscription.subscriptionName, closeTimeout: '3s' },
-        store: { type: 'memory' },
-        scheduler: {
-          pollInterval: '100ms',
-          retryInitial: '100ms',
-          retryMax: '1s',
-          signaturePollInitial: '30ms',
-          signaturePollMax: '300ms',
-        },
-        caConnections: {
-          kv_ca: {
-            ...connection,
-            credential: {
-              type: 'gke-federation',
-              tenantId: TENANT,
-              clientId: APP,
-              authorityHost: entra.authorityHost,
-              disableInstanceDiscovery: true,
+        ...rigConfig({
+          endpoint: tenant.endpoint,
+          subscription: subscription.subscriptionName,
+          caConnections: {
+            kv_ca: {
+              ...connection,
+              credential: {
+                type: 'gke-federation',
+                tenantId: TENANT,
+                clientId: APP,
+                authorityHost: entra.authorityHost,
+                disableInstanceDiscovery: true,
+              },
             },
           },
-        },
-        profiles: {
-          device_profile: {
-            subject: 'CN={{device.serialNumber}},O=certprov test',
-            subjectAltNames: [{ uri: 'urn:chromeos:device:{{device.deviceDirectoryApiId}}' }],
-            validity: '30d',
-          },
-          user_profile: {
-            subject: 'CN={{user.userPrimaryEmail}},O=certprov test',
-            subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],
-            validity: '30d',
-          },
-        },
-        http: { host: '127.0.0.1', port: 0 },
+        }),
+        instanceId: 'certprov-kv-child',
         log: { level: 'info' },
-        shutdown: { gracePeriod: '5s' },
       }),
     );
     // An empty gcloud configuration directory: no developer credentials leak into the child.

@@ -31,6 +31,10 @@ export interface RigOptions {
   readonly tenant?: SandboxTenantOptions;
   /** Deep-merged over the rig's base configuration. */
   readonly config?: RawConfig;
+  /** Replace (not merge) the base `caConnections` (a local CA named default_ca_config). */
+  readonly caConnections?: RawConfig;
+  /** Replace (not merge) the base `profiles` (device_profile with a URI SAN, user_profile with an email SAN). */
+  readonly profiles?: RawConfig;
   readonly store?: ProcessStore;
   readonly chrome?: ChromeApi;
   /** Wraps the real Chrome client (pointed at the sandbox) to script a call's answer. */
@@ -67,7 +71,23 @@ export function deepMerge(base: RawConfig, over: RawConfig): RawConfig {
   return out;
 }
 
+/** The rig's configuration with a local CA in `caDirectory` (see {@link rigConfig} for other CA connections). */
 export function baseRigConfig(endpoint: string, caDirectory: string, subscription?: string): RawConfig {
+  return rigConfig({
+    endpoint,
+    subscription,
+    caConnections: { default_ca_config: { type: 'local', directory: caDirectory } },
+  });
+}
+
+/** Fast test timings, the sandbox endpoint, the memory store, device and user profiles, and the given connections. */
+export function rigConfig(init: {
+  endpoint: string;
+  caConnections: RawConfig;
+  subscription?: string | undefined;
+  profiles?: RawConfig;
+}): RawConfig {
+  const { endpoint, subscription } = init;
   return {
     instanceId: 'certprov-test',
     chrome: { endpoint, credentials: 'none', signatureTimeout: '20s', requestTimeout: '5s' },
@@ -82,8 +102,8 @@ export function baseRigConfig(endpoint: string, caDirectory: string, subscriptio
       signaturePollMax: '300ms',
       maxConcurrent: 64,
     },
-    caConnections: { default_ca_config: { type: 'local', directory: caDirectory } },
-    profiles: {
+    caConnections: init.caConnections,
+    profiles: init.profiles ?? {
       device_profile: {
         subject: 'CN={{device.serialNumber}},O=certprov test',
         subjectAltNames: [{ uri: 'urn:chromeos:device:{{device.deviceDirectoryApiId}}' }],
@@ -142,7 +162,12 @@ export class AdapterRig {
     const ca = await initLocalCa({ directory: caDirectory, keyType: 'ec', subject: 'CN=certprov test CA' });
     const tenant = await SandboxTenant.start(options.tenant ?? {});
     const raw = deepMerge(
-      baseRigConfig(tenant.endpoint, caDirectory, options.pubsub?.subscription),
+      rigConfig({
+        endpoint: tenant.endpoint,
+        subscription: options.pubsub?.subscription,
+        caConnections: options.caConnections ?? { default_ca_config: { type: 'local', directory: caDirectory } },
+        ...(options.profiles === undefined ? {} : { profiles: options.profiles }),
+      }),
       options.config ?? {},
     );
     const config = compileConfig(raw, { source: 'test rig', baseDir: workDir, purpose: 'demo' });
@@ -167,7 +192,7 @@ export class AdapterRig {
     const source: MessageSource =
       reuseSource ??
       (options.pubsub === undefined
-        ? new InProcessMessageSource({ maxInFlight: 200, redeliveryDelayMs: 50 })
+        ? new InProcessMessageSource({ maxInFlight: config.pubsub.maxInFlight, redeliveryDelayMs: 50 })
         : new PubSubMessageSource({
             subscription: options.pubsub.subscription,
             maxInFlight: config.pubsub.maxInFlight,
@@ -212,14 +237,18 @@ export class AdapterRig {
     else (this.source as InProcessMessageSource).publish(data, attributes);
   }
 
-  /**
-   * Stops the adapter (graceful: messages not finished are handed back) and starts a fresh one — a new replica or a
-   * restarted pod. With the memory store nothing carries over unless `keepStore`. The in-process source stands for
-   * the subscription, so it survives the restart with its undelivered messages.
-   */
-  async restart(keepStore = false): Promise<void> {
-    const store = keepStore ? this.adapter.store : undefined;
+  /** Stops the adapter (graceful: messages not finished are handed back), e.g. to act while no replica runs. */
+  async stopAdapter(): Promise<void> {
     await this.adapter.stop(2_000);
+  }
+
+  /**
+   * Starts a fresh adapter after {@link stopAdapter} — a new replica or a restarted pod. With the memory store nothing
+   * carries over unless `keepStore` (or the rig was given a `store`). The in-process source stands for the
+   * subscription, so it survives with its undelivered messages.
+   */
+  async startAdapter(keepStore = false): Promise<void> {
+    const store = keepStore ? this.adapter.store : undefined;
     const reuse = this.options.pubsub === undefined ? this.source : undefined;
     const built = await AdapterRig.build(
       this.config,
@@ -231,6 +260,11 @@ export class AdapterRig {
     this.metrics = built.metrics;
     this.source = built.source;
     await this.adapter.start();
+  }
+
+  async restart(keepStore = false): Promise<void> {
+    await this.stopAdapter();
+    await this.startAdapter(keepStore);
   }
 
   /** Lines of the local CA's issuance journal for a process (one per certificate the CA signed). */
