@@ -10,7 +10,8 @@ import { ConfigError, DeploymentFaultError, RetryableError, UnclearResultError }
 import { parseConfigText } from '../config/load.ts';
 import { keyVaultLifecycleConfigSchema, isManagedHsmUrl } from '../ca/azure-key-vault/config.ts';
 import { createKeyVaultCredential } from '../ca/azure-key-vault/credential.ts';
-import { createCertificateClient } from '../ca/azure-key-vault/key-vault-clients.ts';
+import { clientSettingsOf, createCertificateClient } from '../ca/azure-key-vault/key-vault-clients.ts';
+import { callEnvironmentOf } from '../ca/azure-key-vault/key-vault-call.ts';
 import {
   KeyVaultCaLifecycle,
   KvCaRefusal,
@@ -118,28 +119,15 @@ async function loadConnection(
   }
   const baseDir = path.dirname(absolute);
   const credential = await createKeyVaultCredential(config.credential, { baseDir });
-  const settings = {
-    vaultUrl: config.vaultUrl.replace(/\/+$/, ''),
-    apiVersion: config.apiVersion,
-    allowInsecureConnection: config.allowInsecureConnection,
-    disableChallengeResourceVerification: config.disableChallengeResourceVerification,
-  };
+  const settings = clientSettingsOf(config);
   const lifecycle = new KeyVaultCaLifecycle({
     client: createCertificateClient(settings, credential),
     certificateName,
     signal,
-    env: {
-      vaultUrl: settings.vaultUrl,
-      policy: {
-        attempts: config.retry.attempts,
-        initialDelayMs: config.retry.initialDelay,
-        maxDelayMs: config.retry.maxDelay,
-        maxRetryAfterMs: config.retry.maxRetryAfter,
-      },
-      timeoutMs: config.requestTimeout,
+    env: callEnvironmentOf(config, settings.vaultUrl, {
       metrics: new Metrics({ defaultMetrics: false }),
       log: createLogger({ level: process.env.CERTPROV_LOG_LEVEL === 'debug' ? 'debug' : 'warn' }),
-    },
+    }),
   });
   return { lifecycle, connection: name, configFile: file };
 }

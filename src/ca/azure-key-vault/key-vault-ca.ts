@@ -35,8 +35,9 @@ import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
 import type { KeyVaultCaConfig } from './config.ts';
 import { createKeyVaultCredential } from './credential.ts';
-import { callKeyVault, type KeyVaultCallEnvironment } from './key-vault-call.ts';
+import { callEnvironmentOf, callKeyVault, type KeyVaultCallEnvironment } from './key-vault-call.ts';
 import {
+  clientSettingsOf,
   createCertificateClient,
   createKeyClient,
   keyVaultClientOptions,
@@ -122,26 +123,13 @@ export class KeyVaultCa implements CertificateAuthority {
     this.#deps = deps;
     this.#credential = credential;
     this.#now = options.now ?? (() => new Date());
-    this.#settings = {
-      vaultUrl: config.vaultUrl.replace(/\/+$/, ''),
-      apiVersion: config.apiVersion,
-      allowInsecureConnection: config.allowInsecureConnection,
-      disableChallengeResourceVerification: config.disableChallengeResourceVerification,
-    };
-    this.#callEnv = {
-      vaultUrl: this.#settings.vaultUrl,
-      policy: {
-        attempts: config.retry.attempts,
-        initialDelayMs: config.retry.initialDelay,
-        maxDelayMs: config.retry.maxDelay,
-        maxRetryAfterMs: config.retry.maxRetryAfter,
-      },
-      timeoutMs: config.requestTimeout,
+    this.#settings = clientSettingsOf(config);
+    this.#callEnv = callEnvironmentOf(config, this.#settings.vaultUrl, {
       metrics: deps.metrics,
       log: deps.log,
       ...(options.sleep === undefined ? {} : { sleep: options.sleep }),
       ...(options.random === undefined ? {} : { random: options.random }),
-    };
+    });
     this.#keys = createKeyClient(this.#settings, credential);
     this.#certificates = createCertificateClient(this.#settings, credential);
   }

@@ -21,6 +21,7 @@ import type { Logger } from '../../observability/logger.ts';
 import { statusClass, type Metrics } from '../../observability/metrics.ts';
 import { classifyKeyVaultError, statusOf } from './key-vault-errors.ts';
 import type { KeyVaultOperation } from './operations.ts';
+import type { KeyVaultCaConfig } from './config.ts';
 
 export interface BackoffPolicy {
   /** Attempts per call, the first included. */
@@ -43,6 +44,25 @@ const JITTER = 0.2;
 export function backoffDelay(retry: number, policy: BackoffPolicy, random: () => number = Math.random): number {
   const base = Math.min(policy.initialDelayMs * 2 ** retry, policy.maxDelayMs);
   return Math.round(base * (1 - JITTER + 2 * JITTER * random()));
+}
+
+/** The call environment of a connection: its vault, retry policy and timeout, plus where to report. */
+export function callEnvironmentOf(
+  config: Pick<KeyVaultCaConfig, 'retry' | 'requestTimeout'>,
+  vaultUrl: string,
+  report: Pick<KeyVaultCallEnvironment, 'metrics' | 'log' | 'sleep' | 'random'>,
+): KeyVaultCallEnvironment {
+  return {
+    vaultUrl,
+    policy: {
+      attempts: config.retry.attempts,
+      initialDelayMs: config.retry.initialDelay,
+      maxDelayMs: config.retry.maxDelay,
+      maxRetryAfterMs: config.retry.maxRetryAfter,
+    },
+    timeoutMs: config.requestTimeout,
+    ...report,
+  };
 }
 
 export interface KeyVaultCallEnvironment {

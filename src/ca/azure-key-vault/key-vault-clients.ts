@@ -6,6 +6,7 @@ import type { TokenCredential } from '@azure/identity';
 import { CertificateClient, type CertificateClientOptions } from '@azure/keyvault-certificates';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import { VERSION } from '../../version.ts';
+import type { KeyVaultCaConfig } from './config.ts';
 
 export interface KeyVaultClientSettings {
   readonly vaultUrl: string;
@@ -14,6 +15,21 @@ export interface KeyVaultClientSettings {
   readonly allowInsecureConnection: boolean;
   /** Test fakes on loopback only (config enforces it). */
   readonly disableChallengeResourceVerification: boolean;
+}
+
+/** The client settings of a connection (the adapter's and the `kv-ca` commands' configurations share these fields). */
+export function clientSettingsOf(
+  config: Pick<
+    KeyVaultCaConfig,
+    'vaultUrl' | 'apiVersion' | 'allowInsecureConnection' | 'disableChallengeResourceVerification'
+  >,
+): KeyVaultClientSettings {
+  return {
+    vaultUrl: config.vaultUrl.replace(/\/+$/, ''),
+    apiVersion: config.apiVersion,
+    allowInsecureConnection: config.allowInsecureConnection,
+    disableChallengeResourceVerification: config.disableChallengeResourceVerification,
+  };
 }
 
 /** SDK client options: our api version, no SDK retries (key-vault-call.ts retries), test-only flags passed through. */
