@@ -23,7 +23,15 @@ import {
   describeError,
   type FaultComponent,
 } from '../errors.ts';
-import { LeaseLostError, type Outcome, type ProcessPatch, type ProcessRecord, type Step } from '../store/types.ts';
+import {
+  ACTIVE_STEPS,
+  LeaseLostError,
+  type ActiveStep,
+  type Outcome,
+  type ProcessPatch,
+  type ProcessRecord,
+  type Step,
+} from '../store/types.ts';
 import { backoffDelay } from './backoff.ts';
 import { newCorrelationId } from './correlation-id.ts';
 import {
@@ -40,7 +48,7 @@ import { reportFailureStep } from './steps/report-failure.ts';
 import { startStep } from './steps/start.ts';
 import { uploadStep } from './steps/upload.ts';
 
-const HANDLERS: Readonly<Record<Exclude<Step, 'done'>, StepHandler>> = {
+const HANDLERS: Readonly<Record<ActiveStep, StepHandler>> = {
   start: startStep,
   await_signature: awaitSignatureStep,
   issue: issueStep,
@@ -273,9 +281,7 @@ export class ProvisioningEngine {
     if (now - this.lastGaugeUpdate < 5_000 || this.deps.store.countActive === undefined) return;
     this.lastGaugeUpdate = now;
     const counts = await this.deps.store.countActive();
-    for (const step of Object.keys(HANDLERS)) {
-      this.deps.metrics.processesWaiting.set({ step }, counts[step as Step] ?? 0);
-    }
+    for (const step of ACTIVE_STEPS) this.deps.metrics.processesWaiting.set({ step }, counts[step] ?? 0);
     this.deps.metrics.caPendingOrders.set(counts.await_ca ?? 0);
   }
 

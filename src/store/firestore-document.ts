@@ -21,6 +21,7 @@ import type { PendingRef } from '../ca/types.ts';
 import type { RenderedProfile } from '../pki/types.ts';
 import { newProcessRecord } from './new-record.ts';
 import {
+  ACTIVE_STEPS,
   PROCESS_RECORD_SCHEMA_VERSION,
   type Lease,
   type NewProcess,
@@ -34,25 +35,7 @@ import {
 export const DOCUMENT_SCHEMA_MAJOR = 1;
 
 /** The steps this version can work on; a record at another step belongs to a newer replica. */
-export const KNOWN_STEPS: ReadonlySet<Step> = new Set<Step>([
-  'start',
-  'await_signature',
-  'issue',
-  'await_ca',
-  'upload',
-  'report_failure',
-  'done',
-]);
-
-/** Steps of records still in progress (the per-step active counts). */
-export const ACTIVE_STEPS: readonly Step[] = [
-  'start',
-  'await_signature',
-  'issue',
-  'await_ca',
-  'upload',
-  'report_failure',
-];
+export const KNOWN_STEPS: ReadonlySet<Step> = new Set<Step>([...ACTIVE_STEPS, 'done']);
 
 /** Firestore field names the queries use; the index definitions in the README name the same fields. */
 export const FIELDS = {

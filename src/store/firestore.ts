@@ -30,7 +30,6 @@ import {
 import type { PendingRef } from '../ca/types.ts';
 import { RetryableError } from '../errors.ts';
 import {
-  ACTIVE_STEPS,
   FIELDS,
   IncompatibleRecordError,
   KNOWN_STEPS,
@@ -50,6 +49,7 @@ import {
 } from './firestore-errors.ts';
 import { BatchedRateBudget, type Reservation, type ReserveDecision } from './rate-reservations.ts';
 import {
+  ACTIVE_STEPS,
   LeaseLostError,
   type NewProcess,
   type ProcessPatch,

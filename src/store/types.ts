@@ -17,7 +17,9 @@ export const PROCESS_RECORD_SCHEMA_VERSION = 1;
  * Where a process is. `start` covers get → policy → claim → signData; the rest are waits or single side effects.
  * Only `done` is final.
  */
-export type Step = 'start' | 'await_signature' | 'issue' | 'await_ca' | 'upload' | 'report_failure' | 'done';
+export const ACTIVE_STEPS = ['start', 'await_signature', 'issue', 'await_ca', 'upload', 'report_failure'] as const;
+export type ActiveStep = (typeof ACTIVE_STEPS)[number];
+export type Step = ActiveStep | 'done';
 
 export type Outcome = 'issued' | 'failed' | 'skipped';
 
