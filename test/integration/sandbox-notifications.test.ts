@@ -6,8 +6,8 @@ import {
   pubsubTopicSink,
   type KeyPool,
   type NotificationSink,
-} from '../../../src/sandbox/index.ts';
-import { testKeyPool } from '../../support/keys.ts';
+} from '../../src/sandbox/index.ts';
+import { testKeyPool } from '../support/keys.ts';
 
 // A Topic must be usable as the sink's target without casts (checked by tsc).
 const topicSink: (topic: Topic) => NotificationSink = pubsubTopicSink;
