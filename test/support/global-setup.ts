@@ -28,12 +28,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const keyPoolFile = path.join(dir, 'key-pool.json');
   const keys = KeyPool.generate({ 'rsa-2048': 6, 'ec-p256': 6, 'rsa-1024': 1 });
   keys.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
-  const started = withEmulators
+  const started: PromiseSettledResult<RunningEmulator>[] = withEmulators
     ? await Promise.allSettled([startPubSubEmulator(), startFirestoreEmulator()])
     : [];
   const emulators: RunningEmulator[] = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   try {
-    const failed = started.find((s) => s.status === 'rejected');
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     await (await keys).save(keyPoolFile);
   } catch (error) {
