@@ -8,8 +8,8 @@
  *    target: the same for both N (one status-changes call per interval, no per-order reads) — then the requests
  *    per certificate once DigiCert issues them all (order + download + a share of the polls).
  *
- * The client-side rate budget is lifted here (DigiCert's 1,000 requests per 5 minutes would stretch 2,000
- * requests over 11 minutes): the figures are request counts, and the budget has its own tests.
+ * The client-side rate budget is lifted here (DigiCert's 1,000 requests per 3 minutes would stretch 2,000
+ * requests over 6 minutes): the figures are request counts, and the budget has its own tests.
  */
 import { performance } from 'node:perf_hooks';
 import { KeyPool } from '../../src/sandbox/index.ts';

@@ -1,5 +1,5 @@
 /**
- * A rate budget shared by every replica (e.g. DigiCert: 100 requests per 5 s and 1,000 per 5 min per API key),
+ * A rate budget shared by every replica (e.g. DigiCert: 100 requests per 5 s and 1,000 per 3 min per API key),
  * kept in ONE shared document per bucket — which sustains only about one write per second (Firestore's guidance for
  * a single document). Writing once per token would cap the whole fleet near 1 request/s and make every request wait
  * for a contended transaction, so tokens are handed out in batches:

@@ -137,7 +137,7 @@ export interface CoordinationStore {
   releaseNamedLease(name: string, owner: string): Promise<void>;
   /**
    * Takes one token from every window of a shared budget (sliding-window counters, e.g. 100 per 5 s and 1,000 per
-   * 5 min). Returns 0 when granted, else how many ms to wait before asking again (nothing is taken then).
+   * 3 min). Returns 0 when granted, else how many ms to wait before asking again (nothing is taken then).
    */
   takeToken(bucket: string, windows: readonly RateWindow[]): Promise<number>;
   /** Makes the process waiting on `lookupKey` due now; merges `hint` into its pendingRef. False if none waits. */

@@ -32,8 +32,10 @@ export const DIGICERT_DEFAULTS = {
   pendingRecheckInterval: '10m',
   reconcileLookback: '7d',
   rateLimit: {
-    requestsPer5Seconds: 90,
-    requestsPer5Minutes: 900,
+    /** DigiCert's documented per-key limit today (Services API "Rate limits" page): 100 per 5 s, 1,000 per 3 min. */
+    accountLimit: { requestsPer5Seconds: 100, requestsPer3Minutes: 1000 },
+    /** The adapter's share of the account limit when none is configured: room for other tools using the key. */
+    share: 0.9,
     pollingShare: 0.2,
     maxWait: '30s',
     maxConcurrent: 8,
@@ -43,12 +45,36 @@ export const DIGICERT_DEFAULTS = {
 /** Any `{{…}}`, so that an unknown one (e.g. `{{user.userPrimaryEmail}}`: personal data) is reported, not kept. */
 const PLACEHOLDER = /\{\{\s*([^}]*?)\s*\}\}/g;
 
+/**
+ * DigiCert's limit for one API key. The defaults are the figures DigiCert documents today (100 requests per 5 s and
+ * 1,000 per 3 minutes, rolling windows; older pages said 5 minutes). An account manager can negotiate more: set the
+ * figures DigiCert confirmed, and the adapter's budget may grow with them.
+ */
+const accountLimitSchema = z
+  .object({
+    /** Requests per 5 seconds DigiCert allows this API key. Default 100. */
+    requestsPer5Seconds: z.number().int().min(1).default(DIGICERT_DEFAULTS.rateLimit.accountLimit.requestsPer5Seconds),
+    /** Requests per 3 minutes DigiCert allows this API key. Default 1,000. */
+    requestsPer3Minutes: z.number().int().min(1).default(DIGICERT_DEFAULTS.rateLimit.accountLimit.requestsPer3Minutes),
+  })
+  .strict()
+  .prefault({});
+
 const rateLimitSchema = z
   .object({
-    /** Requests per 5 seconds for this API key, all replicas together. DigiCert allows 100. Default 90. */
-    requestsPer5Seconds: z.number().int().min(1).max(100).default(DIGICERT_DEFAULTS.rateLimit.requestsPer5Seconds),
-    /** Requests per 5 minutes for this API key, all replicas together. DigiCert allows 1,000. Default 900. */
-    requestsPer5Minutes: z.number().int().min(1).max(1000).default(DIGICERT_DEFAULTS.rateLimit.requestsPer5Minutes),
+    accountLimit: accountLimitSchema,
+    /**
+     * Requests per 5 seconds this adapter uses (all replicas together); at most `accountLimit.requestsPer5Seconds`.
+     * Default 90 % of it (90), leaving room for other tools using the key.
+     */
+    requestsPer5Seconds: z.number().int().min(1).optional(),
+    /**
+     * Requests per 3 minutes this adapter uses (all replicas together); at most `accountLimit.requestsPer3Minutes`.
+     * Default 90 % of it (900).
+     */
+    requestsPer3Minutes: z.number().int().min(1).optional(),
+    /** Renamed: DigiCert's long window is 3 minutes today. Accepted only to say so. */
+    requestsPer5Minutes: z.unknown().optional(),
     /**
      * Largest share of both budgets pending-order polling may use; the rest is kept for ordering and downloads, so
      * polling can never starve issuance. Default 0.2.
@@ -60,7 +86,40 @@ const rateLimitSchema = z
     maxConcurrent: z.number().int().min(1).max(100).default(DIGICERT_DEFAULTS.rateLimit.maxConcurrent),
   })
   .strict()
-  .prefault({});
+  .prefault({})
+  .superRefine((limit, ctx) => {
+    if (limit.requestsPer5Minutes !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['requestsPer5Minutes'],
+        message:
+          'renamed requestsPer3Minutes: DigiCert counts its long window over 3 minutes today (1,000 per 3 minutes per key)',
+      });
+    }
+    const { accountLimit } = limit;
+    if (limit.requestsPer5Seconds !== undefined && limit.requestsPer5Seconds > accountLimit.requestsPer5Seconds) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['requestsPer5Seconds'],
+        message: `must not exceed accountLimit.requestsPer5Seconds (${accountLimit.requestsPer5Seconds}); raise that only to a limit DigiCert confirmed for this key`,
+      });
+    }
+    if (limit.requestsPer3Minutes !== undefined && limit.requestsPer3Minutes > accountLimit.requestsPer3Minutes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['requestsPer3Minutes'],
+        message: `must not exceed accountLimit.requestsPer3Minutes (${accountLimit.requestsPer3Minutes}); raise that only to a limit DigiCert confirmed for this key`,
+      });
+    }
+  })
+  .transform(({ requestsPer5Minutes: _renamed, ...limit }) => {
+    const share = (n: number) => Math.max(1, Math.floor(n * DIGICERT_DEFAULTS.rateLimit.share));
+    return {
+      ...limit,
+      requestsPer5Seconds: limit.requestsPer5Seconds ?? share(limit.accountLimit.requestsPer5Seconds),
+      requestsPer3Minutes: limit.requestsPer3Minutes ?? share(limit.accountLimit.requestsPer3Minutes),
+    };
+  });
 
 export const digicertConfigSchema = z
   .object({

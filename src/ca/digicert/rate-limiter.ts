@@ -1,6 +1,7 @@
 /**
- * Client-side throttling for one DigiCert API key (reference notes: 100 requests per 5 s and 1,000 per 5 min per
- * key; over the limit → 429 `request_limit_exceeded`, no Retry-After; DigiCert asks clients not to burst).
+ * Client-side throttling for one DigiCert API key. DigiCert's Services API "Rate limits" page documents today 100
+ * requests per 5 s and 1,000 per 3 minutes per key, both rolling windows (older pages and the reference notes say
+ * 5 minutes); over either → 429 `request_limit_exceeded`, no Retry-After; DigiCert asks clients not to burst.
  *
  * - One budget per API key, shared by every replica through {@link CoordinationStore.takeToken} (Firestore with
  *   several replicas). Before the backend is started (check-config, tests) a replica-local store stands in.
@@ -24,7 +25,8 @@ export type RequestKind = 'issue' | 'poll';
 
 export interface RateBudget {
   readonly requestsPer5Seconds: number;
-  readonly requestsPer5Minutes: number;
+  /** DigiCert's long window is 3 minutes (rolling). */
+  readonly requestsPer3Minutes: number;
   /** Share (0–1] of both windows polling may use. */
   readonly pollingShare: number;
   readonly maxWaitMs: number;
@@ -45,7 +47,8 @@ export interface RateLimiterOptions {
 }
 
 const FIVE_SECONDS = 5_000;
-const FIVE_MINUTES = 300_000;
+/** DigiCert's long window (rate-limits page, current): 3 minutes, rolling. */
+const THREE_MINUTES = 180_000;
 const PENALTY_INITIAL_MS = 5_000;
 const PENALTY_MAX_MS = 60_000;
 
@@ -71,11 +74,11 @@ export class DigicertRateLimiter {
     const { budget } = options;
     this.windows = [
       { limit: budget.requestsPer5Seconds, windowMs: FIVE_SECONDS },
-      { limit: budget.requestsPer5Minutes, windowMs: FIVE_MINUTES },
+      { limit: budget.requestsPer3Minutes, windowMs: THREE_MINUTES },
     ];
     this.pollWindows = [
       { limit: Math.max(1, Math.floor(budget.requestsPer5Seconds * budget.pollingShare)), windowMs: FIVE_SECONDS },
-      { limit: Math.max(1, Math.floor(budget.requestsPer5Minutes * budget.pollingShare)), windowMs: FIVE_MINUTES },
+      { limit: Math.max(1, Math.floor(budget.requestsPer3Minutes * budget.pollingShare)), windowMs: THREE_MINUTES },
     ];
     this.now = options.now ?? Date.now;
     this.sleep = options.sleep ?? abortableSleep;

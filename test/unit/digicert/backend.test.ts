@@ -368,7 +368,7 @@ describe('attempts that never reached DigiCert', () => {
   it('are not searched for: no list request when every unrecorded attempt was held back by the rate budget', async () => {
     const pool = await testKeyPool();
     const tight = await env.another({
-      rateLimit: { requestsPer5Seconds: 1, requestsPer5Minutes: 1000, maxWait: '0s' },
+      rateLimit: { requestsPer5Seconds: 1, requestsPer3Minutes: 1000, maxWait: '0s' },
     });
     const request = issueRequestFor(pool.next('ec-p256'), userProfile());
     issued(await tight.issue(request, ctx())); // uses the one request of this 5-second window

@@ -65,8 +65,9 @@ describe('digicert connection schema', () => {
       orderFallbackInterval: 21_600_000,
       reconcileLookback: 7 * 86_400_000,
       rateLimit: {
+        accountLimit: { requestsPer5Seconds: 100, requestsPer3Minutes: 1000 },
         requestsPer5Seconds: 90,
-        requestsPer5Minutes: 900,
+        requestsPer3Minutes: 900,
         pollingShare: 0.2,
         maxWait: 30_000,
         maxConcurrent: 8,
@@ -90,12 +91,41 @@ describe('digicert connection schema', () => {
       { statusPollInterval: '5m', orderFallbackInterval: '1m' },
       'orderFallbackInterval',
     ],
-    ['a budget above what DigiCert allows', { rateLimit: { requestsPer5Seconds: 150 } }, 'rateLimit'],
+    [
+      'a budget above what DigiCert allows',
+      { rateLimit: { requestsPer5Seconds: 150 } },
+      'rateLimit.requestsPer5Seconds',
+    ],
+    [
+      'a 3-minute budget above the account limit',
+      { rateLimit: { requestsPer3Minutes: 1001 } },
+      'rateLimit.requestsPer3Minutes',
+    ],
+    ['the old 5-minute field', { rateLimit: { requestsPer5Minutes: 900 } }, 'rateLimit.requestsPer5Minutes'],
     ['an unknown field', { apiKeyValue: 'x' }, ''],
   ])('rejects %s', (_label, overrides, field) => {
     const result = digicertConfigSchema.safeParse({ ...CONNECTION, ...overrides });
     expect(result.success).toBe(false);
     if (!result.success) expect(result.error.issues.map((i) => i.path.join('.')).join(' ')).toContain(field);
+  });
+
+  it('says the 5-minute field was renamed, and why', () => {
+    const result = digicertConfigSchema.safeParse({ ...CONNECTION, rateLimit: { requestsPer5Minutes: 900 } });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues[0]?.message).toMatch(/renamed requestsPer3Minutes.*3 minutes/);
+  });
+
+  it('lets a negotiated account limit raise the budget; the default stays 90 % of the account limit', () => {
+    const negotiated = digicertConfigSchema.parse({
+      ...CONNECTION,
+      rateLimit: { accountLimit: { requestsPer5Seconds: 200, requestsPer3Minutes: 3000 } },
+    });
+    expect(negotiated.rateLimit).toMatchObject({ requestsPer5Seconds: 180, requestsPer3Minutes: 2700 });
+    const explicit = digicertConfigSchema.parse({
+      ...CONNECTION,
+      rateLimit: { accountLimit: { requestsPer3Minutes: 3000 }, requestsPer3Minutes: 3000 },
+    });
+    expect(explicit.rateLimit).toMatchObject({ requestsPer5Seconds: 90, requestsPer3Minutes: 3000 });
   });
 
   it('declares what client_authentication_plus can honour', () => {

@@ -1,5 +1,6 @@
 /**
- * The per-API-key budget (reference notes: 100 per 5 s and 1,000 per 5 min; 429 beyond, no Retry-After): shared
+ * The per-API-key budget (DigiCert's rate-limits page today: 100 per 5 s and 1,000 per 3 min; 429 beyond, no
+ * Retry-After): shared
  * by replicas through the store, polling capped at its share so issuance keeps the rest, no bursts beyond
  * maxConcurrent, a growing backoff after 429s, and waits recorded in the metric. Time is virtual.
  */
@@ -9,6 +10,7 @@ import {
   RateBudgetExhaustedError,
   type RateBudget,
 } from '../../../src/ca/digicert/rate-limiter.ts';
+import { digicertConfigSchema } from '../../../src/ca/digicert/config.ts';
 import { isNothingApplied } from '../../../src/http/classify.ts';
 import { Metrics } from '../../../src/observability/metrics.ts';
 import { MemoryProcessStore } from '../../../src/store/memory.ts';
@@ -16,7 +18,7 @@ import { VirtualClock } from '../../fakes/digicert/issue-request.ts';
 
 const BUDGET: RateBudget = {
   requestsPer5Seconds: 10,
-  requestsPer5Minutes: 100,
+  requestsPer3Minutes: 100,
   pollingShare: 0.2,
   maxWaitMs: 600_000,
   maxConcurrent: 100,
@@ -61,15 +63,15 @@ function maxInWindow(times: readonly number[], windowMs: number): number {
 }
 
 describe('DigicertRateLimiter', () => {
-  it('never lets more than the budget through in any 5-second or 5-minute window', async () => {
+  it('never lets more than the budget through in any 5-second or 3-minute window', async () => {
     const clock = new VirtualClock();
     const l = limiter(clock, new MemoryProcessStore({ now: clock.now }));
     const times = await grants(l, clock, 'issue', 250);
     expect(maxInWindow(times, 5_000)).toBeLessThanOrEqual(10);
-    expect(maxInWindow(times, 300_000)).toBeLessThanOrEqual(100);
-    // …and does use it: 250 requests need at least two full 5-minute windows, not much more.
-    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(600_000);
-    expect(times.at(-1)! - times[0]!).toBeLessThan(700_000);
+    expect(maxInWindow(times, 180_000)).toBeLessThanOrEqual(100);
+    // …and does use it: 250 requests need at least two full 3-minute windows, not much more.
+    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(360_000);
+    expect(times.at(-1)! - times[0]!).toBeLessThan(420_000);
   });
 
   it('two replicas on one store share one budget', async () => {
@@ -182,5 +184,30 @@ describe('DigicertRateLimiter', () => {
     // Two of the 12 waited for the next 5-second window.
     const sum = /certprov_rate_limiter_wait_seconds_sum\{bucket="digicert_issue"\} ([\d.]+)/.exec(text)?.[1];
     expect(Number(sum)).toBeGreaterThan(4);
+  });
+});
+
+describe('DigicertRateLimiter with the default configuration', () => {
+  it("stays inside DigiCert's documented 100 per 5 s and 1,000 per 3 minutes, and uses the 3-minute window", async () => {
+    const clock = new VirtualClock();
+    const { rateLimit } = digicertConfigSchema.parse({
+      type: 'digicert',
+      apiKey: { env: 'K' },
+      product: 'client_authentication_plus',
+      organizationId: 1,
+      processIdCustomFieldId: 77,
+    });
+    const l = limiter(clock, new MemoryProcessStore({ now: clock.now }), {
+      requestsPer5Seconds: rateLimit.requestsPer5Seconds,
+      requestsPer3Minutes: rateLimit.requestsPer3Minutes,
+    });
+    const times = await grants(l, clock, 'issue', 2_000);
+    expect(maxInWindow(times, 5_000)).toBeLessThanOrEqual(100);
+    expect(maxInWindow(times, 180_000)).toBeLessThanOrEqual(1_000);
+    // 2,000 requests at 900 per 3 minutes need a little over two windows (6 min) — under a 5-minute window they
+    // would need over 10.
+    const span = times.at(-1)! - times[0]!;
+    expect(span).toBeGreaterThanOrEqual(360_000);
+    expect(span).toBeLessThan(420_000);
   });
 });
