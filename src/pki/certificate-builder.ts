@@ -1,27 +1,18 @@
 /**
  * Builds and signs certificates for the CA backends that sign themselves (local CA, Key Vault-held CA).
  *
- * The signature is pluggable ({@link CertificateSigner}): the local CA signs with a key in memory, the Key Vault
- * backend hashes the TBS and has the vault sign the digest remotely. Whatever the signer returns is verified
- * against the issuer's public key before the certificate leaves this module, so a remote signer that answers with
- * garbage (or a key that does not belong to the CA certificate) is caught here, not by a device.
+ * The signature is pluggable ({@link TbsSigner}, src/pki/signer.ts): the local CA signs with a key in memory, the
+ * Key Vault and Cloud KMS backends hash the TBS and have the service sign the digest remotely. Whatever the signer
+ * returns is verified against the issuer's public key before the certificate leaves this module
+ * ({@link signAndVerify}), so a remote signer that answers with garbage (or a key that does not belong to the CA
+ * certificate) is caught here, not by a device.
  *
  * Every field comes from the rendered profile; the CSR's own subject and extensions are never copied (the CSR
  * only proves possession of the key).
  */
-import { KeyObject, randomBytes, type webcrypto } from 'node:crypto';
-import {
-  DerError,
-  bitString,
-  contextConstructed,
-  sequence,
-  smallInteger,
-  tlv,
-  toHex,
-  unsignedInteger,
-  x509Time,
-} from './der.ts';
-import { parseDeviceKey, publicKeyFromSpki } from './device-key.ts';
+import { randomBytes } from 'node:crypto';
+import { DerError, contextConstructed, sequence, smallInteger, tlv, toHex, unsignedInteger, x509Time } from './der.ts';
+import { parseDeviceKey } from './device-key.ts';
 import {
   authorityKeyIdentifierExtension,
   basicConstraintsExtension,
@@ -34,46 +25,14 @@ import {
 } from './extensions.ts';
 import { encodeName } from './name-encoding.ts';
 import { encodePem } from './pem.ts';
-import {
-  defaultAlgorithmForKey,
-  signWithKey,
-  signatureAlgorithmIdentifier,
-  verifyWithKey,
-  type SigningAlgorithm,
-} from './signature-algorithms.ts';
+import { signatureAlgorithmIdentifier, type SigningAlgorithm } from './signature-algorithms.ts';
+import { signAndVerify, type TbsSigner } from './signer.ts';
 import type { ParsedCertificate } from './certificate.ts';
 import type { DistinguishedName, RenderedProfile } from './types.ts';
 
 export { spkiOfCertificate, certificateMatchesSpki, parseCertificate, type ParsedCertificate } from './certificate.ts';
 export type { SigningAlgorithm } from './signature-algorithms.ts';
-
-/** Signs the DER TBSCertificate. ECDSA signatures must be returned DER-encoded (see ecdsaRawToDer). */
-export interface CertificateSigner {
-  readonly algorithm: SigningAlgorithm;
-  sign(tbsDer: Uint8Array): Promise<Uint8Array>;
-}
-
-/** A signer over a local private key (node KeyObject or WebCrypto CryptoKey). Default algorithm: by key type. */
-export function signerFromPrivateKey(
-  key: KeyObject | webcrypto.CryptoKey,
-  algorithm?: SigningAlgorithm,
-): CertificateSigner {
-  const keyObject = key instanceof KeyObject ? key : KeyObject.from(key);
-  if (keyObject.type !== 'private') throw new Error('signerFromPrivateKey needs a private key');
-  const alg = algorithm ?? defaultAlgorithmForKey(keyObject);
-  return {
-    algorithm: alg,
-    sign: (tbsDer) => Promise.resolve(signWithKey(alg, keyObject, tbsDer)),
-  };
-}
-
-/** The signer's result does not verify against the issuer's key: a broken signer or a key/certificate mismatch. */
-export class CertificateSignatureError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'CertificateSignatureError';
-  }
-}
+export { SignatureMismatchError, signerFromPrivateKey, type TbsSigner } from './signer.ts';
 
 /** The issuing CA certificate has expired: nothing it signs would be valid. */
 export class IssuerExpiredError extends Error {
@@ -109,7 +68,9 @@ export interface LeafCertificateOptions {
   readonly spkiDer: Uint8Array;
   /** Subject, SANs, validity and EKUs, rendered from the profile. */
   readonly profile: Pick<RenderedProfile, 'subject' | 'subjectAltNames' | 'validityMs' | 'extendedKeyUsages'>;
-  readonly signer: CertificateSigner;
+  readonly signer: TbsSigner;
+  /** Cancels a remote signature (shutdown, lost lease). */
+  readonly signal?: AbortSignal;
   /** Issuance time. Default: now. */
   readonly now?: Date;
   /** How far notBefore is set back for device clock skew. Default {@link DEFAULT_BACKDATE_MS} (5 min). */
@@ -152,17 +113,6 @@ function buildTbs(input: TbsInput): Uint8Array {
   );
 }
 
-async function signTbs(tbs: Uint8Array, signer: CertificateSigner, issuerSpkiDer: Uint8Array): Promise<Uint8Array> {
-  const signature = await signer.sign(tbs);
-  if (!verifyWithKey(signer.algorithm, publicKeyFromSpki(issuerSpkiDer), tbs, signature)) {
-    throw new CertificateSignatureError(
-      `the ${signer.algorithm} signature from the signer does not verify against the issuer's public key ` +
-        '(wrong key, wrong algorithm, or a raw ECDSA signature where DER is needed)',
-    );
-  }
-  return sequence(tbs, signatureAlgorithmIdentifier(signer.algorithm), bitString(signature));
-}
-
 function finish(der: Uint8Array, serial: Uint8Array, notBefore: Date, notAfter: Date): BuiltCertificate {
   return { der, pem: encodePem('CERTIFICATE', der), serialHex: toHex(serial), notBefore, notAfter };
 }
@@ -173,7 +123,7 @@ function finish(der: Uint8Array, serial: Uint8Array, notBefore: Date, notAfter: 
  * (SAN critical when the subject is empty), SKI (RFC 5280 method 1) and AKI = the issuer's key identifier.
  * Validity runs from `now - backdate` to `min(now + validity, issuer.notAfter)`: a leaf never outlives its CA.
  * @throws TerminalError `key_policy` for a device key outside policy; DerError for a value that cannot be encoded;
- *   CertificateSignatureError when the signer's result does not verify; IssuerExpiredError when the CA has expired.
+ *   SignatureMismatchError when the signer's result does not verify; IssuerExpiredError when the CA has expired.
  */
 export async function buildLeafCertificate(options: LeafCertificateOptions): Promise<BuiltCertificate> {
   const { issuer, profile } = options;
@@ -214,7 +164,8 @@ export async function buildLeafCertificate(options: LeafCertificateOptions): Pro
     spkiDer: options.spkiDer,
     extensions,
   });
-  return finish(await signTbs(tbs, options.signer, issuer.spkiDer), serial, notBefore, notAfter);
+  const signed = await signAndVerify(tbs, options.signer, issuer.spkiDer, options.signal);
+  return finish(signed.der, serial, notBefore, notAfter);
 }
 
 export interface CaCertificateOptions {
@@ -222,7 +173,7 @@ export interface CaCertificateOptions {
   /** The CA's own SubjectPublicKeyInfo (DER). */
   readonly spkiDer: Uint8Array;
   /** Signs with the CA's own key (self-signed). */
-  readonly signer: CertificateSigner;
+  readonly signer: TbsSigner;
   readonly validityMs: number;
   /** Default: now. */
   readonly now?: Date;
@@ -259,5 +210,6 @@ export async function buildSelfSignedCaCertificate(options: CaCertificateOptions
       subjectKeyIdentifierExtension(keyIdentifierOf(options.spkiDer)),
     ],
   });
-  return finish(await signTbs(tbs, options.signer, options.spkiDer), serial, notBefore, notAfter);
+  const signed = await signAndVerify(tbs, options.signer, options.spkiDer);
+  return finish(signed.der, serial, notBefore, notAfter);
 }

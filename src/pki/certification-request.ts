@@ -27,6 +27,7 @@ import { ecdsaDerToRaw } from './proof-of-possession.ts';
 import { extendedKeyUsageExtension, subjectAltNameExtension } from './extensions.ts';
 import { encodeName } from './name-encoding.ts';
 import { signatureAlgorithmIdentifier } from './signature-algorithms.ts';
+import { signAndVerify, type TbsSigner } from './signer.ts';
 import type { DistinguishedName, KeyType, SubjectAltName } from './types.ts';
 
 /** PKCS#9 extensionRequest attribute (RFC 2985 §5.4.2). */
@@ -83,6 +84,27 @@ export function assembleCertificationRequest(
   if (signatureDer.length === 0) throw new DerError('empty signature');
   if (keyType === 'ec') ecdsaDerToRaw(signatureDer, 66); // must be DER here; raw r||s is converted before
   return sequence(criDer, signatureAlgorithmIdentifier(csrSignatureAlgorithm(keyType)), bitString(signatureDer));
+}
+
+export interface SignedRequestInput {
+  /** The requester's subject (a CA's own name, e.g. `CN=Example Device Issuing CA,O=Example`). */
+  readonly subject: DistinguishedName;
+  /** The public key the request is for (DER SPKI); the signer must hold its private half. */
+  readonly spkiDer: Uint8Array;
+  readonly signer: TbsSigner;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A PKCS#10 request signed by a key the adapter holds only through a signer (a CA key in Cloud KMS asking its
+ * parent CA for a certificate). The signature is verified against `spkiDer` before the request is returned, so a
+ * signer for another key cannot produce a request the parent would refuse.
+ * @returns the DER CertificationRequest.
+ * @throws SignatureMismatchError when the signer's key is not the one in `spkiDer`.
+ */
+export async function buildSignedCertificationRequest(input: SignedRequestInput): Promise<Uint8Array> {
+  const info = buildCertificationRequestInfo({ subject: input.subject, subjectAltNames: [], spkiDer: input.spkiDer });
+  return (await signAndVerify(info, input.signer, input.spkiDer, input.signal)).der;
 }
 
 export interface ParsedCertificationRequestInfo {

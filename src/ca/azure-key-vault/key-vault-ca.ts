@@ -20,18 +20,14 @@ import type { TokenCredential } from '@azure/identity';
 import type { CertificateClient } from '@azure/keyvault-certificates';
 import { CryptographyClient, type KeyClient, type KeyVaultKey, type SignatureAlgorithm } from '@azure/keyvault-keys';
 import type { GoogleAuth } from 'google-auth-library';
-import { DeploymentFaultError, TerminalError, describeError } from '../../errors.ts';
+import { DeploymentFaultError, describeError } from '../../errors.ts';
 import type { Sleep } from '../../http/abortable-sleep.ts';
-import {
-  CertificateSignatureError,
-  IssuerExpiredError,
-  buildLeafCertificate,
-  parseCertificate,
-  type ParsedCertificate,
-} from '../../pki/certificate-builder.ts';
+import { parseCertificate, type ParsedCertificate } from '../../pki/certificate-builder.ts';
 import { bytesEqual } from '../../pki/der.ts';
 import { encodePem, splitPemBundle } from '../../pki/pem.ts';
 import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
+import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
+import { issueLeaf } from '../issuing-core.ts';
 import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
 import type { KeyVaultCaConfig } from './config.ts';
 import { createKeyVaultCredential } from './credential.ts';
@@ -44,7 +40,7 @@ import {
   parseKeyId,
   type KeyVaultClientSettings,
 } from './key-vault-clients.ts';
-import { keyVaultCertificateSigner, publicJwkOf, signingAlgorithmFor } from './key-vault-signer.ts';
+import { publicJwkOf, signingAlgorithmFor } from './key-vault-signer.ts';
 import { KEY_VAULT_OPERATIONS, type KeyVaultOperation } from './operations.ts';
 
 const DAY_MS = 86_400_000;
@@ -76,6 +72,8 @@ export interface IssuingMaterial {
   /** `certificate issuing-ca version 3f…` or `key … + file …`, for messages. */
   readonly description: string;
   readonly crypto: CryptographyClient;
+  /** Signs with exactly {@link kid}: one Key Vault sign per TBS (certificates, CRLs). */
+  readonly signer: TbsSigner;
 }
 
 function fault(message: string, hint?: string, cause?: unknown): DeploymentFaultError {
@@ -253,6 +251,8 @@ export class KeyVaultCa implements CertificateAuthority {
       );
     }
     const chainPem = [certificatePem, ...(await this.#loadChain(certificate))];
+    // Built from the fetched key: the SDK then skips its own key lookup and signs at exactly this version's URL.
+    const crypto = new CryptographyClient(key, this.#credential, keyVaultClientOptions(this.#settings));
     return {
       certificate,
       certificatePem,
@@ -262,8 +262,22 @@ export class KeyVaultCa implements CertificateAuthority {
       keyName,
       keyVersion,
       description,
-      // Built from the fetched key: the SDK then skips its own key lookup and signs at exactly this version's URL.
-      crypto: new CryptographyClient(key, this.#credential, keyVaultClientOptions(this.#settings)),
+      crypto,
+      signer: digestSigner({
+        algorithm,
+        ecdsaEncoding: 'raw',
+        service: 'Key Vault',
+        signDigest: async (digest, signal) => {
+          this.#signCalls += 1;
+          const result = await this.#call(
+            KEY_VAULT_OPERATIONS.sign,
+            keySubject,
+            signal ?? this.#lifetime.signal,
+            (abortSignal) => crypto.sign(algorithm as SignatureAlgorithm, digest, { abortSignal }),
+          );
+          return result.result;
+        },
+      }),
     };
   }
 
@@ -355,61 +369,19 @@ export class KeyVaultCa implements CertificateAuthority {
   async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {
     ctx.signal.throwIfAborted();
     const material = await this.material(ctx.signal);
-    const { profile } = request;
-    const signer = keyVaultCertificateSigner(material.algorithm, async (algorithm, digest) => {
-      this.#signCalls += 1;
-      const result = await this.#call(
-        KEY_VAULT_OPERATIONS.sign,
-        `key ${material.keyName} version ${material.keyVersion}`,
-        ctx.signal,
-        (abortSignal) => material.crypto.sign(algorithm as SignatureAlgorithm, digest, { abortSignal }),
-      );
-      return result.result;
-    });
-    let built;
-    try {
-      built = await buildLeafCertificate({
-        issuer: material.certificate,
-        spkiDer: request.spkiDer,
-        // Every field from the rendered profile; the CSR only proved possession of the key.
-        profile,
-        maxValidityMs: this.config.maxValidityDays * DAY_MS,
-        signer,
-        now: this.#now(),
-        backdateMs: this.config.backdate,
-      });
-    } catch (error) {
-      if (error instanceof TerminalError) {
-        return { status: 'failed', detail: `Key Vault CA refused: ${error.message}`, userMessage: error.userMessage };
-      }
-      if (error instanceof CertificateSignatureError) {
-        throw fault(
-          `Key Vault CA ${this.name}: the signature from ${material.kid} does not verify against the CA certificate`,
-          'the pinned key and certificate do not belong together, or the vault answered with a different algorithm',
-          error,
-        );
-      }
-      if (error instanceof IssuerExpiredError) {
-        throw fault(
-          `Key Vault CA ${this.name} cannot issue: ${error.message}`,
-          'rotate the CA (README: rotation)',
-          error,
-        );
-      }
-      throw error;
-    }
-    ctx.log.info(
-      {
-        caConnection: this.name,
-        serial: built.serialHex,
-        processId: request.processId,
-        correlationId: request.correlationId,
-        keyVersion: material.keyVersion,
-        notAfter: built.notAfter.toISOString(),
+    return issueLeaf(request, ctx, material, {
+      connection: this.name,
+      label: 'Key Vault CA',
+      component: 'keyvault',
+      maxValidityDays: this.config.maxValidityDays,
+      backdateMs: this.config.backdate,
+      now: this.#now(),
+      hints: {
+        signatureMismatch: `the signature came from ${material.kid}: the pinned key and certificate do not belong together, or the vault answered with a different algorithm`,
+        expired: 'rotate the CA (README: rotation)',
       },
-      'Key Vault CA issued certificate',
-    );
-    return { status: 'issued', certificatePem: built.pem, chainPem: material.chainPem };
+      logFields: { keyVersion: material.keyVersion },
+    });
   }
 
   /** `check-config --probe`: reads the certificate and key afresh (certificates/get, keys/get); signs nothing. */

@@ -1,39 +1,11 @@
 /**
- * A {@link CertificateSigner} whose private key is in Key Vault: hash the TBSCertificate locally, have the vault
+ * Key Vault keys as certificate signers: the public half of a vault key, and the signing algorithm it implies.
+ * Signing itself goes through the shared digest signer (src/pki/signer.ts): hash the TBS locally, have the vault
  * sign the digest (`POST /keys/{name}/{version}/sign`; Key Vault signs what it is given and does not hash again),
- * and turn an ECDSA answer (raw r||s, JOSE style) into the DER ECDSA-Sig-Value X.509 needs. One remote call per
- * certificate; the certificate builder then verifies the signature locally against the CA certificate's key.
+ * raw r||s turned into DER.
  */
-import { createHash, type JsonWebKey as NodeJsonWebKey } from 'node:crypto';
-import { CertificateSignatureError, type CertificateSigner } from '../../pki/certificate-builder.ts';
-import { ecdsaRawToDer } from '../../pki/proof-of-possession.ts';
-import { algorithmInfo, hashOf, type SigningAlgorithm } from '../../pki/signature-algorithms.ts';
-
-/** Signs a digest remotely and returns the signature bytes exactly as the vault sent them. */
-export type RemoteDigestSign = (algorithm: SigningAlgorithm, digest: Uint8Array) => Promise<Uint8Array>;
-
-/** The signer for one certificate: hash locally, sign remotely, DER-encode ECDSA. */
-export function keyVaultCertificateSigner(
-  algorithm: SigningAlgorithm,
-  signDigest: RemoteDigestSign,
-): CertificateSigner {
-  const info = algorithmInfo(algorithm);
-  return {
-    algorithm,
-    async sign(tbsDer) {
-      const digest = new Uint8Array(createHash(hashOf(algorithm)).update(tbsDer).digest());
-      const signature = await signDigest(algorithm, digest);
-      if (info.family !== 'ecdsa') return signature;
-      const expected = 2 * (info.componentBytes ?? 0);
-      if (signature.length !== expected) {
-        throw new CertificateSignatureError(
-          `Key Vault returned a ${signature.length}-byte ${algorithm} signature; raw r||s must be ${expected} bytes`,
-        );
-      }
-      return ecdsaRawToDer(signature);
-    },
-  };
-}
+import type { JsonWebKey as NodeJsonWebKey } from 'node:crypto';
+import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 
 /** The fields of a Key Vault JSON Web Key this backend reads (the SDK decodes base64url into bytes). */
 export interface KeyVaultJwk {

@@ -10,18 +10,17 @@
 import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DeploymentFaultError, TerminalError, describeError } from '../../errors.ts';
+import { DeploymentFaultError, describeError } from '../../errors.ts';
 import {
-  CertificateSignatureError,
-  IssuerExpiredError,
-  buildLeafCertificate,
   certificateMatchesSpki,
   parseCertificate,
   signerFromPrivateKey,
-  type CertificateSigner,
+  type BuiltCertificate,
   type ParsedCertificate,
+  type TbsSigner,
 } from '../../pki/certificate-builder.ts';
 import { signWithKey, verifyWithKey } from '../../pki/signature-algorithms.ts';
+import { issueLeaf } from '../issuing-core.ts';
 import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
 import type { LocalCaConfig } from './config.ts';
 import { LOCAL_CA_FILES } from './init.ts';
@@ -64,11 +63,7 @@ async function readCaFile(file: string, what: string): Promise<string> {
 }
 
 /** Whether the private key belongs to the certificate: sign a random challenge, verify with the certificate's key. */
-function keyMatchesCertificate(
-  privateKey: KeyObject,
-  signer: CertificateSigner,
-  certificate: ParsedCertificate,
-): boolean {
+function keyMatchesCertificate(privateKey: KeyObject, signer: TbsSigner, certificate: ParsedCertificate): boolean {
   const challenge = randomBytes(32);
   const publicKey = createPublicKey({ key: Buffer.from(certificate.spkiDer), format: 'der', type: 'spki' });
   return verifyWithKey(signer.algorithm, publicKey, challenge, signWithKey(signer.algorithm, privateKey, challenge));
@@ -81,7 +76,7 @@ export class LocalCa implements CertificateAuthority {
   readonly directory: string;
   readonly certificate: ParsedCertificate;
   readonly certificatePem: string;
-  private readonly signer: CertificateSigner;
+  private readonly signer: TbsSigner;
   private readonly config: LocalCaConfig;
   private readonly deps: CaDependencies;
   private readonly now: () => Date;
@@ -90,7 +85,7 @@ export class LocalCa implements CertificateAuthority {
   private constructor(
     name: string,
     directory: string,
-    parts: { certificate: ParsedCertificate; certificatePem: string; signer: CertificateSigner },
+    parts: { certificate: ParsedCertificate; certificatePem: string; signer: TbsSigner },
     config: LocalCaConfig,
     deps: CaDependencies,
     options: LocalCaOptions,
@@ -142,7 +137,7 @@ export class LocalCa implements CertificateAuthority {
     }
     if (!certificate.isCa) throw fault(`${certificatePath} is not a CA certificate (basicConstraints cA is not set)`);
 
-    let signer: CertificateSigner;
+    let signer: TbsSigner;
     try {
       signer = signerFromPrivateKey(privateKey);
     } catch (error) {
@@ -186,30 +181,27 @@ export class LocalCa implements CertificateAuthority {
         return { status: 'issued', certificatePem: earlier.pem, chainPem: [this.certificatePem] };
       }
     }
-    const { profile } = request;
-    let built;
-    try {
-      built = await buildLeafCertificate({
-        issuer: this.certificate,
-        spkiDer: request.spkiDer,
-        // Every field from the rendered profile; the CSR's own subject is never trusted.
-        profile,
-        maxValidityMs: this.config.maxValidityDays * DAY_MS,
-        signer: this.signer,
-        now: this.now(),
+    return issueLeaf(
+      request,
+      ctx,
+      { certificate: this.certificate, chainPem: [this.certificatePem], signer: this.signer },
+      {
+        connection: this.name,
+        label: 'local CA',
+        component: 'local-ca',
+        maxValidityDays: this.config.maxValidityDays,
         backdateMs: this.config.backdate,
-      });
-    } catch (error) {
-      if (error instanceof TerminalError) {
-        // A device key outside policy (normally caught by the workflow before signData): a definitive rejection.
-        return { status: 'failed', detail: `local CA refused: ${error.message}`, userMessage: error.userMessage };
-      }
-      if (error instanceof CertificateSignatureError || error instanceof IssuerExpiredError) {
-        throw fault(`local CA ${this.name} cannot issue: ${describeError(error)}`, error);
-      }
-      throw error;
-    }
+        now: this.now(),
+        record: (built) => this.journal(request, built),
+      },
+    );
+  }
 
+  /**
+   * Keeps the certificate in `issued/<serial>.pem` and a line in `issued.jsonl`: no certificate leaves without its
+   * audit record; issuing again later is harmless (DESIGN.md §5).
+   */
+  private async journal(request: IssueRequest, built: BuiltCertificate): Promise<void> {
     const entry: IssuedJournalEntry = {
       time: this.now().toISOString(),
       processId: request.processId,
@@ -226,26 +218,12 @@ export class LocalCa implements CertificateAuthority {
       // One appendFile per line (a single O_APPEND write): several adapter processes may share the directory.
       await appendFile(this.journalPath, JSON.stringify(entry) + '\n', { encoding: 'utf8', mode: 0o600 });
     } catch (error) {
-      // No certificate leaves without its audit record; issuing again later is harmless (DESIGN.md §5).
       throw fault(
         `local CA journal ${this.journalPath} cannot be written`,
         error,
         'check free space and permissions of the CA directory',
       );
     }
-
-    // certprov_ca_certificates_issued_total is counted by the workflow for every backend (steps/issue.ts).
-    ctx.log.info(
-      {
-        caConnection: this.name,
-        serial: built.serialHex,
-        processId: request.processId,
-        correlationId: request.correlationId,
-        notAfter: entry.notAfter,
-      },
-      'local CA issued certificate',
-    );
-    return { status: 'issued', certificatePem: built.pem, chainPem: [this.certificatePem] };
   }
 
   /**

@@ -19,7 +19,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { TerminalError } from '../../../src/errors.ts';
 import {
-  CertificateSignatureError,
+  SignatureMismatchError,
   IssuerExpiredError,
   buildLeafCertificate,
   buildSelfSignedCaCertificate,
@@ -28,7 +28,7 @@ import {
   randomSerialNumber,
   signerFromPrivateKey,
   spkiOfCertificate,
-  type CertificateSigner,
+  type TbsSigner,
   type LeafCertificateOptions,
   type SigningAlgorithm,
 } from '../../../src/pki/certificate-builder.ts';
@@ -344,7 +344,7 @@ describe('pluggable signers', () => {
     const ca = await makeCa(caKey);
     let digestSeen = '';
     // What the Key Vault backend does: hash the TBS locally, send the digest, get raw r||s back.
-    const remote: CertificateSigner = {
+    const remote: TbsSigner = {
       algorithm: 'ES256',
       sign: (tbs) => {
         digestSeen = createHash(hashOf('ES256')).update(tbs).digest('hex');
@@ -381,7 +381,7 @@ describe('pluggable signers', () => {
   ])('catches a signer that %s before the certificate leaves', async (_name, produce) => {
     const caKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     const ca = await makeCa(caKey);
-    const broken: CertificateSigner = { algorithm: 'ES256', sign: (tbs) => Promise.resolve(produce(tbs, caKey)) };
+    const broken: TbsSigner = { algorithm: 'ES256', sign: (tbs) => Promise.resolve(produce(tbs, caKey)) };
     await expect(
       buildLeafCertificate({
         issuer: ca.issuer,
@@ -390,7 +390,7 @@ describe('pluggable signers', () => {
         signer: broken,
         now: NOW,
       }),
-    ).rejects.toBeInstanceOf(CertificateSignatureError);
+    ).rejects.toBeInstanceOf(SignatureMismatchError);
   });
 
   it('signerFromPrivateKey accepts a WebCrypto CryptoKey and picks the algorithm from the key', async () => {

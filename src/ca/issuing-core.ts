@@ -1,0 +1,120 @@
+/**
+ * The issuing core of the CAs that sign themselves — local, Azure Key Vault, Cloud KMS (DESIGN.md §10). They do
+ * the same thing and differ only in where the key is: build the leaf from the profile and the device SPKI (never
+ * from the CSR, which only proved possession of the key), sign the TBS through a {@link TbsSigner}, verify the
+ * signature against the CA certificate, log the issued certificate with its serial and process id, return.
+ *
+ * The failure classes are the same for all of them: a device key outside policy is terminal for the process; a
+ * signature that does not verify (the configured key is not the certificate's) or an expired CA certificate is a
+ * deployment fault; a remote signer's own errors pass through as the signer classified them.
+ */
+import { DeploymentFaultError, TerminalError, describeError, type FaultComponent } from '../errors.ts';
+import {
+  IssuerExpiredError,
+  SignatureMismatchError,
+  buildLeafCertificate,
+  type BuiltCertificate,
+  type ParsedCertificate,
+  type TbsSigner,
+} from '../pki/certificate-builder.ts';
+import type { IssueRequest, IssueResult, StepContext } from './types.ts';
+
+const DAY_MS = 86_400_000;
+
+/** What a self-signing CA issues with: its certificate, the chain above the leaf, and a signer for its key. */
+export interface IssuingCa {
+  readonly certificate: ParsedCertificate;
+  /** The CA certificate first, then its parents (IssueResult.chainPem). */
+  readonly chainPem: readonly string[];
+  readonly signer: TbsSigner;
+}
+
+export interface LeafIssuerSettings {
+  /** Connection name, for logs and messages. */
+  readonly connection: string;
+  /** How the backend is named in messages: `local CA`, `Key Vault CA`, `Cloud KMS CA`. */
+  readonly label: string;
+  readonly component: FaultComponent;
+  /** Longest validity the connection grants (days), on top of the profile's. */
+  readonly maxValidityDays: number;
+  /** How far notBefore is set back for device clock skew (ms). */
+  readonly backdateMs: number;
+  /** Issuance time. */
+  readonly now: Date;
+  /** Hints for the two deployment faults (what to check). */
+  readonly hints?: { readonly signatureMismatch?: string; readonly expired?: string };
+  /** Extra fields for the "issued certificate" log line (e.g. the key version that signed). */
+  readonly logFields?: Readonly<Record<string, string>>;
+  /**
+   * Called with the signed certificate before it is returned: an audit record that must exist before the
+   * certificate leaves (the local CA's journal). A throw is passed on.
+   */
+  readonly record?: (certificate: BuiltCertificate) => Promise<void>;
+}
+
+/**
+ * Builds, signs, verifies and logs a leaf for `request`.
+ * @returns `issued` with the chain, or `failed` for a device key outside policy.
+ * @throws DeploymentFaultError (settings.component) when the signature does not verify against the CA certificate
+ *   or the CA certificate has expired; the signer's own errors unchanged.
+ */
+export async function issueLeaf(
+  request: IssueRequest,
+  ctx: StepContext,
+  ca: IssuingCa,
+  settings: LeafIssuerSettings,
+): Promise<IssueResult> {
+  ctx.signal.throwIfAborted();
+  let built: BuiltCertificate;
+  try {
+    built = await buildLeafCertificate({
+      issuer: ca.certificate,
+      spkiDer: request.spkiDer,
+      // Every field from the rendered profile; the CSR's own subject and extensions are never copied.
+      profile: request.profile,
+      maxValidityMs: settings.maxValidityDays * DAY_MS,
+      signer: ca.signer,
+      signal: ctx.signal,
+      now: settings.now,
+      backdateMs: settings.backdateMs,
+    });
+  } catch (error) {
+    if (error instanceof TerminalError) {
+      // A device key outside policy (normally caught by the workflow before signData): a definitive rejection.
+      return {
+        status: 'failed',
+        detail: `${settings.label} refused: ${error.message}`,
+        userMessage: error.userMessage,
+      };
+    }
+    if (error instanceof SignatureMismatchError) {
+      throw new DeploymentFaultError(
+        `${settings.label} ${settings.connection}: the signature does not verify against the CA certificate ` +
+          `(${describeError(error)})`,
+        { component: settings.component, cause: error, hint: settings.hints?.signatureMismatch },
+      );
+    }
+    if (error instanceof IssuerExpiredError) {
+      throw new DeploymentFaultError(`${settings.label} ${settings.connection} cannot issue: ${error.message}`, {
+        component: settings.component,
+        cause: error,
+        hint: settings.hints?.expired,
+      });
+    }
+    throw error;
+  }
+  await settings.record?.(built);
+  // certprov_ca_certificates_issued_total is counted by the workflow for every backend (steps/issue.ts).
+  ctx.log.info(
+    {
+      caConnection: settings.connection,
+      serial: built.serialHex,
+      processId: request.processId,
+      correlationId: request.correlationId,
+      ...settings.logFields,
+      notAfter: built.notAfter.toISOString(),
+    },
+    `${settings.label} issued certificate`,
+  );
+  return { status: 'issued', certificatePem: built.pem, chainPem: ca.chainPem };
+}
