@@ -9,7 +9,11 @@
  *   3. the protobuf wire format (field 1: process id, field 2: customer id), parsed by hand so that unknown fields
  *      of every wire type are skipped and truncated input is rejected;
  *   4. message attributes with the same key names, as a last resort.
- * Wherever an id is expected a full resource name is accepted too; the customer then comes from the name.
+ * The guide also names a `CertificateProvisioningPubsubNotification`, which may wrap the event data: a JSON object
+ * whose first member is the event data object, or a protobuf message whose field 1 is the embedded event data, is
+ * accepted too (one level; encoding `json-wrapped` / `protobuf-wrapped`).
+ * Wherever an id is expected a full resource name is accepted too; the customer then comes from the name. An id
+ * must be one path segment: not empty, no `/`, whitespace or control characters, and not `.` or `..`.
  *
  * Never throws: a message that cannot be decoded yields `{ ok: false, problem }` and is nacked by the intake so the
  * subscription's dead-letter policy parks it (DESIGN.md §1). The problem text is for logs: short, and it echoes at
@@ -17,7 +21,7 @@
  */
 
 /** How the process id was found (log field; low-cardinality). */
-export type NotificationEncoding = 'json' | 'protobuf' | 'text' | 'attributes';
+export type NotificationEncoding = 'json' | 'json-wrapped' | 'protobuf' | 'protobuf-wrapped' | 'text' | 'attributes';
 
 export type DecodeResult =
   | {
@@ -160,12 +164,28 @@ function decodeJson(text: string): Found {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { problem: `JSON payload is ${describeType(value)}, expected an object` };
   }
-  const found = candidateFromRecord(value as Record<string, unknown>);
+  const record = value as Record<string, unknown>;
+  const found = candidateFromRecord(record);
   if (found.problem !== undefined) return { problem: found.problem };
-  if (found.candidate.processId === undefined) {
-    return { problem: `JSON object has no process id (expected one of ${PROCESS_ID_KEYS.join(', ')})` };
+  if (found.candidate.processId !== undefined) return { candidate: found.candidate, encoding: 'json' };
+
+  // A `CertificateProvisioningPubsubNotification` wrapper: its first member is the event data (whatever the
+  // member is called). One level only; a customer beside the wrapped data is used when the data names none.
+  const first = Object.values(record)[0];
+  if (typeof first === 'object' && first !== null && !Array.isArray(first)) {
+    const inner = candidateFromRecord(first as Record<string, unknown>);
+    if (inner.problem !== undefined) return { problem: `wrapped event data: ${inner.problem}` };
+    if (inner.candidate.processId !== undefined) {
+      const customer = inner.candidate.customer ?? found.candidate.customer;
+      return {
+        candidate: { ...inner.candidate, ...(customer === undefined ? {} : { customer }) },
+        encoding: 'json-wrapped',
+      };
+    }
   }
-  return { candidate: found.candidate, encoding: 'json' };
+  return {
+    problem: `JSON object has no process id (expected one of ${PROCESS_ID_KEYS.join(', ')}, flat or wrapped)`,
+  };
 }
 
 /** Reads the known keys of a JSON object or of the attributes; values must be strings. */
@@ -231,6 +251,9 @@ function idProblemOf(id: string): string | undefined {
   if (id.length === 0) return 'is empty';
   if (id.length > MAX_ID_LENGTH) return `is longer than ${MAX_ID_LENGTH} characters`;
   if (id.includes('/')) return `contains "/": ${preview(id)}`;
+  // URL parsing resolves dot segments, even percent-encoded, so `.`/`..` would name another resource (the Chrome
+  // client refuses them too); they are malformed, parked by the dead-letter policy rather than made processes.
+  if (id === '.' || id === '..') return `is "${id}", not a path segment`;
   if (FORBIDDEN_ID_CHARS.test(id)) return `contains whitespace or control characters: ${preview(id)}`;
   return undefined;
 }
@@ -238,10 +261,23 @@ function idProblemOf(id: string): string | undefined {
 // ---------------------------------------------------------------------------------------------------------------
 // Protobuf wire format (https://protobuf.dev/programming-guides/encoding/), just enough for two string fields.
 
-type ProtoFound = { candidate: Candidate; encoding: 'protobuf' } | { problem: string };
+type ProtoFound = { candidate: Candidate; encoding: 'protobuf' | 'protobuf-wrapped' } | { problem: string };
 
-function parseProtobuf(buf: Uint8Array): ProtoFound {
-  const candidate: Candidate = {};
+/** The last occurrence of field 1 or 2: its wire type, and its bytes when length-delimited. */
+interface RawField {
+  readonly wireType: number;
+  readonly bytes?: Uint8Array;
+}
+
+/**
+ * Reads fields 1 and 2 and skips the rest. Field 1 is either the process id (the flat event data) or, in a
+ * `CertificateProvisioningPubsubNotification` wrapper, the embedded event data. The two cannot be confused: an
+ * embedded message that holds a process id starts a field with a tag byte below 0x20 (0x0a for field 1), a control
+ * character no process id may contain, while a flat id is printable text.
+ */
+function parseProtobuf(buf: Uint8Array, allowWrapper = true): ProtoFound {
+  let field1: RawField | undefined;
+  let field2: RawField | undefined;
   const reader = { pos: 0 };
   while (reader.pos < buf.length) {
     const key = readVarint(buf, reader);
@@ -251,19 +287,50 @@ function parseProtobuf(buf: Uint8Array): ProtoFound {
     if (fieldNumber === 0 || fieldNumber > 0x1fffffff)
       return { problem: `invalid protobuf field number ${fieldNumber}` };
     if (fieldNumber === PROTO_FIELD_PROCESS_ID || fieldNumber === PROTO_FIELD_CUSTOMER) {
-      if (wireType !== 2)
-        return { problem: `protobuf field ${fieldNumber} has wire type ${wireType}, expected a string` };
-      const bytes = readLengthDelimited(buf, reader);
-      if (typeof bytes === 'string') return { problem: bytes };
-      const value = decodeUtf8(bytes);
-      if (value === undefined) return { problem: `protobuf field ${fieldNumber} is not valid UTF-8` };
+      let raw: RawField;
+      if (wireType === 2) {
+        const bytes = readLengthDelimited(buf, reader);
+        if (typeof bytes === 'string') return { problem: bytes };
+        raw = { wireType, bytes };
+      } else {
+        const skipped = skipField(buf, reader, fieldNumber, wireType, 0);
+        if (skipped !== undefined) return { problem: skipped };
+        raw = { wireType };
+      }
       // proto3: the last occurrence of a singular field wins.
-      if (fieldNumber === PROTO_FIELD_PROCESS_ID) candidate.processId = value;
-      else candidate.customer = value;
+      if (fieldNumber === PROTO_FIELD_PROCESS_ID) field1 = raw;
+      else field2 = raw;
       continue;
     }
     const skipped = skipField(buf, reader, fieldNumber, wireType, 0);
     if (skipped !== undefined) return { problem: skipped };
+  }
+
+  if (allowWrapper && field1?.bytes !== undefined) {
+    const text = decodeUtf8(field1.bytes);
+    if (text === undefined || FORBIDDEN_ID_CHARS.test(text)) {
+      // Not printable text: the wrapper's embedded event data, if it parses as one (one level of wrapping only).
+      // The wrapper's own other fields are not the event's and are ignored.
+      const inner = parseProtobuf(field1.bytes, false);
+      if ('candidate' in inner && inner.candidate.processId !== undefined) {
+        return { candidate: inner.candidate, encoding: 'protobuf-wrapped' };
+      }
+    }
+  }
+
+  const candidate: Candidate = {};
+  for (const [fieldNumber, raw] of [
+    [PROTO_FIELD_PROCESS_ID, field1],
+    [PROTO_FIELD_CUSTOMER, field2],
+  ] as const) {
+    if (raw === undefined) continue;
+    if (raw.bytes === undefined) {
+      return { problem: `protobuf field ${fieldNumber} has wire type ${raw.wireType}, expected a string` };
+    }
+    const value = decodeUtf8(raw.bytes);
+    if (value === undefined) return { problem: `protobuf field ${fieldNumber} is not valid UTF-8` };
+    if (fieldNumber === PROTO_FIELD_PROCESS_ID) candidate.processId = value;
+    else candidate.customer = value;
   }
   return { candidate, encoding: 'protobuf' };
 }

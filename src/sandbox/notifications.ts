@@ -14,6 +14,7 @@ export interface ProcessCreatedEvent {
  * - `json-camel`: `{"certificateProvisioningProcessId": …, "customerId": …}`
  * - `json-snake`: `{"certificate_provisioning_process_id": …, "customer_id": …}`
  * - `protobuf`: the binary wire format of the message (field 1 = process id, field 2 = customer id)
+ * Each may also come wrapped (see {@link NotificationOptions.wrapped}).
  */
 export type NotificationEncoding = 'json-camel' | 'json-snake' | 'protobuf';
 
@@ -27,6 +28,11 @@ export interface NotificationOptions {
   readonly resourceNames?: boolean;
   /** Leave the customer id out (the adapter falls back to its configured customer). Default false. */
   readonly omitCustomerId?: boolean;
+  /**
+   * Wrap the event data as `CertificateProvisioningPubsubNotification` may: JSON `{"certificateProvisioningProcessCreatedEventData": {…}}`
+   * (snake_case with `json-snake`), protobuf field 1 holding the embedded event message. Default false.
+   */
+  readonly wrapped?: boolean;
   /** Pub/Sub message attributes. Default none. */
   readonly attributes?: Readonly<Record<string, string>>;
 }
@@ -46,14 +52,27 @@ function varint(value: number): Buffer {
   return Buffer.from(bytes);
 }
 
-/** A length-delimited (wire type 2) string field. */
-function stringField(fieldNumber: number, value: string): Buffer {
-  const utf8 = Buffer.from(value, 'utf8');
-  return Buffer.concat([varint((fieldNumber << 3) | 2), varint(utf8.length), utf8]);
+/** A length-delimited (wire type 2) field: a string, or an embedded message's bytes. */
+function stringField(fieldNumber: number, value: string | Buffer): Buffer {
+  const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+  return Buffer.concat([varint((fieldNumber << 3) | 2), varint(bytes.length), bytes]);
 }
 
 /** Encodes the event as the adapter may receive it on the subscription. */
 export function encodeProcessCreatedEvent(event: ProcessCreatedEvent, options: NotificationOptions = {}): Buffer {
+  const flat = encodeFlatEvent(event, options);
+  if (options.wrapped !== true) return flat;
+  switch (options.encoding ?? 'json-camel') {
+    case 'json-camel':
+      return Buffer.from(`{"certificateProvisioningProcessCreatedEventData":${flat.toString('utf8')}}`);
+    case 'json-snake':
+      return Buffer.from(`{"certificate_provisioning_process_created_event_data":${flat.toString('utf8')}}`);
+    case 'protobuf':
+      return stringField(1, flat);
+  }
+}
+
+function encodeFlatEvent(event: ProcessCreatedEvent, options: NotificationOptions): Buffer {
   const resourceNames = options.resourceNames ?? false;
   const processId = resourceNames
     ? `customers/${event.customerId}/certificateProvisioningProcesses/${event.processId}`

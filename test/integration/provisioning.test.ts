@@ -105,16 +105,20 @@ describe('certificates for every kind of device and user', () => {
   });
 
   it.each([
-    { encoding: 'json-camel', resourceNames: false },
-    { encoding: 'json-snake', resourceNames: false },
-    { encoding: 'protobuf', resourceNames: false },
-    { encoding: 'json-camel', resourceNames: true },
-    { encoding: 'protobuf', resourceNames: true },
+    { encoding: 'json-camel', resourceNames: false, wrapped: false },
+    { encoding: 'json-snake', resourceNames: false, wrapped: false },
+    { encoding: 'protobuf', resourceNames: false, wrapped: false },
+    { encoding: 'json-camel', resourceNames: true, wrapped: false },
+    { encoding: 'protobuf', resourceNames: true, wrapped: false },
+    { encoding: 'json-camel', resourceNames: false, wrapped: true },
+    { encoding: 'json-snake', resourceNames: true, wrapped: true },
+    { encoding: 'protobuf', resourceNames: false, wrapped: true },
+    { encoding: 'protobuf', resourceNames: true, wrapped: true },
   ] as const)(
-    'a $encoding notification (resource names: $resourceNames) is decoded and provisioned',
-    async ({ encoding, resourceNames }) => {
+    'a $encoding notification (resource names: $resourceNames, wrapped: $wrapped) is decoded and provisioned',
+    async ({ encoding, resourceNames, wrapped }) => {
       const id = create({ shape: resourceNames ? 'flat' : 'nested' });
-      await rig.notify(id, { encoding, resourceNames });
+      await rig.notify(id, { encoding, resourceNames, wrapped });
       await rig.tenant.waitUntilFinished([id], 20_000);
       await expectIssued(id);
     },

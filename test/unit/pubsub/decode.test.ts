@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeNotification, MAX_ID_LENGTH } from '../../../src/pubsub/decode.ts';
+import { encodeProcessCreatedEvent } from '../../../src/sandbox/notifications.ts';
 
 // --- protobuf wire format, written by hand (https://protobuf.dev/programming-guides/encoding/) -----------------
 function varint(value: number): number[] {
@@ -251,6 +252,93 @@ describe('decodeNotification accepts every known encoding', () => {
       { processId: 'proc-44', customer: 'C44', encoding: 'json' },
     ],
     [
+      'wrapped JSON camelCase (first member is the event data)',
+      json({
+        certificateProvisioningProcessCreatedEventData: {
+          certificateProvisioningProcessId: 'proc-50',
+          customerId: 'C50',
+        },
+      }),
+      {},
+      FALLBACK,
+      { processId: 'proc-50', customer: 'C50', encoding: 'json-wrapped' },
+    ],
+    [
+      'wrapped JSON snake_case, any member name',
+      json({ event_data: { certificate_provisioning_process_id: 'proc-51', customer_id: 'C51' }, publish_time: 'x' }),
+      {},
+      FALLBACK,
+      { processId: 'proc-51', customer: 'C51', encoding: 'json-wrapped' },
+    ],
+    [
+      'wrapped JSON, customer beside the event data',
+      json({ eventData: { processId: 'proc-52' }, customerId: 'C52' }),
+      {},
+      FALLBACK,
+      { processId: 'proc-52', customer: 'C52', encoding: 'json-wrapped' },
+    ],
+    [
+      'wrapped JSON with a resource name, no customer',
+      json({ data: { name: 'customers/C53/certificateProvisioningProcesses/proc-53' } }),
+      {},
+      FALLBACK,
+      { processId: 'proc-53', customer: 'C53', encoding: 'json-wrapped' },
+    ],
+    [
+      'wrapped JSON without customer → fallback',
+      json({ data: { processId: 'proc-54' } }),
+      {},
+      'C54',
+      { processId: 'proc-54', customer: 'C54', encoding: 'json-wrapped' },
+    ],
+    [
+      'wrapped protobuf: field 1 is the embedded event data',
+      proto(str(1, proto(str(1, 'proc-60'), str(2, 'C60')))),
+      {},
+      FALLBACK,
+      { processId: 'proc-60', customer: 'C60', encoding: 'protobuf-wrapped' },
+    ],
+    [
+      'wrapped protobuf with wrapper fields of other types (field 2 a varint, a timestamp message)',
+      proto(
+        tag(2, 0),
+        varint(1_700_000_000),
+        str(1, proto(str(2, 'C61'), str(1, 'proc-61'))),
+        str(3, proto(tag(1, 0), varint(5))),
+      ),
+      {},
+      FALLBACK,
+      { processId: 'proc-61', customer: 'C61', encoding: 'protobuf-wrapped' },
+    ],
+    [
+      'wrapped protobuf, no customer → fallback',
+      proto(str(1, proto(str(1, 'proc-62')))),
+      {},
+      FALLBACK,
+      { processId: 'proc-62', customer: 'my_customer', encoding: 'protobuf-wrapped' },
+    ],
+    [
+      'wrapped protobuf with a resource name',
+      proto(str(1, proto(str(1, 'customers/C63/certificateProvisioningProcesses/proc-63')))),
+      {},
+      FALLBACK,
+      { processId: 'proc-63', customer: 'C63', encoding: 'protobuf-wrapped' },
+    ],
+    [
+      'flat protobuf id that starts with a printable tag-like byte ("*")',
+      proto(str(1, '*proc-64'), str(2, 'C64')),
+      {},
+      FALLBACK,
+      { processId: '*proc-64', customer: 'C64', encoding: 'protobuf' },
+    ],
+    [
+      'ids with dots that are not dot segments',
+      json({ processId: '...' }),
+      {},
+      FALLBACK,
+      { processId: '...', customer: 'my_customer', encoding: 'json' },
+    ],
+    [
       `process id of ${MAX_ID_LENGTH} characters`,
       json({ processId: long }),
       {},
@@ -345,6 +433,36 @@ describe('decodeNotification rejects what it cannot trust', () => {
     ],
     ['bad configured fallback customer', json({ processId: 'p' }), {}, 'acme', /configured default/],
     ['attribute id with "/"', Buffer.alloc(0), { processId: 'a/b' }, FALLBACK, /contains "\/"/],
+    ['JSON id "."', json({ processId: '.' }), {}, FALLBACK, /"\.", not a path segment/],
+    ['JSON id ".."', json({ certificateProvisioningProcessId: '..' }), {}, FALLBACK, /"\.\.", not a path segment/],
+    ['protobuf id "."', proto(str(1, '.'), str(2, 'C1')), {}, FALLBACK, /"\.", not a path segment/],
+    ['protobuf id ".."', proto(str(1, '..')), {}, FALLBACK, /"\.\.", not a path segment/],
+    [
+      'resource name ending in ".."',
+      json({ name: 'customers/C1/certificateProvisioningProcesses/..' }),
+      {},
+      FALLBACK,
+      /not a path segment/,
+    ],
+    ['wrapped JSON id ".."', json({ data: { processId: '..' } }), {}, FALLBACK, /not a path segment/],
+    ['wrapped protobuf id "."', proto(str(1, proto(str(1, '.')))), {}, FALLBACK, /not a path segment/],
+    ['attribute id ".."', Buffer.alloc(0), { processId: '..' }, FALLBACK, /not a path segment/],
+    ['wrapped JSON whose event data has no id', json({ data: { customerId: 'C1' } }), {}, FALLBACK, /no process id/],
+    [
+      'wrapped JSON id that is a number',
+      json({ data: { processId: 7 } }),
+      {},
+      FALLBACK,
+      /wrapped event data: "processId" is a number/,
+    ],
+    ['JSON whose first member is an array', json({ data: [{ processId: 'p' }] }), {}, FALLBACK, /no process id/],
+    [
+      'wrapped protobuf twice (only one level)',
+      proto(str(1, proto(str(1, proto(str(1, 'deep')))))),
+      {},
+      FALLBACK,
+      /whitespace or control/,
+    ],
   ])('%s', (_name, data, attributes, fallback, problem) => {
     const result = decodeNotification(data, attributes, fallback);
     expect(result.ok).toBe(false);
@@ -386,6 +504,8 @@ describe('decodeNotification never throws', () => {
       proto(str(1, 'proc-1'), str(2, 'C1')),
       json({ certificateProvisioningProcessId: 'proc-1', customerId: 'C1' }),
       proto(tag(6, 3), str(1, 'x'), tag(6, 4), str(1, 'proc')),
+      proto(str(1, proto(str(1, 'proc-1'), str(2, 'C1')))),
+      json({ data: { processId: 'proc-1', customerId: 'C1' } }),
     ];
     let accepted = 0;
     for (let i = 0; i < 2_000; i += 1) {
@@ -422,4 +542,27 @@ describe('decodeNotification never throws', () => {
     // Mutations keep some payloads valid; if none were accepted the generator would be testing nothing useful.
     expect(accepted).toBeGreaterThan(0);
   });
+});
+
+describe('every form the sandbox emits, flat and wrapped, decodes to the same process', () => {
+  const encodings = ['json-camel', 'json-snake', 'protobuf'] as const;
+  const rows = encodings.flatMap((encoding) =>
+    [false, true].flatMap((wrapped) => [false, true].map((resourceNames) => ({ encoding, wrapped, resourceNames }))),
+  );
+  it.each(rows)(
+    '$encoding, wrapped $wrapped, resource names $resourceNames',
+    ({ encoding, wrapped, resourceNames }) => {
+      const data = encodeProcessCreatedEvent(
+        { processId: 'proc-77', customerId: 'C77' },
+        { encoding, wrapped, resourceNames },
+      );
+      const expectedEncoding = `${encoding === 'protobuf' ? 'protobuf' : 'json'}${wrapped ? '-wrapped' : ''}`;
+      expect(decodeNotification(data, {}, FALLBACK)).toEqual({
+        ok: true,
+        processId: 'proc-77',
+        customer: 'C77',
+        encoding: expectedEncoding,
+      });
+    },
+  );
 });
