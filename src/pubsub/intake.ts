@@ -5,11 +5,13 @@
  * resumes from the Chrome process resource).
  *
  * A message that cannot be decoded is nacked so the subscription's dead-letter policy parks it, logged once with
- * its message id, and counted — never acked away, never a crash loop.
+ * its message id and a base64 preview of its first bytes (rate-limited), and counted — never acked away, never a
+ * crash loop.
  */
 import type { Config } from '../config/load.ts';
 import { DeploymentFaultError, describeError } from '../errors.ts';
 import type { Health } from '../observability/health.ts';
+import { LogBudget } from '../observability/log-budget.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProvisioningEngine } from '../provisioning/engine.ts';
@@ -29,12 +31,19 @@ export interface IntakeDependencies {
 
 /** How many malformed message ids are remembered so a redelivered one is not logged again at warn level. */
 const MALFORMED_MEMORY = 10_000;
+/** Bytes of an undecodable payload shown (base64) in its warn line: enough for an id or two and the framing. */
+export const MALFORMED_PREVIEW_BYTES = 64;
+/** Attribute keys listed in that line (their values are not logged). */
+const MALFORMED_PREVIEW_ATTRIBUTE_KEYS = 10;
+/** Warn lines for undecodable messages: at most 10 a minute; the rest go to debug and are counted in the next. */
+export const MALFORMED_LOG_BUDGET = { perWindow: 10, windowMs: 60_000 } as const;
 
 export class Intake {
   private readonly deps: IntakeDependencies;
   private readonly shutdown = new AbortController();
   private readonly handling = new Set<Promise<void>>();
   private readonly malformedSeen = new Set<string>();
+  private readonly malformedLogBudget = new LogBudget(MALFORMED_LOG_BUDGET);
 
   constructor(deps: IntakeDependencies) {
     this.deps = deps;
@@ -76,15 +85,40 @@ export class Intake {
       if (!this.malformedSeen.has(message.id)) {
         if (this.malformedSeen.size >= MALFORMED_MEMORY) this.malformedSeen.clear();
         this.malformedSeen.add(message.id);
-        this.deps.log.warn(
-          { messageId: message.id, problem: decoded.problem, deliveryAttempt: message.deliveryAttempt },
-          'undecodable provisioning notification; nacked for the dead-letter policy',
-        );
+        this.logMalformed(message, decoded.problem);
       }
       return;
     }
     const work = this.handle(message, decoded.processId, decoded.customer).finally(() => this.handling.delete(work));
     this.handling.add(work);
+  }
+
+  /**
+   * One warn line per undecodable message, within {@link MALFORMED_LOG_BUDGET}: its first bytes in base64, so an
+   * operator can see what Google really sent. The notification carries ids only (process, customer), and the
+   * preview is cut short; attribute values are not logged, only their keys.
+   */
+  private logMalformed(message: IncomingMessage, problem: string): void {
+    const fields = {
+      messageId: message.id,
+      problem,
+      deliveryAttempt: message.deliveryAttempt,
+      bytes: message.data.length,
+      attributeKeys: Object.keys(message.attributes).slice(0, MALFORMED_PREVIEW_ATTRIBUTE_KEYS),
+    };
+    const allowed = this.malformedLogBudget.take();
+    if (allowed === undefined) {
+      this.deps.log.debug(fields, 'undecodable provisioning notification; nacked for the dead-letter policy');
+      return;
+    }
+    this.deps.log.warn(
+      {
+        ...fields,
+        previewBase64: message.data.subarray(0, MALFORMED_PREVIEW_BYTES).toString('base64'),
+        ...(allowed.suppressed > 0 ? { previewsSuppressed: allowed.suppressed } : {}),
+      },
+      'undecodable provisioning notification; nacked for the dead-letter policy',
+    );
   }
 
   private async handle(message: IncomingMessage, processId: string, customer: string): Promise<void> {
