@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AdapterRig } from '../support/adapter-rig.ts';
-import { freshSubscription, type FreshSubscription } from '../support/pubsub.ts';
+import { freshSubscription, rigPubsub, type FreshSubscription } from '../support/pubsub.ts';
 
 let subscription: FreshSubscription;
 let rig: AdapterRig;
@@ -15,13 +15,7 @@ beforeAll(async () => {
     deadLetterMaxDeliveryAttempts: 5,
     retryBackoffSeconds: { min: 0, max: 1 },
   });
-  rig = await AdapterRig.start({
-    pubsub: {
-      topicPublish: (data, attributes) => subscription.publish(data, attributes),
-      subscription: subscription.subscriptionName,
-      clientOptions: subscription.clientOptions,
-    },
-  });
+  rig = await AdapterRig.start({ pubsub: rigPubsub(subscription) });
 });
 
 afterAll(async () => {

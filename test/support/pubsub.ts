@@ -108,6 +108,19 @@ export async function freshSubscription(
   };
 }
 
+/** The `pubsub` option of an adapter rig (test/support/adapter-rig.ts) that reads `fresh`'s subscription. */
+export function rigPubsub(fresh: FreshSubscription): {
+  topicPublish: (data: Buffer, attributes: Record<string, string>) => Promise<string>;
+  subscription: string;
+  clientOptions: ClientConfig;
+} {
+  return {
+    topicPublish: (data, attributes) => fresh.publish(data, attributes),
+    subscription: fresh.subscriptionName,
+    clientOptions: fresh.clientOptions,
+  };
+}
+
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -32,7 +32,8 @@ it('logs a rate-limited base64 preview of the first bytes, attribute keys withou
   for (const w of warnings) {
     expect(expected.has(w.previewBase64 as string)).toBe(true);
     expect(Buffer.from(w.previewBase64 as string, 'base64')).toHaveLength(MALFORMED_PREVIEW_BYTES);
-    expect(w).toMatchObject({ bytes: 103, attributeKeys: ['origin'], messageId: expect.any(String) });
+    expect(w).toMatchObject({ bytes: 103, attributeKeys: ['origin'] });
+    expect(typeof w.messageId).toBe('string');
   }
   expect(rig.logs.text()).not.toContain('secret-attribute-value');
   // Redeliveries of the same messages are counted but not logged again.
