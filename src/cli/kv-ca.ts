@@ -113,7 +113,7 @@ async function loadConnection(
   if (certificateName === undefined) {
     throw new UsageError(
       isManagedHsmUrl(config.vaultUrl)
-        ? 'a Managed HSM has no certificate objects: make the CA certificate elsewhere (README: Managed HSM)'
+        ? 'a Managed HSM has no certificate objects: make the CA certificate elsewhere (docs/backends/azure-key-vault.md, Managed HSM)'
         : `caConnections.${name} has no certificateName: add one or give --certificate-name`,
     );
   }

@@ -42,7 +42,7 @@ Environment:
     installCrashHandlers(log);
     if (config.store.type === 'memory') {
       log.warn(
-        'store.type is memory: crash-safety is off and only ONE replica may run. Use store.type firestore for production (README "Running several replicas").',
+        'store.type is memory: crash-safety is off and only ONE replica may run. Use store.type firestore for production (docs/several-replicas.md).',
       );
     }
     const subscription = config.pubsub.subscription;

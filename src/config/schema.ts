@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { durationMs } from './zod-helpers.ts';
 
-/** Defaults as typed constants; documented in config/*.example.yaml and the README. */
+/** Defaults as typed constants; documented in config/*.example.yaml and docs/configuration.md. */
 export const DEFAULTS = {
   instanceId: 'certprov',
   chrome: {

@@ -163,7 +163,7 @@ export async function setupPubSub(options: SetupPubSubOptions): Promise<SetupPub
 }
 
 /**
- * The same setup as gcloud commands, one string each (the README prints them). Without `projectNumber` the
+ * The same setup as gcloud commands, one string each (`--print-gcloud` prints them). Without `projectNumber` the
  * service agent's member reads `PROJECT_NUMBER`; `gcloud projects describe PROJECT --format='value(projectNumber)'`
  * gives it.
  */

@@ -2,7 +2,7 @@
  * How a {@link ProcessRecord} is laid out in a Firestore document, and back. Kept apart from the store so the layout
  * (what the indexes, the TTL policy and rolling upgrades depend on) is in one place.
  *
- * Layout of `<collection>/<document id>` (README "Running several replicas"):
+ * Layout of `<collection>/<document id>` (docs/several-replicas.md):
  * - every ProcessRecord field under its own name; epoch milliseconds stay integers;
  * - `rendered` as a JSON string: a DistinguishedName is an array of arrays, which Firestore cannot store;
  * - `expireAt` as a Firestore Timestamp, because a TTL policy only acts on Timestamp fields;
@@ -37,7 +37,7 @@ export const DOCUMENT_SCHEMA_MAJOR = 1;
 /** The steps this version can work on; a record at another step belongs to a newer replica. */
 export const KNOWN_STEPS: ReadonlySet<Step> = new Set<Step>([...ACTIVE_STEPS, 'done']);
 
-/** Firestore field names the queries use; the index definitions in the README name the same fields. */
+/** Firestore field names the queries use; the index definitions in docs/several-replicas.md name the same fields. */
 export const FIELDS = {
   active: 'active',
   availableAt: 'availableAt',

@@ -1,6 +1,6 @@
 /**
- * Process state in Google Cloud Firestore (native mode), for several replicas (DESIGN.md §5, README "Running several
- * replicas"). One document per process in `collection`; named leases and shared rate budgets in
+ * Process state in Google Cloud Firestore (native mode), for several replicas (DESIGN.md §5,
+ * docs/several-replicas.md). One document per process in `collection`; named leases and shared rate budgets in
  * `<collection>-coordination`. The layout is in firestore-document.ts.
  *
  * Consistency: every write that depends on what is stored is a compare-and-set — a `lastUpdateTime` precondition on

@@ -4,7 +4,7 @@
  *
  * Leases: Google and DigiCert accept no fencing token, so a lease cannot stop a paused replica from acting once
  * after it lost the lease. The workflow keeps leases long relative to a step, measures them with monotonic time and
- * a safety margin, and re-reads the process right before the unsafe calls (README "Failure model").
+ * a safety margin, and re-reads the process right before the unsafe calls (docs/failure-model.md).
  */
 import type { FailureReason } from '../errors.ts';
 import type { PendingRef } from '../ca/types.ts';

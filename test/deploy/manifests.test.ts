@@ -309,9 +309,12 @@ function groupsOf(o: K8sObject): Group[] {
 describe('alert rules', () => {
   let dir: string;
   let operatorGroups: Group[];
+  let troubleshootingHeadings: string[];
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'certprov-rules-'));
     operatorGroups = groupsOf(only(get('digicert').withOperator, 'PrometheusRule'));
+    const troubleshooting = await readFile(path.join(REPO, 'docs', 'troubleshooting.md'), 'utf8');
+    troubleshootingHeadings = [...troubleshooting.matchAll(/^## (.+)$/gm)].map((m) => m[1] ?? '');
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -345,7 +348,10 @@ describe('alert rules', () => {
       expect(['warning', 'critical']).toContain(rule.labels?.severity);
       expect(rule.annotations?.summary, rule.alert).toBeTruthy();
       expect(rule.annotations?.description, rule.alert).toBeTruthy();
-      expect(rule.annotations?.runbook, rule.alert).toMatch(/^README\.md, Operations, Troubleshooting by symptom, "/);
+      // The runbook names a heading of the troubleshooting page that exists.
+      const runbook = /^docs\/troubleshooting\.md, "(.+)"$/.exec(rule.annotations?.runbook ?? '');
+      expect(runbook, `${rule.alert}: ${rule.annotations?.runbook}`).not.toBeNull();
+      expect(troubleshootingHeadings, rule.alert).toContain(runbook?.[1]);
     }
   });
 

@@ -216,7 +216,7 @@ export class KeyVaultCa implements CertificateAuthority {
     if (certificate.notAfter.getTime() <= this.#now().getTime()) {
       throw fault(
         `${description}: the CA certificate expired at ${certificate.notAfter.toISOString()}`,
-        'rotate the CA (README: rotation)',
+        'rotate the CA (docs/backends/azure-key-vault.md, Rotation)',
       );
     }
 
@@ -378,7 +378,7 @@ export class KeyVaultCa implements CertificateAuthority {
       now: this.#now(),
       hints: {
         signatureMismatch: `the signature came from ${material.kid}: the pinned key and certificate do not belong together, or the vault answered with a different algorithm`,
-        expired: 'rotate the CA (README: rotation)',
+        expired: 'rotate the CA (docs/backends/azure-key-vault.md, Rotation)',
       },
       logFields: { keyVersion: material.keyVersion },
     });

@@ -130,7 +130,7 @@ export const digicertConfigSchema = z
     baseUrl: z.url().default(DIGICERT_DEFAULTS.baseUrl),
     /** Product name id; decides EKUs and SAN type (src/ca/digicert/products.ts). Required. */
     product: z.enum(DIGICERT_PRODUCT_IDS as [string, ...string[]], {
-      message: `product must be one of ${DIGICERT_PRODUCT_IDS.join(', ')} (see the README for why public S/MIME products are not offered)`,
+      message: `product must be one of ${DIGICERT_PRODUCT_IDS.join(', ')} (see docs/backends/digicert.md for why public S/MIME products are not offered)`,
     }),
     /** Id of the pre-validated organization every order names. Required. */
     organizationId: z.number().int().positive(),

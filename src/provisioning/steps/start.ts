@@ -126,7 +126,7 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
   });
 
   // Right before the one-shot call: are we still the lease holder, and has nobody asked the device meanwhile?
-  // (Google accepts no fencing token; this narrows the window a paused replica could act in. README "Failure model".)
+  // (Google accepts no fencing token; this narrows the window a paused replica could act in. docs/failure-model.md.)
   run.lease.assertHeld(ref.processId, run.deps.replicaId);
   const fresh = await chrome.get(ref, ctx);
   if (fresh.signData !== undefined || fresh.issuedCertificate !== undefined || fresh.failureMessage !== undefined) {

@@ -1,6 +1,6 @@
 /**
- * A Key Vault-held issuing CA made the way an operator makes one (README "Azure Key Vault"): `kv-ca create` in the
- * fake vault → the parent CA (openssl, as the README shows) signs the CSR as a CA certificate → `kv-ca merge` →
+ * A Key Vault-held issuing CA made the way an operator makes one (docs/backends/azure-key-vault.md): `kv-ca create` in the
+ * fake vault → the parent CA (openssl, as docs/backends/azure-key-vault.md shows) signs the CSR as a CA certificate → `kv-ca merge` →
  * a pinned `certificateVersion`. No vitest imports: the benchmark uses it too.
  */
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
@@ -24,7 +24,7 @@ async function run(dir: string, args: string[]): Promise<void> {
   if (result.code !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${result.stderr}`);
 }
 
-/** A parent (root) CA on disk, driven by the openssl command line exactly as the README tells operators to. */
+/** A parent (root) CA on disk, driven by the openssl command line exactly as docs/backends/azure-key-vault.md tells operators to. */
 export class OpensslParentCa {
   readonly dir: string;
   readonly rootPem: string;

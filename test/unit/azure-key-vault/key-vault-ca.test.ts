@@ -211,7 +211,7 @@ describe('signing-only mode (Managed HSM: a key, and the CA certificate from a f
     toClose.push(() => hsm.close());
     const { kid, version } = hsm.createKey('issuing-ca-key', { kty: 'EC-HSM', crv: 'P-384' });
     const fixture = ec;
-    // README "Managed HSM": the parent CA certifies the HSM key's public key (`az keyvault key download` gives it)
+    // docs/backends/azure-key-vault.md, "Managed HSM": the parent CA certifies the HSM key's public key (`az keyvault key download` gives it)
     // with `openssl x509 -new -force_pubkey`; no CSR, the private key never leaves the HSM.
     const publicKey = createPublicKey(hsm.privateKeyOf('issuing-ca-key', version)!);
     await writeFile(path.join(fixture.dir, 'hsm-pub.pem'), publicKey.export({ type: 'spki', format: 'pem' }) as string);
