@@ -9,7 +9,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { CoordinationStore } from '../store/types.ts';
 import type { SanTemplate, SubjectTemplate } from '../pki/subject-template.ts';
-import type { DeviceKeyInfo, KeyType, RenderedProfile, SubjectAltNameType } from '../pki/types.ts';
+import type { DeviceKeyInfo, KeyType, LeafKeyUsage, RenderedProfile, SubjectAltNameType } from '../pki/types.ts';
 
 /** Passed into every unit of work: cancellation and a logger already bound to the process. */
 export interface StepContext {
@@ -127,6 +127,12 @@ export interface CaCapabilities {
   readonly maxValidityDays: number;
   /** EKU OIDs the backend can put in a certificate, or 'any'. */
   readonly extendedKeyUsages: readonly string[] | 'any';
+  /**
+   * Who decides the leaf's keyUsage: `profile` — the backend puts the profile's `keyUsages` (or the key type's
+   * default) into the certificate; `ca` — the CA sets it by its own product rules, so a profile that sets
+   * `keyUsages` is rejected at config load rather than silently ignored.
+   */
+  readonly keyUsages: 'profile' | 'ca';
   /** `issue` may return `pending`. */
   readonly mayPend: boolean;
   /**
@@ -152,6 +158,8 @@ export interface ProfileTemplate {
   readonly validityMs: number;
   /** EKU OIDs. */
   readonly extendedKeyUsages: readonly string[];
+  /** keyUsage bits; undefined: the key type's default (src/pki/key-usage.ts). */
+  readonly keyUsages?: readonly LeafKeyUsage[];
 }
 
 /** One reason a connection cannot honour a profile. */

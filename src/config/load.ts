@@ -17,7 +17,8 @@ import {
   type SanTemplate,
   type SubjectTemplate,
 } from '../pki/subject-template.ts';
-import type { SubjectAltNameType } from '../pki/types.ts';
+import { keyTypesFor } from '../pki/key-usage.ts';
+import type { LeafKeyUsage, SubjectAltNameType } from '../pki/types.ts';
 import { rawConfigSchema, type LogLevelName, type RawConfig, type RawProfile } from './schema.ts';
 
 export interface CaConnectionConfig {
@@ -35,6 +36,8 @@ export interface CompiledProfile {
   readonly validityMs: number;
   /** EKU OIDs. */
   readonly extendedKeyUsages: readonly string[];
+  /** keyUsage bits; undefined: the device key type's default (src/pki/key-usage.ts). */
+  readonly keyUsages?: readonly LeafKeyUsage[];
   /** CA connections this profile may be used with. */
   readonly caConnections: readonly string[];
 }
@@ -140,6 +143,11 @@ function capabilityProblems(profileName: string, profile: CompiledProfile, conne
       if (!allowed.includes(eku)) problems.push(`${at}.extendedKeyUsages: ${against} cannot issue EKU ${eku}`);
     }
   }
+  if (profile.keyUsages !== undefined && caps.keyUsages === 'ca') {
+    problems.push(
+      `${at}.keyUsages: ${against} sets the key usage itself (by product); remove keyUsages from this profile or use it with another connection`,
+    );
+  }
   return problems;
 }
 
@@ -228,6 +236,17 @@ export function compileConfig(
         problems.push(`${at}.extendedKeyUsages[${i}]: "${eku}" is neither a known name nor an OID`);
       else extendedKeyUsages.push(oid);
     });
+    const keyUsages = rawProfile.keyUsages;
+    if (keyUsages !== undefined) {
+      const repeated = keyUsages.filter((u, i) => keyUsages.indexOf(u) !== i);
+      if (repeated.length > 0) problems.push(`${at}.keyUsages: ${repeated.join(', ')} listed twice`);
+      // Which device key a process brings is known only per process; a list no key could carry is wrong for all.
+      if (keyTypesFor(keyUsages).length === 0) {
+        problems.push(
+          `${at}.keyUsages: no device key can carry all of ${keyUsages.join(', ')} (keyEncipherment and dataEncipherment need an RSA key, keyAgreement an EC key)`,
+        );
+      }
+    }
     if (rawProfile.validity < 60_000) problems.push(`${at}.validity: must be at least 1m`);
     const wired = rawProfile.caConnections ?? [...Object.keys(raw.caConnections)];
     rawProfile.caConnections?.forEach((connection, i) => {
@@ -242,6 +261,7 @@ export function compileConfig(
       subjectAltNames,
       validityMs: rawProfile.validity,
       extendedKeyUsages,
+      ...(keyUsages === undefined ? {} : { keyUsages }),
       caConnections: wired,
     };
     for (const connectionName of wired) {

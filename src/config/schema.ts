@@ -3,6 +3,7 @@
  * (src/config/load.ts). Every field has a default here or is required; every problem is reported with its path.
  */
 import { z } from 'zod';
+import { LEAF_KEY_USAGES } from '../pki/key-usage.ts';
 import { durationMs } from './zod-helpers.ts';
 
 /** Defaults as typed constants; documented in config/*.example.yaml and docs/configuration.md. */
@@ -132,6 +133,12 @@ const profileSchema = z
     validity: durationMs,
     /** EKU names (clientAuth, serverAuth, emailProtection, codeSigning, smartcardLogon) or OIDs. Default [clientAuth]. */
     extendedKeyUsages: z.array(z.string().min(1)).min(1).default(['clientAuth']),
+    /**
+     * keyUsage bits of the certificate: digitalSignature, nonRepudiation, keyEncipherment and dataEncipherment (RSA
+     * device keys only), keyAgreement (EC only). Default by key type: EC digitalSignature; RSA digitalSignature +
+     * keyEncipherment. CAs that set the usage themselves (DigiCert) refuse a profile that sets it.
+     */
+    keyUsages: z.array(z.enum(LEAF_KEY_USAGES)).min(1).optional(),
     /** CA connections this profile is used with; each must be able to honour it. Default: every connection. */
     caConnections: z.array(z.string().min(1)).min(1).optional(),
   })

@@ -21,8 +21,8 @@ import {
   keyUsageExtension,
   subjectAltNameExtension,
   subjectKeyIdentifierExtension,
-  type KeyUsageName,
 } from './extensions.ts';
+import { keyUsagesForDevice } from './key-usage.ts';
 import { encodeName } from './name-encoding.ts';
 import { encodePem } from './pem.ts';
 import { signatureAlgorithmIdentifier, type SigningAlgorithm } from './signature-algorithms.ts';
@@ -66,8 +66,14 @@ export interface LeafCertificateOptions {
   readonly issuer: ParsedCertificate;
   /** The device SubjectPublicKeyInfo (DER); goes into the certificate verbatim. Must pass the key policy. */
   readonly spkiDer: Uint8Array;
-  /** Subject, SANs, validity and EKUs, rendered from the profile. */
-  readonly profile: Pick<RenderedProfile, 'subject' | 'subjectAltNames' | 'validityMs' | 'extendedKeyUsages'>;
+  /** Subject, SANs, validity, EKUs and keyUsage (default: by key type), rendered from the profile. */
+  readonly profile: Pick<
+    RenderedProfile,
+    'subject' | 'subjectAltNames' | 'validityMs' | 'extendedKeyUsages' | 'keyUsages'
+  > & {
+    /** For messages. */
+    readonly name?: string;
+  };
   readonly signer: TbsSigner;
   /** Cancels a remote signature (shutdown, lost lease). */
   readonly signal?: AbortSignal;
@@ -118,11 +124,12 @@ function finish(der: Uint8Array, serial: Uint8Array, notBefore: Date, notAfter: 
 }
 
 /**
- * Builds and signs a leaf certificate: basicConstraints CA:false (critical), keyUsage (critical; EC:
- * digitalSignature, RSA: digitalSignature + keyEncipherment), extKeyUsage and subjectAltName from the profile
+ * Builds and signs a leaf certificate: basicConstraints CA:false (critical), keyUsage (critical; the profile's
+ * `keyUsages`, by default EC: digitalSignature, RSA: digitalSignature + keyEncipherment), extKeyUsage and
+ * subjectAltName from the profile
  * (SAN critical when the subject is empty), SKI (RFC 5280 method 1) and AKI = the issuer's key identifier.
  * Validity runs from `now - backdate` to `min(now + validity, issuer.notAfter)`: a leaf never outlives its CA.
- * @throws TerminalError `key_policy` for a device key outside policy; DerError for a value that cannot be encoded;
+ * @throws TerminalError `key_policy` for a device key outside policy or a keyUsage it cannot use; DerError for a value that cannot be encoded;
  *   SignatureMismatchError when the signer's result does not verify; IssuerExpiredError when the CA has expired.
  */
 export async function buildLeafCertificate(options: LeafCertificateOptions): Promise<BuiltCertificate> {
@@ -141,8 +148,9 @@ export async function buildLeafCertificate(options: LeafCertificateOptions): Pro
   const validityMs = Math.min(profile.validityMs, options.maxValidityMs ?? Number.POSITIVE_INFINITY);
   const notAfter = floorToSecond(Math.min(now + validityMs, issuer.notAfter.getTime()));
   const serial = options.serial ?? randomSerialNumber();
-  const keyUsage: KeyUsageName[] =
-    deviceKey.type === 'ec' ? ['digitalSignature'] : ['digitalSignature', 'keyEncipherment'];
+  // Checked again although the workflow did when it rendered the profile: no certificate may carry a keyUsage
+  // its key cannot honour.
+  const keyUsage = keyUsagesForDevice(profile.name ?? 'profile', profile.keyUsages, deviceKey.type);
   const extensions = [
     basicConstraintsExtension({ ca: false }),
     keyUsageExtension(keyUsage),

@@ -14,7 +14,7 @@ export type StringEncoding = 'utf8' | 'printable' | 'ia5';
 export interface AttributeTypeInfo {
   readonly oid: string;
   readonly encoding: StringEncoding;
-  /** RFC 5280 upper bound on the value's length. */
+  /** RFC 5280 upper bound on the value's length, in characters (Appendix A: ub-common-name 64, …). */
   readonly maxLength: number;
   /** Exact length required (country codes). */
   readonly exactLength?: number;
@@ -23,7 +23,7 @@ export interface AttributeTypeInfo {
 /** Subject attribute types a profile may use, by the short name written in templates (case-insensitive). */
 export const SUBJECT_ATTRIBUTE_TYPES: Readonly<Record<string, AttributeTypeInfo>> = {
   CN: { oid: '2.5.4.3', encoding: 'utf8', maxLength: 64 },
-  SN: { oid: '2.5.4.4', encoding: 'utf8', maxLength: 64 },
+  SN: { oid: '2.5.4.4', encoding: 'utf8', maxLength: 32768 }, // X520name: ub-name
   SERIALNUMBER: { oid: '2.5.4.5', encoding: 'printable', maxLength: 64 },
   C: { oid: '2.5.4.6', encoding: 'printable', maxLength: 2, exactLength: 2 },
   L: { oid: '2.5.4.7', encoding: 'utf8', maxLength: 128 },
@@ -32,7 +32,7 @@ export const SUBJECT_ATTRIBUTE_TYPES: Readonly<Record<string, AttributeTypeInfo>
   O: { oid: '2.5.4.10', encoding: 'utf8', maxLength: 64 },
   OU: { oid: '2.5.4.11', encoding: 'utf8', maxLength: 64 },
   T: { oid: '2.5.4.12', encoding: 'utf8', maxLength: 64 },
-  GN: { oid: '2.5.4.42', encoding: 'utf8', maxLength: 64 },
+  GN: { oid: '2.5.4.42', encoding: 'utf8', maxLength: 32768 }, // X520name: ub-name
   E: { oid: '1.2.840.113549.1.9.1', encoding: 'ia5', maxLength: 255 },
   DC: { oid: '0.9.2342.19200300.100.1.25', encoding: 'ia5', maxLength: 63 },
   UID: { oid: '0.9.2342.19200300.100.1.1', encoding: 'utf8', maxLength: 256 },
@@ -157,7 +157,19 @@ export function parseSubjectTemplate(source: string): SubjectTemplate {
       const { type, info } = resolveAttributeType(attribute.slice(0, eq));
       const rawValue = attribute.slice(eq + 1).trim();
       if (rawValue === '') throw new TemplateSyntaxError(`${type} has an empty value`);
-      return { type, info, value: parseValueTemplate(unescape(rawValue)) };
+      const value = parseValueTemplate(unescape(rawValue));
+      // No process could render a value within the bound (a variable renders to one character at least, an empty
+      // one counts as missing): say so at load instead of failing every device.
+      const shortest = value.segments.reduce(
+        (n, segment) => n + ('literal' in segment ? characterCount(segment.literal) : 1),
+        0,
+      );
+      if (shortest > info.maxLength) {
+        throw new TemplateSyntaxError(
+          `${type} is at least ${shortest} characters long; RFC 5280 allows at most ${info.maxLength}`,
+        );
+      }
+      return { type, info, value };
     });
   });
 }
@@ -204,11 +216,18 @@ const PRINTABLE = /^[A-Za-z0-9 '()+,\-./:=?]*$/;
 // eslint-disable-next-line no-control-regex
 const IA5 = /^[\x00-\x7f]*$/;
 
+/** Characters as RFC 5280's upper bounds count them (code points, not UTF-16 units). */
+function characterCount(value: string): number {
+  let n = 0;
+  for (const _ of value) n += 1;
+  return n;
+}
+
+/** Names the profile and the field (`subject CN`, `email SAN`) for the log and for the user's screen. */
 function invalidValue(profileName: string, what: string, problem: string): TerminalError {
   return new TerminalError(`profile "${profileName}": ${what} ${problem}`, {
     reason: 'template_invalid_value',
-    userMessage:
-      'The certificate profile produced an invalid certificate field. Ask your administrator to check the profile.',
+    userMessage: `The certificate profile "${profileName}" produced an invalid ${what}. Ask your administrator to check the profile.`,
   });
 }
 
@@ -221,21 +240,25 @@ export function renderSubject(
     rdn.map((attribute): SubjectAttribute => {
       const value = renderValue(attribute.value, vars, profileName);
       const { info } = attribute;
-      if (value.length > info.maxLength) {
+      const field = `subject ${attribute.type}`;
+      const length = characterCount(value);
+      if (length > info.maxLength) {
+        // An RFC 5280 upper bound (ub-common-name 64, …): a CA would refuse it or a relying party choke on it.
+        // Long emails belong in an email SAN with a short CN (docs: profiles).
         throw invalidValue(
           profileName,
-          attribute.type,
-          `is ${value.length} characters long (at most ${info.maxLength})`,
+          field,
+          `(profiles.${profileName}.subject) is ${length} characters long; RFC 5280 allows at most ${info.maxLength}`,
         );
       }
-      if (info.exactLength !== undefined && value.length !== info.exactLength) {
-        throw invalidValue(profileName, attribute.type, `must be exactly ${info.exactLength} characters`);
+      if (info.exactLength !== undefined && length !== info.exactLength) {
+        throw invalidValue(profileName, field, `must be exactly ${info.exactLength} characters`);
       }
       if (info.encoding === 'printable' && !PRINTABLE.test(value)) {
-        throw invalidValue(profileName, attribute.type, 'contains characters outside PrintableString');
+        throw invalidValue(profileName, field, 'contains characters outside PrintableString');
       }
       if (info.encoding === 'ia5' && !IA5.test(value)) {
-        throw invalidValue(profileName, attribute.type, 'contains non-ASCII characters');
+        throw invalidValue(profileName, field, 'contains non-ASCII characters');
       }
       return { type: attribute.type, oid: info.oid, value };
     }),

@@ -28,6 +28,10 @@ export type DeviceKeyInfo =
 
 export type KeyType = DeviceKeyInfo['type'];
 
+/** keyUsage bits a leaf certificate may carry (RFC 5280 §4.2.1.3; src/pki/key-usage.ts says which key needs which). */
+export type LeafKeyUsage =
+  'digitalSignature' | 'nonRepudiation' | 'keyEncipherment' | 'dataEncipherment' | 'keyAgreement';
+
 /** A certificate profile rendered for one process: what the issued certificate must say. */
 export interface RenderedProfile {
   /** The profile's name in configuration (the process's profileAdapterConfigReference). */
@@ -38,4 +42,9 @@ export interface RenderedProfile {
   readonly validityMs: number;
   /** Extended key usages as dotted OIDs. */
   readonly extendedKeyUsages: readonly string[];
+  /**
+   * keyUsage bits, already checked against the device key type. Absent in records written before profiles had
+   * `keyUsages`: the key type's default applies (src/pki/key-usage.ts).
+   */
+  readonly keyUsages?: readonly LeafKeyUsage[];
 }

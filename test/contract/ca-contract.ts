@@ -41,6 +41,7 @@ import { splitPemBundle } from '../../src/pki/pem.ts';
 import type {
   DistinguishedName,
   KeyType,
+  LeafKeyUsage,
   RenderedProfile,
   SubjectAltName,
   SubjectAltNameType,
@@ -48,7 +49,7 @@ import type {
 import type { DeviceKey, PoolKeyType } from '../../src/sandbox/key-pool.ts';
 import { testKeyPool } from '../support/keys.ts';
 import { issueRequestFor, subjectAttribute } from '../support/issue-request.ts';
-import { spkiDerOfCertificate, subjectLines, verifyCertificate } from '../support/openssl.ts';
+import { certificateText, spkiDerOfCertificate, subjectLines, verifyCertificate } from '../support/openssl.ts';
 
 export interface CaContractEnvironment {
   readonly ca: CertificateAuthority;
@@ -160,6 +161,22 @@ function issueRequest(ca: CertificateAuthority, key: DeviceKey, profile: Rendere
     csrSubjectAltNames: [{ type: 'dns', value: 'csr-san-must-not-be-copied.example.net' }],
   });
 }
+
+/** Non-default keyUsages per key type, and how `openssl x509 -text` prints them. */
+const KEY_USAGE_CASES: readonly {
+  poolType: PoolKeyType;
+  keyUsages: readonly LeafKeyUsage[];
+  openssl: string;
+}[] = [
+  { poolType: 'ec-p256', keyUsages: ['digitalSignature', 'keyAgreement'], openssl: 'Digital Signature, Key Agreement' },
+  { poolType: 'ec-p256', keyUsages: ['keyAgreement'], openssl: 'Key Agreement' },
+  { poolType: 'rsa-2048', keyUsages: ['digitalSignature'], openssl: 'Digital Signature' },
+  {
+    poolType: 'rsa-2048',
+    keyUsages: ['digitalSignature', 'nonRepudiation', 'keyEncipherment', 'dataEncipherment'],
+    openssl: 'Digital Signature, Non Repudiation, Key Encipherment, Data Encipherment',
+  },
+];
 
 const MAX_POLLS = 50;
 
@@ -334,6 +351,22 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
         });
       });
     });
+
+    // A backend that takes the keyUsage from the profile must write exactly the profile's bits (judged by openssl).
+    const keyUsageCases = KEY_USAGE_CASES.filter(
+      (c) => env.capabilities.keyUsages === 'profile' && keyCases.some((k) => k.poolType === c.poolType),
+    );
+    const [usageProfile] = profiles;
+    if (usageProfile !== undefined) {
+      it.each(keyUsageCases)(
+        "writes the profile's keyUsages $keyUsages for a $poolType key",
+        async ({ poolType, keyUsages, openssl }) => {
+          const profile = { ...usageProfile.profile, keyUsages };
+          const { pem } = await issueOne(env, issueRequest(env.ca, pool.next(poolType), profile));
+          expect(await certificateText(pem)).toMatch(new RegExp(`Key Usage: critical\\s+${openssl}\\n`));
+        },
+      );
+    }
 
     const [firstKey] = keyCases;
     const [firstProfile] = profiles;

@@ -450,6 +450,8 @@ export const digicertBackend: CaBackend<DigicertConfig> = {
       subjectAltNameTypes: product === undefined ? [] : [product.subjectAltNameType],
       maxValidityDays: maxValidityDaysOf(config),
       extendedKeyUsages: product?.extendedKeyUsages ?? [],
+      // The order carries no keyUsage: DigiCert sets it from the product (the CSR's extensions are not read).
+      keyUsages: 'ca',
       mayPend: true,
       requiresDurableStore: true,
     };

@@ -12,6 +12,7 @@ export const localBackend: CaBackend<LocalCaConfig> = {
     subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
     maxValidityDays: config.maxValidityDays,
     extendedKeyUsages: 'any',
+    keyUsages: 'profile',
     mayPend: false,
     requiresDurableStore: false,
   }),

@@ -89,7 +89,7 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
 
   const { caName, profile, spkiDer, deviceKey } = resolveWork(run, process);
   const vars = templateVariables(process, ref);
-  const rendered = renderProfile(profile, vars);
+  const rendered = renderProfile(profile, vars, deviceKey.type);
   const base = { caConnection: caName, profile: profile.name, spki: encodeBase64(spkiDer), rendered };
   const waitForSignature = (operation?: string): StepResult => ({
     kind: 'wait',

@@ -137,6 +137,7 @@ describe('digicert connection schema', () => {
       maxValidityDays: 1095,
       extendedKeyUsages: ['1.3.6.1.5.5.7.3.2'],
       mayPend: true,
+      keyUsages: 'ca',
       requiresDurableStore: true,
     });
   });
@@ -194,6 +195,11 @@ describe('config load with a digicert connection', () => {
       /profiles\.p\.extendedKeyUsages: .*cannot issue EKU 1\.3\.6\.1\.5\.5\.7\.3\.4/,
     ],
     ['validity in hours', { ...USER_PROFILE, validity: '36h' }, /profiles\.p\.validity: .*whole days/],
+    [
+      'keyUsages (DigiCert sets the key usage by product)',
+      { ...USER_PROFILE, keyUsages: ['digitalSignature'] },
+      /profiles\.p\.keyUsages: CA connection "dc" \(type digicert\) sets the key usage itself/,
+    ],
     [
       'more validity than the connection orders',
       { ...USER_PROFILE, validity: '1200d' },
