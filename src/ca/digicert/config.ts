@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { durationMs, secretReference } from '../../config/zod-helpers.ts';
-import { DIGICERT_PRODUCTS, DIGICERT_PRODUCT_IDS } from './products.ts';
+import { DIGICERT_PRODUCTS, DIGICERT_PRODUCT_IDS, VALIDITY_FIELDS, type ValidityField } from './products.ts';
 
 /** CertCentral US; the EU platform is `https://certcentral.digicert.eu/services/v2`. */
 export const DIGICERT_US_BASE_URL = 'https://www.digicert.com/services/v2';
@@ -24,7 +24,6 @@ export const DIGICERT_DEFAULTS = {
   skipApproval: true,
   paymentMethod: 'balance',
   commentsTemplate: 'certprov: Chrome certificate provisioning process {{processId}} (reference {{correlationId}})',
-  validityField: 'validity_days',
   requestTimeout: '30s',
   statusPollInterval: '1m',
   statusPollInitialWindow: '24h',
@@ -173,10 +172,12 @@ export const digicertConfigSchema = z
      */
     processIdCustomFieldId: z.number().int().positive(),
     /**
-     * How the profile's validity is sent: `validity_days` (counted from issuance) or `custom_expiration_date` (a
-     * UTC calendar date). Default validity_days.
+     * How the profile's validity is sent: `validity_days` (counted from issuance), `custom_expiration_date` (a UTC
+     * calendar date) or `validity_years` (whole years) — only a field the product's order page documents
+     * (products.ts). Default: the product's first (validity_days for client_authentication_plus, validity_years
+     * for private_ssl_plus).
      */
-    validityField: z.enum(['validity_days', 'custom_expiration_date']).default(DIGICERT_DEFAULTS.validityField),
+    validityField: z.enum(VALIDITY_FIELDS).optional(),
     /** Longest validity to order, in days. Default: the product's maximum (1095 client, 825 private SSL). */
     maxValidityDays: z.number().int().positive().optional(),
     /** Timeout of one HTTP request. Default 30s. */
@@ -210,6 +211,13 @@ export const digicertConfigSchema = z
     }
     if (!product.needsCaCertId && config.caCertId !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['caCertId'], message: `product ${config.product} takes no caCertId` });
+    }
+    if (config.validityField !== undefined && !product.validityFields.includes(config.validityField)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['validityField'],
+        message: `DigiCert documents only ${product.validityFields.join(', ')} for ${config.product}`,
+      });
     }
     if (config.maxValidityDays !== undefined && config.maxValidityDays > product.maxValidityDays) {
       ctx.addIssue({
@@ -246,6 +254,11 @@ export const digicertConfigSchema = z
   });
 
 export type DigicertConfig = z.infer<typeof digicertConfigSchema>;
+
+/** The validity field this connection's orders carry: the configured one, else the product's default. */
+export function validityFieldOf(config: DigicertConfig): ValidityField {
+  return config.validityField ?? DIGICERT_PRODUCTS[config.product]?.validityFields[0] ?? 'validity_days';
+}
 
 /** The longest validity this connection orders, in days. */
 export function maxValidityDaysOf(config: DigicertConfig): number {

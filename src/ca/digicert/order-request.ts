@@ -7,7 +7,7 @@
 import type { IssueRequest } from '../types.ts';
 import { TerminalError } from '../../errors.ts';
 import { encodePem } from '../../pki/pem.ts';
-import { maxValidityDaysOf, type DigicertConfig } from './config.ts';
+import { maxValidityDaysOf, validityFieldOf, type DigicertConfig } from './config.ts';
 import { DIGICERT_PRODUCTS } from './products.ts';
 
 const DAY_MS = 86_400_000;
@@ -25,6 +25,7 @@ export interface OrderBody {
   readonly organization: { readonly id: number };
   readonly container?: { readonly id: number };
   readonly validity_days?: number;
+  readonly validity_years?: number;
   readonly custom_expiration_date?: string;
   readonly skip_approval: boolean;
   readonly payment_method: string;
@@ -59,6 +60,24 @@ function notOrderable(detail: string): TerminalError {
   });
 }
 
+const YEAR_DAYS = 365;
+
+/** The one validity field the product takes (profile-checks.ts made sure a years product gets whole years). */
+function validityOf(
+  field: ReturnType<typeof validityFieldOf>,
+  days: number,
+  now: number,
+): Pick<OrderBody, 'validity_days' | 'validity_years' | 'custom_expiration_date'> {
+  switch (field) {
+    case 'validity_days':
+      return { validity_days: days };
+    case 'validity_years':
+      return { validity_years: Math.max(1, Math.floor(days / YEAR_DAYS)) };
+    case 'custom_expiration_date':
+      return { custom_expiration_date: new Date(now + days * DAY_MS).toISOString().slice(0, 10) };
+  }
+}
+
 /** Builds the order body. `now` (epoch ms) dates a `custom_expiration_date`. */
 export function buildOrderBody(config: DigicertConfig, request: IssueRequest, now: number): OrderBody {
   const product = DIGICERT_PRODUCTS[config.product];
@@ -74,10 +93,7 @@ export function buildOrderBody(config: DigicertConfig, request: IssueRequest, no
   if (product.kind === 'client' && emails.length === 0) throw notOrderable(`${config.product} needs an email SAN`);
 
   const days = validityDays(config, request.profile.validityMs);
-  const validity =
-    config.validityField === 'validity_days'
-      ? { validity_days: days }
-      : { custom_expiration_date: new Date(now + days * DAY_MS).toISOString().slice(0, 10) };
+  const validity = validityOf(validityFieldOf(config), days, now);
 
   return {
     certificate: {

@@ -12,6 +12,10 @@
 import { EXTENDED_KEY_USAGES } from '../../pki/extended-key-usage.ts';
 import type { SubjectAltNameType } from '../../pki/types.ts';
 
+/** The order body's validity fields (DigiCert: custom_expiration_date > validity_days > validity_years). */
+export const VALIDITY_FIELDS = ['validity_days', 'custom_expiration_date', 'validity_years'] as const;
+export type ValidityField = (typeof VALIDITY_FIELDS)[number];
+
 export interface DigicertProduct {
   /** `client`: `certificate.emails[]` carries email SANs. `ssl`: `certificate.dns_names[]` carries DNS SANs. */
   readonly kind: 'client' | 'ssl';
@@ -23,6 +27,11 @@ export interface DigicertProduct {
   readonly maxValidityDays: number;
   /** Private-CA products need `certificate.ca_cert_id` (the issuing CA of the private hierarchy). */
   readonly needsCaCertId: boolean;
+  /**
+   * The validity fields DigiCert's order page for the product documents; the first is the default. Another field
+   * is refused at config load rather than left for DigiCert to refuse (or silently ignore) per order.
+   */
+  readonly validityFields: readonly ValidityField[];
 }
 
 const CLIENT_AUTH = EXTENDED_KEY_USAGES.clientAuth as string;
@@ -36,6 +45,9 @@ export const DIGICERT_PRODUCTS: Readonly<Record<string, DigicertProduct>> = {
     subjectAltNameType: 'email',
     maxValidityDays: 1095,
     needsCaCertId: false,
+    // "Order client certificate" documents validity_years (1–3) and, since the API changes that added them to
+    // client certificates, validity_days and custom_expiration_date.
+    validityFields: ['validity_days', 'custom_expiration_date', 'validity_years'],
   },
   /** Private SSL Plus: a private hierarchy's TLS certificate (server and client authentication). */
   private_ssl_plus: {
@@ -44,6 +56,9 @@ export const DIGICERT_PRODUCTS: Readonly<Record<string, DigicertProduct>> = {
     subjectAltNameType: 'dns',
     maxValidityDays: 825,
     needsCaCertId: true,
+    // "Order Private SSL" shows only years (`validity_years`, newer examples `order_validity.years`); DigiCert does
+    // not document validity_days or custom_expiration_date for it, so whole years it is.
+    validityFields: ['validity_years'],
   },
 };
 

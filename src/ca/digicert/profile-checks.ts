@@ -11,11 +11,12 @@
  * - Client products require `emails[]`: at least one email SAN. SSL products copy `common_name` into the SANs, so
  *   the CN must also be one of the profile's DNS SANs.
  * - The product, not the profile, decides the EKUs: the profile must ask for exactly the product's.
- * - Validity is ordered in whole days (`validity_days` / `custom_expiration_date`), at least one.
+ * - Validity is ordered in whole days (`validity_days` / `custom_expiration_date`), at least one — or, for a product
+ *   DigiCert documents only `validity_years` for, in whole years of 365 days.
  */
 import type { ProfileProblem, ProfileTemplate } from '../types.ts';
 import type { ValueTemplate } from '../../pki/subject-template.ts';
-import type { DigicertConfig } from './config.ts';
+import { validityFieldOf, type DigicertConfig } from './config.ts';
 import { DIGICERT_PRODUCTS } from './products.ts';
 
 const DAY_MS = 86_400_000;
@@ -90,7 +91,14 @@ export function digicertProfileProblems(config: DigicertConfig, profile: Profile
     });
   }
 
-  if (profile.validityMs < DAY_MS || profile.validityMs % DAY_MS !== 0) {
+  if (validityFieldOf(config) === 'validity_years') {
+    if (profile.validityMs < 365 * DAY_MS || profile.validityMs % (365 * DAY_MS) !== 0) {
+      problems.push({
+        field: 'validity',
+        message: `orders ${config.product} in whole years only (validity_years): write 365d or 730d`,
+      });
+    }
+  } else if (profile.validityMs < DAY_MS || profile.validityMs % DAY_MS !== 0) {
     problems.push({ field: 'validity', message: 'orders whole days only (validity_days): write e.g. 365d' });
   }
   return problems;

@@ -49,6 +49,13 @@ export interface FakeProduct {
   readonly kind: 'client' | 'ssl';
   readonly extendedKeyUsages: readonly string[];
   readonly maxValidityDays: number;
+  /**
+   * The validity fields the product's order page documents; another one is refused with `invalid_value:<field>`
+   * (DigiCert's answer to a validity it does not take, per its "End of 4–6 year plans" notice).
+   */
+  readonly validityFields: readonly ('validity_days' | 'validity_years' | 'custom_expiration_date')[];
+  /** Largest `validity_years`. */
+  readonly maxValidityYears: number;
   /** Private products: the ca_cert_id the order must name. */
   readonly caCertId?: string;
 }
@@ -131,11 +138,15 @@ export const FAKE_DEFAULTS = {
       kind: 'client',
       extendedKeyUsages: [EXTENDED_KEY_USAGES.clientAuth as string],
       maxValidityDays: 1095,
+      validityFields: ['validity_days', 'custom_expiration_date', 'validity_years'],
+      maxValidityYears: 3,
     },
     private_ssl_plus: {
       kind: 'ssl',
       extendedKeyUsages: [EXTENDED_KEY_USAGES.serverAuth as string, EXTENDED_KEY_USAGES.clientAuth as string],
       maxValidityDays: 825,
+      validityFields: ['validity_years'],
+      maxValidityYears: 2,
       caCertId: 'A1B2C3D4E5F6',
     },
   } satisfies Record<string, FakeProduct>,
@@ -627,6 +638,11 @@ export class FakeCertCentral {
   }
 
   private validityOf(body: Record<string, unknown>, product: FakeProduct): number {
+    for (const field of ['validity_days', 'validity_years', 'custom_expiration_date'] as const) {
+      if (body[field] !== undefined && !product.validityFields.includes(field)) {
+        throw invalid(field, `${field} contains an invalid value.`);
+      }
+    }
     let days: number | undefined;
     let validityMs: number | undefined;
     if (body.custom_expiration_date !== undefined) {
@@ -647,7 +663,9 @@ export class FakeCertCentral {
       validityMs = days * DAY_MS;
     } else if (body.validity_years !== undefined) {
       const years = positiveInt(body.validity_years);
-      if (years === undefined || years > 3) throw invalid('validity_years', 'validity_years must be 1, 2 or 3.');
+      if (years === undefined || years > product.maxValidityYears) {
+        throw invalid('validity_years', 'validity_years contains an invalid value.');
+      }
       days = years * 365;
       validityMs = days * DAY_MS;
     } else {

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { digicertBackend } from '../../../src/ca/digicert/backend.ts';
-import { DIGICERT_DEFAULTS, digicertConfigSchema } from '../../../src/ca/digicert/config.ts';
+import { DIGICERT_DEFAULTS, digicertConfigSchema, validityFieldOf } from '../../../src/ca/digicert/config.ts';
 import { compileConfig, loadConfigFile } from '../../../src/config/load.ts';
 import { ConfigError } from '../../../src/errors.ts';
 
@@ -58,7 +58,6 @@ describe('digicert connection schema', () => {
       signatureHash: 'sha256',
       skipApproval: true,
       paymentMethod: 'balance',
-      validityField: 'validity_days',
       requestTimeout: 30_000,
       statusPollInterval: 60_000,
       statusPollInitialWindow: 86_400_000,
@@ -74,6 +73,7 @@ describe('digicert connection schema', () => {
       },
     });
     expect(parsed.commentsTemplate).toBe(DIGICERT_DEFAULTS.commentsTemplate);
+    expect(validityFieldOf(parsed)).toBe('validity_days');
   });
 
   it.each([
@@ -100,6 +100,11 @@ describe('digicert connection schema', () => {
       'a 3-minute budget above the account limit',
       { rateLimit: { requestsPer3Minutes: 1001 } },
       'rateLimit.requestsPer3Minutes',
+    ],
+    [
+      'a validity field DigiCert does not document for the product',
+      { product: 'private_ssl_plus', caCertId: 'A1B2', validityField: 'validity_days' },
+      'validityField',
     ],
     ['the old 5-minute field', { rateLimit: { requestsPer5Minutes: 900 } }, 'rateLimit.requestsPer5Minutes'],
     ['an unknown field', { apiKeyValue: 'x' }, ''],
@@ -226,10 +231,13 @@ describe('config load with a digicert connection', () => {
     const good = {
       subject: 'CN=d-{{device.deviceDirectoryApiId}}.devices.example.com',
       subjectAltNames: [{ dns: 'd-{{device.deviceDirectoryApiId}}.devices.example.com' }],
-      validity: '90d',
+      validity: '365d',
       extendedKeyUsages: ['serverAuth', 'clientAuth'],
     };
     expect(config(connection, { p: good }).profiles.has('p')).toBe(true);
+    expect(problems(() => config(connection, { p: { ...good, validity: '90d' } }))).toEqual([
+      expect.stringMatching(/profiles\.p\.validity: .*whole years only \(validity_years\)/),
+    ]);
     expect(
       problems(() => config(connection, { p: { ...good, subjectAltNames: [{ dns: 'other.example.com' }] } })),
     ).toEqual([expect.stringMatching(/profiles\.p\.subjectAltNames: .*copies the CN into the DNS SANs/)]);
