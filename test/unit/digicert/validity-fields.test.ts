@@ -49,7 +49,12 @@ describe('client_authentication_plus', () => {
 
   it.each([
     ['validity_days', 90, { validity_days: 90 }, 90],
-    ['custom_expiration_date', 90, { custom_expiration_date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/) }, 90],
+    [
+      'custom_expiration_date',
+      90,
+      { custom_expiration_date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/) as unknown as string },
+      90,
+    ],
     ['validity_years', 730, { validity_years: 2 }, 730],
   ] as const)('orders with %s and the certificate lasts what the profile asked', async (field, days, sent, lasts) => {
     const ca = field === 'validity_days' ? env.ca : await env.another({ validityField: field });
