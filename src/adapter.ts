@@ -71,6 +71,8 @@ export class Adapter {
   private readonly options: AdapterOptions;
   private readonly background = new AbortController();
   private ops: OpsServer | undefined;
+  /** start() completed: a stop() before that only releases what was opened and says nothing about draining. */
+  private started = false;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -149,6 +151,7 @@ export class Adapter {
     this.engine.start();
     await this.intake.start();
     this.health.setState('running');
+    this.started = true;
     log.info(
       {
         instanceId: config.instanceId,
@@ -181,10 +184,14 @@ export class Adapter {
   private async drain(graceMs: number): Promise<void> {
     const { log } = this.options;
     this.health.setState('draining');
-    log.info(
-      { graceMs, inFlight: this.engine.inFlight },
-      'draining: no new work; finishing or handing back in-flight steps',
-    );
+    if (this.started) {
+      log.info(
+        { graceMs, inFlight: this.engine.inFlight },
+        'draining: no new work; finishing or handing back in-flight steps',
+      );
+    } else {
+      log.debug('start-up failed: releasing what was opened');
+    }
     await this.engine.stop(graceMs);
     await this.intake
       .stop()
@@ -200,6 +207,6 @@ export class Adapter {
     await this.store.close();
     await this.ops?.close();
     this.health.setState('stopped');
-    log.info('adapter stopped');
+    if (this.started) log.info('adapter stopped');
   }
 }

@@ -3,8 +3,9 @@
  * `certprov` — the command line. The container runs `certprov run`; `npm start` runs `certprov demo`.
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration.
  */
-import { ConfigError } from './errors.ts';
 import { UsageError, type Command } from './cli/command.ts';
+import { explainFailure, failureText } from './cli/failure.ts';
+import { routeProcessWarnings } from './observability/process-warnings.ts';
 import { runCommand } from './cli/run.ts';
 import { demoCommand } from './cli/demo.ts';
 import { checkConfigCommand } from './cli/check-config.ts';
@@ -64,13 +65,24 @@ export async function main(argv: readonly string[]): Promise<number> {
       console.error(`certprov ${command.name}: ${error.message}\n\n${command.help}`);
       return 2;
     }
-    if (error instanceof ConfigError) {
-      console.error(error.message);
-      return 2;
-    }
-    console.error(`certprov ${command.name}: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
+    const failure = explainFailure(error);
+    console.error(`certprov ${command.name}: ${failureText(failure)}`);
+    return failure.exitCode;
   }
 }
+
+// Library warnings: one line each on stderr, noise dropped (src/observability/process-warnings.ts); `run` routes
+// them into its JSON log instead.
+routeProcessWarnings((warning, noise) => {
+  if (!noise) console.error(`certprov: warning: ${warning.name}: ${warning.message}`);
+});
+
+// A client library may reject a promise nobody awaits (the Pub/Sub client does when credentials are missing): one
+// line and exit 1, never Node's default stack dump. `run` installs its own JSON-logging handlers over these.
+process.on('unhandledRejection', (error: unknown) => {
+  if (process.listenerCount('unhandledRejection') > 1) return; // `run` logs it as a JSON line
+  console.error(`certprov: ${failureText(explainFailure(error))}`);
+  process.exit(1);
+});
 
 process.exitCode = await main(process.argv.slice(2));

@@ -186,4 +186,18 @@ export interface CaBackend<Config extends { type: string } = { type: string }> {
    */
   profileProblems?(config: Config, profile: ProfileTemplate): readonly ProfileProblem[];
   create(name: string, config: Config, deps: CaDependencies): Promise<CertificateAuthority>;
+  /**
+   * Files `create` will open (relative to the configuration file), so `check-config` and `run` report a missing one
+   * at load with its field and what to do. Secret references (`{file}`/`{env}`) are found without this. Optional.
+   */
+  requiredFiles?(config: Config): readonly RequiredFile[];
+}
+
+/** A file a backend opens at start. */
+export interface RequiredFile {
+  /** The connection field naming it, e.g. `directory`. */
+  readonly field: string;
+  readonly file: string;
+  /** What to do when it is missing. */
+  readonly hint: string;
 }

@@ -4,6 +4,7 @@
  */
 import { formatDuration } from '../config/duration.ts';
 import { loadConfigFile, type Config } from '../config/load.ts';
+import { assertReferencesResolve } from '../config/references.ts';
 import { createLogger } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { VERSION } from '../version.ts';
@@ -56,8 +57,9 @@ export const checkConfigCommand: Command = {
   help: `certprov check-config --config FILE [--probe]
 
 Validates the configuration exactly as \`run\` does — schema, templates, CA capabilities against the profiles wired
-to them — lists every problem with its path (exit code 2), or prints a summary of the CA connections and profiles
-(exit code 0). Without --probe nothing is contacted.
+to them, and every file or variable it names (secret files and variables are checked to be readable and non-empty,
+never printed; a local CA's directory; GOOGLE_APPLICATION_CREDENTIALS) — lists every problem with its path (exit
+code 2), or prints a summary of the CA connections and profiles (exit code 0). Without --probe nothing is contacted.
 
 With --probe it then checks, without side effects (reads only; nothing is claimed, ordered, signed or written):
   google    an access token is obtainable (Application Default Credentials / Workload Identity)
@@ -74,6 +76,7 @@ Options:
   async run(args) {
     const { values } = parseOptions(args, { config: { type: 'string' }, probe: { type: 'boolean', default: false } });
     const config = await loadConfigFile(configPath(values.config), 'run');
+    await assertReferencesResolve(config);
     console.log(describeConfig(config));
     if (!values.probe) return 0;
     // Client logs stay quiet: every finding is in the table, and a failed check must not print a stack.

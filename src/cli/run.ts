@@ -2,14 +2,19 @@
  * `certprov run` — the daemon. Loads and validates the configuration (every problem listed, exit 2, nothing
  * pulled), subscribes, and drains on SIGTERM/SIGINT within shutdown.gracePeriod; a second signal exits at once.
  */
-import { loadConfigFile } from '../config/load.ts';
-import { DeploymentFaultError, describeError } from '../errors.ts';
-import { createLogger, type Logger } from '../observability/logger.ts';
+import { loadConfigFile, type Config } from '../config/load.ts';
+import { assertReferencesResolve } from '../config/references.ts';
+import { describeError } from '../errors.ts';
+import { createLogger, setPersonalDataKey, type Logger } from '../observability/logger.ts';
+import { readSecret } from '../config/secrets.ts';
 import { Metrics } from '../observability/metrics.ts';
+import { routeProcessWarnings } from '../observability/process-warnings.ts';
 import { Adapter } from '../adapter.ts';
 import { PubSubMessageSource } from '../pubsub/pubsub-source.ts';
 import { VERSION } from '../version.ts';
 import { configPath, parseOptions, type Command } from './command.ts';
+import { explainFailure, failureText } from './failure.ts';
+import { requireGoogleCredentials } from './google-credentials.ts';
 
 export const runCommand: Command = {
   name: 'run',
@@ -25,7 +30,8 @@ stdout at log.level, with a Cloud Logging "severity".
 On SIGTERM (or SIGINT) the adapter reports not-ready, starts no new work, lets in-flight steps finish within
 shutdown.gracePeriod (default 25s), hands the rest back to the subscription for another replica, and exits 0.
 A second signal exits at once (143, or 130 for SIGINT). If it cannot start (subscription missing, credentials
-refused) it logs why and exits 1.
+refused, no Google credentials) it logs one line saying what failed and what to do, and exits 1; a secret file,
+secret variable or CA file the configuration names that cannot be read is a configuration error (exit 2).
 
 Options:
   --config FILE   configuration file (see config/*.example.yaml)
@@ -37,9 +43,24 @@ Environment:
   async run(args) {
     const { values } = parseOptions(args, { config: { type: 'string' } });
     const config = await loadConfigFile(configPath(values.config), 'run');
+    await assertReferencesResolve(config);
     const log = createLogger({ level: config.log.level, base: { service: 'certprov', version: VERSION } });
     const metrics = new Metrics({ version: VERSION });
     installCrashHandlers(log);
+    routeProcessWarnings((warning, noise) => {
+      const fields = { warning: warning.name, ...(warning.code === undefined ? {} : { code: warning.code }) };
+      if (noise) log.debug(fields, warning.message);
+      else log.warn(fields, warning.message);
+    });
+    const userHashKey = config.log.userHashKey;
+    setPersonalDataKey(
+      userHashKey === undefined ? undefined : await readSecret(userHashKey, config.baseDir, 'local-ca'),
+    );
+    if (userHashKey === undefined) {
+      log.warn(
+        'log.userHashKey is not set: the user field of log lines is an unkeyed SHA-256 prefix that anyone holding the logs can reverse for guessable addresses; set log.userHashKey to a per-deployment secret (docs: "Logs")',
+      );
+    }
     if (config.store.type === 'memory') {
       log.warn(
         'store.type is memory: crash-safety is off and only ONE replica may run. Use store.type firestore for production (docs/several-replicas.md).',
@@ -47,15 +68,32 @@ Environment:
     }
     const subscription = config.pubsub.subscription;
     if (subscription === undefined) throw new Error('pubsub.subscription is required');
-    const source = new PubSubMessageSource({
-      subscription,
-      maxInFlight: config.pubsub.maxInFlight,
-      maxExtensionMs: config.pubsub.maxExtensionMs,
-      closeTimeoutMs: config.pubsub.closeTimeoutMs,
-      log,
-      metrics,
-    });
-    const adapter = await Adapter.create({ config, log, metrics, source });
+    const cannotStart = (error: unknown): number => {
+      const failure = explainFailure(error);
+      log.fatal(
+        { error: describeError(error), ...(failure.hint === undefined ? {} : { hint: failure.hint }) },
+        `the adapter could not start: ${failureText(failure)}`,
+      );
+      log.flush();
+      exitSoon(failure.exitCode);
+      return failure.exitCode;
+    };
+    let adapter: Adapter;
+    try {
+      if (needsGoogleCredentials(config))
+        await requireGoogleCredentials('Pub/Sub and the Chrome Management API', 'pubsub');
+      const source = new PubSubMessageSource({
+        subscription,
+        maxInFlight: config.pubsub.maxInFlight,
+        maxExtensionMs: config.pubsub.maxExtensionMs,
+        closeTimeoutMs: config.pubsub.closeTimeoutMs,
+        log,
+        metrics,
+      });
+      adapter = await Adapter.create({ config, log, metrics, source });
+    } catch (error) {
+      return cannotStart(error);
+    }
 
     // First signal: drain (readiness false, no new work, in-flight steps finish or are handed back within
     // shutdown.gracePeriod). Second signal: exit at once — what an operator (or the kubelet after
@@ -91,15 +129,11 @@ Environment:
       // Release the ops port and every client, then exit non-zero: a pod that cannot start must restart (and show
       // CrashLoopBackOff with this line), not sit there answering /healthz.
       await stop();
-      exitSoon(signalled ? 0 : 1);
-      if (signalled) return 0;
-      const hint = error instanceof DeploymentFaultError ? error.hint : undefined;
-      log.fatal(
-        { error: describeError(error), ...(hint === undefined ? {} : { hint }) },
-        'the adapter could not start',
-      );
-      log.flush();
-      throw error;
+      if (signalled) {
+        exitSoon(0);
+        return 0;
+      }
+      return cannotStart(error);
     }
     const code = await stopped;
     log.flush();
@@ -107,6 +141,17 @@ Environment:
     return code;
   },
 };
+
+/**
+ * Whether any Google client will need Application Default Credentials: checked once before the clients are built,
+ * so a missing credential is one line with a hint instead of a rejection deep inside a client library.
+ */
+function needsGoogleCredentials(config: Config): boolean {
+  const pubsub = (process.env.PUBSUB_EMULATOR_HOST ?? '') === '';
+  const chrome = config.chrome.credentials === 'google-default';
+  const firestore = config.store.type === 'firestore' && (process.env.FIRESTORE_EMULATOR_HOST ?? '') === '';
+  return pubsub || chrome || firestore;
+}
 
 /** Client libraries may keep sockets or timers open after close(); never hang a terminating pod on them. */
 function exitSoon(code: number): void {

@@ -5,6 +5,7 @@
 import { createLogger } from '../observability/logger.ts';
 import { gcloudCommands, setupPubSub, SETUP_DEFAULTS } from '../pubsub/setup.ts';
 import { parseOptions, UsageError, type Command } from './command.ts';
+import { requireGoogleCredentials } from './google-credentials.ts';
 
 function whole(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -77,6 +78,7 @@ Options:
       console.log(gcloudCommands(options).join('\n'));
       return 0;
     }
+    if ((process.env.PUBSUB_EMULATOR_HOST ?? '') === '') await requireGoogleCredentials('Pub/Sub', 'pubsub');
     const log = createLogger({ level: 'warn' });
     const summary = await setupPubSub({ ...options, dryRun: values['dry-run'], log });
     for (const r of summary.resources) {

@@ -19,6 +19,8 @@ import {
 } from '../pki/subject-template.ts';
 import { keyTypesFor } from '../pki/key-usage.ts';
 import type { LeafKeyUsage, SubjectAltNameType } from '../pki/types.ts';
+import { describeIssues, suggestion } from './problems.ts';
+import type { SecretReference } from './zod-helpers.ts';
 import { rawConfigSchema, type LogLevelName, type RawConfig, type RawProfile } from './schema.ts';
 
 export interface CaConnectionConfig {
@@ -77,7 +79,7 @@ export interface Config {
   readonly caConnections: ReadonlyMap<string, CaConnectionConfig>;
   readonly profiles: ReadonlyMap<string, CompiledProfile>;
   readonly http: { readonly port: number; readonly host: string };
-  readonly log: { readonly level: LogLevelName };
+  readonly log: { readonly level: LogLevelName; readonly userHashKey?: SecretReference };
   readonly shutdown: { readonly gracePeriodMs: number };
 }
 
@@ -85,17 +87,6 @@ export interface Config {
 export type ConfigPurpose = 'run' | 'demo';
 
 const DAY_MS = 86_400_000;
-
-function formatPath(segments: readonly PropertyKey[]): string {
-  return segments.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? String(s) : `.${String(s)}`)).join('');
-}
-
-function zodProblems(error: z.ZodError, prefix: readonly PropertyKey[] = []): string[] {
-  return error.issues.map((issue) => {
-    const where = formatPath([...prefix, ...issue.path]);
-    return where === '' ? issue.message : `${where}: ${issue.message}`;
-  });
-}
 
 function isLoopback(endpoint: string): boolean {
   try {
@@ -165,6 +156,21 @@ function backendProfileProblems(
   );
 }
 
+function unknownTypeProblem(name: string, type: string): string {
+  return `caConnections.${name}.type: unknown CA type "${type}"${suggestion(type, [...CA_BACKENDS.keys()])}`;
+}
+
+/** A CA connection block's own problems (its backend's schema), for when the rest of the file failed. */
+function connectionProblems(name: string, block: unknown): string[] {
+  const type = (block as { type?: unknown } | null)?.type;
+  const backend = typeof type === 'string' ? CA_BACKENDS.get(type) : undefined;
+  if (backend === undefined) return typeof type === 'string' ? [unknownTypeProblem(name, type)] : [];
+  const result = backend.configSchema.safeParse(block);
+  return result.success
+    ? []
+    : describeIssues(result.error.issues, backend.configSchema, block, ['caConnections', name]);
+}
+
 /**
  * Validates an already-parsed configuration object. Throws {@link ConfigError} listing every problem.
  * `baseDir` resolves relative paths; `source` names the origin in messages.
@@ -174,7 +180,15 @@ export function compileConfig(
   options: { source: string; baseDir: string; purpose: ConfigPurpose },
 ): Config {
   const parsed = rawConfigSchema.safeParse(input);
-  if (!parsed.success) throw new ConfigError(zodProblems(parsed.error), options.source);
+  if (!parsed.success) {
+    // Every problem at once: the CA connection blocks are checked by their backends even when the rest failed.
+    const blocks = (input as { caConnections?: unknown } | null)?.caConnections;
+    const more =
+      blocks !== null && typeof blocks === 'object'
+        ? Object.entries(blocks).flatMap(([name, block]) => connectionProblems(name, block))
+        : [];
+    throw new ConfigError([...describeIssues(parsed.error.issues, rawConfigSchema, input), ...more], options.source);
+  }
   const raw = parsed.data;
   const problems: string[] = [];
 
@@ -189,15 +203,13 @@ export function compileConfig(
   for (const [name, block] of Object.entries(raw.caConnections)) {
     const backend = CA_BACKENDS.get(block.type);
     if (backend === undefined) {
-      problems.push(
-        `caConnections.${name}.type: unknown CA type "${block.type}"; known: ${[...CA_BACKENDS.keys()].join(', ')}`,
-      );
+      problems.push(unknownTypeProblem(name, block.type));
       continue;
     }
     const result = backend.configSchema.safeParse(block) as
       { success: true; data: { type: string } & Record<string, unknown> } | { success: false; error: z.ZodError };
     if (!result.success) {
-      problems.push(...zodProblems(result.error, ['caConnections', name]));
+      problems.push(...describeIssues(result.error.issues, backend.configSchema, block, ['caConnections', name]));
       continue;
     }
     const capabilities = backend.capabilities(result.data);

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { LEAF_KEY_USAGES } from '../pki/key-usage.ts';
-import { durationMs } from './zod-helpers.ts';
+import { durationMs, secretReference } from './zod-helpers.ts';
 
 /** Defaults as typed constants; documented in config/*.example.yaml and docs/configuration.md. */
 export const DEFAULTS = {
@@ -178,6 +178,11 @@ export const rawConfigSchema = z
       .object({
         /** trace, debug, info, warn, error, fatal or silent. Default info. */
         level: logLevel.default(DEFAULTS.log.level),
+        /**
+         * Key of the HMAC that hashes user emails and device serials in log lines (`{file}` or `{env}`), one per
+         * deployment. Without it the hash is unkeyed and reversible for guessable addresses. Default none.
+         */
+        userHashKey: secretReference.optional(),
       })
       .strict()
       .prefault({}),

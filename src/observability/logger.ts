@@ -2,9 +2,9 @@
  * Structured JSON logs (pino) that Cloud Logging understands: a `severity` field, a `message` field, ISO time.
  * Secrets never reach a log line: known secret-bearing paths are redacted here as a last line of defence, and the
  * clients never put tokens, API keys or CSR bodies into log fields in the first place. User emails and device
- * serials are personal data (DESIGN.md §5): log them hashed ({@link hashPersonal}) or at debug level only.
+ * serials are personal data (DESIGN.md §5): they are logged only as a keyed hash ({@link hashPersonal}).
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { pino, type DestinationStream, type Logger as PinoLogger, type LevelWithSilent } from 'pino';
 
 export type Logger = PinoLogger;
@@ -108,11 +108,30 @@ export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
 
+/** The per-deployment key of {@link hashPersonal} (`log.userHashKey`); set once at start by `run`. */
+let personalDataKey: string | undefined;
+
+/** Sets (or, with undefined, clears) the key {@link hashPersonal} uses. */
+export function setPersonalDataKey(key: string | undefined): void {
+  personalDataKey = key === '' ? undefined : key;
+}
+
+export function hasPersonalDataKey(): boolean {
+  return personalDataKey !== undefined;
+}
+
 /**
- * Stable, non-reversible short form of personal data (user email, device serial) for info-level logs: the same
- * value always gives the same hash, so lines can be correlated without printing the value.
+ * Short, stable form of personal data (user email, device serial) for log lines: the same value always gives the
+ * same hash, so one user's lines can be found, without printing the value. With the deployment's key
+ * (`log.userHashKey`) it is `hmac:` + the first 16 hex digits of HMAC-SHA256(key, trimmed lower-cased value) —
+ * not reversible without the key. Without a key it is `sha256:` + an unkeyed SHA-256 prefix, which anyone holding
+ * the logs can reverse for guessable addresses by hashing candidates; `run` says so at start.
  */
 export function hashPersonal(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
-  return 'sha256:' + createHash('sha256').update(value.trim().toLowerCase()).digest('hex').slice(0, 16);
+  const normalised = value.trim().toLowerCase();
+  if (personalDataKey !== undefined) {
+    return 'hmac:' + createHmac('sha256', personalDataKey).update(normalised).digest('hex').slice(0, 16);
+  }
+  return 'sha256:' + createHash('sha256').update(normalised).digest('hex').slice(0, 16);
 }

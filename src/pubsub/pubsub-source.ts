@@ -351,7 +351,8 @@ export class PubSubMessageSource implements MessageSource {
     }
     await this.#closeClient(deadline);
     this.#state = 'closed';
-    this.#log.info({ handedBack }, 'stopped pulling from the Pub/Sub subscription');
+    // Nothing was pulled when start() never got as far: no line that suggests otherwise.
+    if (wasRunning) this.#log.info({ handedBack }, 'stopped pulling from the Pub/Sub subscription');
   }
 
   /** Closes the gRPC channels, waiting at most until the deadline. */

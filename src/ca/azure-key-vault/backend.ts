@@ -21,4 +21,18 @@ export const azureKeyVaultBackend: CaBackend<KeyVaultCaConfig> = {
     requiresDurableStore: false,
   }),
   create: (name, config, deps) => KeyVaultCa.create(name, config, deps),
+  requiredFiles: (config) => [
+    ...(config.caCertificateFile === undefined
+      ? []
+      : [
+          {
+            field: 'caCertificateFile',
+            file: config.caCertificateFile,
+            hint: 'write the CA certificate the parent CA issued for signingKey there, or fix caCertificateFile',
+          },
+        ]),
+    ...(config.chainFile === undefined
+      ? []
+      : [{ field: 'chainFile', file: config.chainFile, hint: 'write the parent chain (PEM) there, or fix chainFile' }]),
+  ],
 };

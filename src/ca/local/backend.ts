@@ -1,5 +1,7 @@
+import path from 'node:path';
 import type { CaBackend } from '../types.ts';
 import { localCaConfigSchema, type LocalCaConfig } from './config.ts';
+import { LOCAL_CA_FILES } from './init.ts';
 import { LocalCa } from './local-ca.ts';
 
 /** The file-backed CA: issues synchronously, can carry any subject, SAN type and EKU. */
@@ -17,4 +19,10 @@ export const localBackend: CaBackend<LocalCaConfig> = {
     requiresDurableStore: false,
   }),
   create: (name, config, deps) => LocalCa.open(name, config, deps),
+  requiredFiles: (config) =>
+    [LOCAL_CA_FILES.key, LOCAL_CA_FILES.certificate].map((file) => ({
+      field: 'directory',
+      file: path.join(config.directory, file),
+      hint: `create the CA with \`certprov local-ca init --dir ${config.directory}\` or fix directory`,
+    })),
 };

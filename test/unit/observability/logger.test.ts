@@ -1,6 +1,10 @@
 /** Log lines as Cloud Logging reads them, and what never reaches them. */
-import { describe, expect, it } from 'vitest';
-import { createLogger, hashPersonal, type LogLevel } from '../../../src/observability/logger.ts';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger, hashPersonal, setPersonalDataKey, type LogLevel } from '../../../src/observability/logger.ts';
 
 function capture(level: LogLevel = 'trace') {
   const lines: string[] = [];
@@ -96,6 +100,31 @@ describe('createLogger', () => {
 });
 
 describe('hashPersonal', () => {
+  afterEach(() => setPersonalDataKey(undefined));
+
+  it('with the deployment key: an HMAC an admin recomputes with openssl (the documented recipe), not reversible without it', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'certprov-hash-'));
+    try {
+      const keyFile = path.join(dir, 'user-hash-key');
+      writeFileSync(keyFile, 'per-deployment-key-7f3a9c\n');
+      setPersonalDataKey('per-deployment-key-7f3a9c');
+      const hashed = hashPersonal(' Ada.Lovelace@Example.com ');
+      expect(hashed).toMatch(/^hmac:[0-9a-f]{16}$/);
+      // docs/operations: printf '%s' EMAIL-IN-LOWER-CASE | openssl dgst -sha256 -hmac "$(cat KEYFILE)" -r | cut -c1-16
+      const recomputed = execFileSync('sh', [
+        '-c',
+        `printf '%s' 'ada.lovelace@example.com' | openssl dgst -sha256 -hmac "$(cat '${keyFile}')" -r | cut -c1-16`,
+      ])
+        .toString()
+        .trim();
+      expect(hashed).toBe(`hmac:${recomputed}`);
+      setPersonalDataKey('another-deployment');
+      expect(hashPersonal('ada.lovelace@example.com')).not.toBe(hashed);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('gives a stable short hash, the same for case and surrounding spaces, never the value', () => {
     const a = hashPersonal('Ada.Lovelace@example.com');
     expect(a).toMatch(/^sha256:[0-9a-f]{16}$/);
