@@ -131,7 +131,18 @@ function received(value: unknown): string {
   if (typeof value === 'string')
     return `the text ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
   if (typeof value === 'object') return 'a mapping';
-  return `${typeof value} ${String(value)}`;
+  return `${typeof value} ${scalarText(value)}`;
+}
+
+/** A scalar as text (objects have no useful text form). */
+function scalarText(value: unknown): string {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : '';
+}
+
+/** `X is not one of a, b; did you mean "b"?` */
+function notOneOf(value: unknown, names: readonly string[]): string {
+  const close = nearest(scalarText(value), names);
+  return `${received(value)} is not one of ${names.join(', ')}${close === undefined ? '' : `; did you mean "${close}"?`}`;
 }
 
 function what(schema: Schema | undefined, expected: string | undefined): string {
@@ -188,11 +199,7 @@ export function describeIssues(
         if (discriminator !== undefined && options !== undefined) {
           const names = options.map(String);
           problems.push(
-            at(
-              value === undefined
-                ? `required: write one of ${names.join(', ')}`
-                : `${received(value)} is not one of ${names.join(', ')}${nearest(String(value), names) === undefined ? '' : `; did you mean "${nearest(String(value), names)}"?`}`,
-            ),
+            at(value === undefined ? `required: write one of ${names.join(', ')}` : notOneOf(value, names)),
           );
         } else if (value === undefined) {
           problems.push(at(`required: write ${what(fieldSchema, undefined)}`));
@@ -216,11 +223,7 @@ export function describeIssues(
       case 'invalid_value': {
         const values = issue.values.map(String);
         problems.push(
-          at(
-            value === undefined
-              ? `required: write one of ${values.join(', ')}`
-              : `${received(value)} is not one of ${values.join(', ')}${nearest(String(value), values) === undefined ? '' : `; did you mean "${nearest(String(value), values)}"?`}`,
-          ),
+          at(value === undefined ? `required: write one of ${values.join(', ')}` : notOneOf(value, values)),
         );
         continue;
       }

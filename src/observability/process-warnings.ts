@@ -47,5 +47,5 @@ export function routeProcessWarnings(next: WarningSink): void {
         : { name: options.type ?? 'Warning', message: warning, ...(options.code ? { code: options.code } : {}) };
     sink?.(entry, isNoiseWarning(entry));
   };
-  process.emitWarning = emit as typeof process.emitWarning;
+  process.emitWarning = emit;
 }

@@ -130,7 +130,8 @@ describe('check-config resolves what run resolves', () => {
     {
       case: 'an unset secret variable',
       extra: () => ({ log: { level: 'info', userHashKey: { env: 'CERTPROV_TEST_UNSET_SECRET' } } }),
-      problem: /log\.userHashKey: environment variable CERTPROV_TEST_UNSET_SECRET is not set or empty; set CERTPROV_TEST_UNSET_SECRET \(from a Kubernetes Secret\)/,
+      problem:
+        /log\.userHashKey: environment variable CERTPROV_TEST_UNSET_SECRET is not set or empty; set CERTPROV_TEST_UNSET_SECRET \(from a Kubernetes Secret\)/,
     },
     {
       case: 'a missing local CA directory',
