@@ -33,8 +33,11 @@ export interface CertificateProvisioningProcess {
   chromeOsUserSession?: ChromeOsUserSession;
   genericCaConnection?: { caConnectionAdapterConfigReference?: string };
   genericProfile?: { profileAdapterConfigReference?: string };
-  /** SCEP processes belong to Google's SCEP connector; this adapter does not serve them. */
-  scepCaConnection?: Record<string, unknown>;
+  /**
+   * SCEP processes belong to a SCEP connector, never to this adapter — even when their connection carries a
+   * `caConnectionAdapterConfigReference` that happens to name one of our CA connections.
+   */
+  scepCaConnection?: { caConnectionAdapterConfigReference?: string } & Record<string, unknown>;
   scepProfile?: Record<string, unknown>;
   /** Older flat shape of genericCaConnection.caConnectionAdapterConfigReference. */
   caConnectionAdapterConfigReference?: string;

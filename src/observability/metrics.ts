@@ -12,6 +12,9 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 /** End-to-end buckets: a device may take minutes to sign, a CA order hours. */
 const PROCESS_BUCKETS = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 72 * 3600];
 
+/** Distinct CA connection references that get their own `certprov_processes_not_ours_total` series. */
+export const NOT_OURS_REFERENCE_LIMIT = 20;
+
 export interface MetricsOptions {
   /** Collect Node.js process metrics (event loop lag, heap, GC, start time). Default true. */
   defaultMetrics?: boolean;
@@ -66,6 +69,24 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  /**
+   * Another adapter's processes by the CA connection reference they carry, so an admin who mistyped a reference in
+   * the Admin console finds it. The names are admin-defined and few; the label set is bounded all the same
+   * ({@link countNotOurs}).
+   */
+  readonly processesNotOurs = new Counter({
+    name: 'certprov_processes_not_ours_total',
+    help: 'Processes left to another adapter (unknown CA connection reference, or a SCEP connection/profile), by reference and kind.',
+    labelNames: ['reference', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly claims = new Counter({
+    name: 'certprov_claims_total',
+    help: 'claim calls by outcome: won, repeated (accepted for a process that already carried signData: a second claim by this callerInstanceId), refused.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  private readonly notOursReferences = new Set<string>();
   readonly processesInFlight = new Gauge({
     name: 'certprov_processes_in_flight',
     help: 'Processes whose step is running on this replica right now.',
@@ -181,6 +202,19 @@ export class Metrics {
   declareCaConnection(caConnection: string, backend: string): void {
     this.processesIssued.inc({ ca_connection: caConnection, backend }, 0);
     this.certificatesIssued.inc({ ca_connection: caConnection, backend }, 0);
+  }
+
+  /**
+   * Counts a process left to another adapter. The first {@link NOT_OURS_REFERENCE_LIMIT} distinct references get
+   * their own series; later ones are counted as `other` (and still logged with their name).
+   */
+  countNotOurs(reference: string, kind: 'generic' | 'scep' | 'none'): void {
+    let label = reference.slice(0, 100);
+    if (!this.notOursReferences.has(label)) {
+      if (this.notOursReferences.size < NOT_OURS_REFERENCE_LIMIT) this.notOursReferences.add(label);
+      else label = 'other';
+    }
+    this.processesNotOurs.inc({ reference: label, kind });
   }
 
   /** Prometheus text exposition. */

@@ -220,7 +220,8 @@ export class SimulatedProcess {
         : shape === 'flat'
           ? { caConnectionAdapterConfigReference: caConnection, profileAdapterConfigReference: profile }
           : {
-              scepCaConnection: {},
+              // A SCEP connection names its connector's configuration too (the guide); it is not a generic adapter's.
+              scepCaConnection: { caConnectionAdapterConfigReference: caConnection },
               scepProfile: { subjectCommonName: 'scep-subject', keyUsages: ['KEY_USAGE_SIGNING'] },
             }),
     };

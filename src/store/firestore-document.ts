@@ -201,6 +201,8 @@ export function parseDocument(data: DocumentData | undefined): ProcessRecord | u
     profile: str(data.profile),
     spki: str(data.spki),
     rendered: rendered(data.rendered),
+    claimedAt: num(data.claimedAt),
+    signDataAt: num(data.signDataAt),
     signDataOperation: str(data.signDataOperation),
     signatureDeadline: num(data.signatureDeadline),
     csr: str(data.csr),

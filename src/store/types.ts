@@ -24,7 +24,7 @@ export type Step = ActiveStep | 'done';
 export type Outcome = 'issued' | 'failed' | 'skipped';
 
 /** Why a process ended without work: a low-cardinality metric label. */
-export type SkipReason = 'already_finished' | 'claimed_elsewhere' | 'claim_refused' | 'process_not_found';
+export type SkipReason = 'already_finished' | 'claimed_elsewhere' | 'claim_refused' | 'process_not_found' | 'not_ours';
 
 export interface Lease {
   readonly owner: string;
@@ -48,6 +48,12 @@ export interface ProcessRecord {
   /** FailureReason when failed, SkipReason when skipped. */
   readonly reason?: FailureReason | SkipReason;
 
+  /**
+   * Epoch ms when this replica set's claim was accepted. A record that has it never claims again (a resumed process
+   * is ours already); only a process without it is claimed.
+   */
+  readonly claimedAt?: number;
+
   readonly caConnection?: string;
   readonly profile?: string;
   /** The device SubjectPublicKeyInfo, base64 DER (from the process resource). */
@@ -58,6 +64,11 @@ export interface ProcessRecord {
    */
   readonly rendered?: RenderedProfile;
 
+  /**
+   * Epoch ms when the last signData was sent. The signature deadline counts from a signData that took effect; after
+   * an unclear one, this tells when the request can no longer be in flight (README "Failure model").
+   */
+  readonly signDataAt?: number;
   /** Operation name returned by signData, when known. */
   readonly signDataOperation?: string;
   /** Epoch ms after which a missing device signature fails the process. */

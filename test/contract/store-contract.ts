@@ -376,10 +376,12 @@ export function describeStoreContract(name: string, options: StoreContractOption
       await store.tryLease('p-full', 'a', LEASE_MS);
       const patch = {
         step: 'report_failure',
+        claimedAt: clock.now() - 5_000,
         caConnection: 'ca',
         profile: 'device_profile',
         spki: 'MFkw',
         rendered: RENDERED,
+        signDataAt: clock.now() - 1_000,
         signDataOperation: 'customers/C/certificateProvisioningProcesses/p/operations/op1',
         signatureDeadline: clock.now() + 900_000,
         csr: 'MIIB',

@@ -149,15 +149,13 @@ describe('processes that must fail, and how', () => {
     expect(rig.logs.entries().some((e) => e.correlationId === reference && e.reason === 'bad_signature')).toBe(true);
   });
 
-  it.each([
-    { what: 'CA connection', options: { caConnection: 'no_such_ca' }, name: 'no_such_ca' },
-    { what: 'profile', options: { profile: 'no_such_profile' }, name: 'no_such_profile' },
-  ])('an unknown $what reference → setFailure naming it, no signData', async ({ options, name }) => {
-    const id = create(options);
+  it('a known CA connection with an unknown profile is ours and misconfigured → claimed, setFailure naming the profile, no signData', async () => {
+    const id = create({ profile: 'no_such_profile' });
     await rig.notify(id);
     await rig.tenant.waitUntilFinished([id], 20_000);
-    expect(rig.tenant.process(id)?.failureMessage).toContain(`"${name}"`);
-    expect(rig.tenant.counters(id).signDataCalls).toBe(0);
+    expect(rig.tenant.process(id)?.failureMessage).toContain('"no_such_profile"');
+    expect(rig.tenant.claimedBy(id)).toBe(rig.config.instanceId);
+    expect(rig.tenant.counters(id)).toMatchObject({ claims: 1, signDataCalls: 0 });
   });
 
   it('an RSA-1024 device key → setFailure, no signData, no CA call', async () => {
@@ -202,6 +200,30 @@ describe('processes that need no work', () => {
     await expect.poll(() => rig.counter('certprov_messages_acked_total'), { timeout: 5_000 }).toBeGreaterThan(acked);
     expect(rig.tenant.counters(id)).toMatchObject({ signDataCalls: 0, setFailures: 0 });
   });
+
+  it.each([
+    { what: 'an unknown CA connection reference', options: { caConnection: 'no_such_ca' }, reference: 'no_such_ca' },
+    {
+      what: 'a SCEP process whose connection names our CA connection',
+      options: { shape: 'scep', caConnection: 'default_ca_config' },
+      reference: 'default_ca_config',
+    },
+  ] as const)(
+    '$what is another adapter\'s: acknowledged, never claimed, never failed, counted by reference',
+    async ({ options, reference }) => {
+      const acked = await rig.counter('certprov_messages_acked_total');
+      const id = create(options);
+      await rig.notify(id);
+      expect(await outcomeOf(id)).toBe('not_ours');
+      await expect.poll(() => rig.counter('certprov_messages_acked_total'), { timeout: 5_000 }).toBeGreaterThan(acked);
+      expect(rig.tenant.counters(id)).toMatchObject({ claims: 0, signDataCalls: 0, setFailures: 0 });
+      expect(rig.tenant.process(id).failureMessage).toBeUndefined();
+      expect(await rig.counter('certprov_processes_not_ours_total', { reference })).toBeGreaterThanOrEqual(1);
+      const lines = rig.logs.entries().filter((e) => e.processId === id && e.reference === reference);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]?.level).toBe('info');
+    },
+  );
 
   it.each(['issued', 'failed'] as const)(
     'a process already %s is acknowledged without claim or signData',

@@ -29,6 +29,8 @@ export interface RigOptions {
     readonly clientOptions: ClientConfig;
   };
   readonly tenant?: SandboxTenantOptions;
+  /** A tenant shared with other rigs (several adapters on one Chrome tenant); not closed by {@link AdapterRig.stop}. */
+  readonly sharedTenant?: SandboxTenant;
   /** Deep-merged over the rig's base configuration. */
   readonly config?: RawConfig;
   /** Replace (not merge) the base `caConnections` (a local CA named default_ca_config). */
@@ -160,7 +162,7 @@ export class AdapterRig {
     const workDir = await mkdtemp(path.join(tmpdir(), 'certprov-rig-'));
     const caDirectory = path.join(workDir, 'ca');
     const ca = await initLocalCa({ directory: caDirectory, keyType: 'ec', subject: 'CN=certprov test CA' });
-    const tenant = await SandboxTenant.start(options.tenant ?? {});
+    const tenant = options.sharedTenant ?? (await SandboxTenant.start(options.tenant ?? {}));
     const raw = deepMerge(
       rigConfig({
         endpoint: tenant.endpoint,
@@ -292,7 +294,7 @@ export class AdapterRig {
 
   async stop(): Promise<void> {
     await this.adapter.stop(2_000).catch(() => undefined);
-    await this.tenant.close();
+    if (this.options.sharedTenant === undefined) await this.tenant.close();
     await rm(this.workDir, { recursive: true, force: true });
   }
 }

@@ -1,39 +1,32 @@
 /**
- * Step `start`: get → finished already? → claim → references and key policy → build the CertificationRequestInfo
- * → signData exactly once. Resumes from the process resource: when `signData` is already set (an earlier run, this
- * replica before a crash, or another replica), it never asks again (DESIGN.md §1: signData is one-shot).
+ * Step `start`: get → finished already? → ours? → claim (once) → profile and key policy → build the
+ * CertificationRequestInfo → signData exactly once. Resumes from the process resource: when `signData` is already
+ * set (an earlier run, this replica before a crash, or another replica), it never asks again (DESIGN.md §1: signData
+ * is one-shot).
  */
-import {
-  caConnectionReferenceOf,
-  profileReferenceOf,
-  type CertificateProvisioningProcess,
-  type ClaimResult,
-} from '../../chrome/types.ts';
+import { performance } from 'node:perf_hooks';
+import { profileReferenceOf, type CertificateProvisioningProcess, type ClaimResult } from '../../chrome/types.ts';
 import { ProcessNotFoundError } from '../../chrome/errors.ts';
 import { TerminalError, UnclearResultError, describeError } from '../../errors.ts';
 import { buildCertificationRequestInfo } from '../../pki/certification-request.ts';
 import { parseDeviceKey, chromeSignatureAlgorithm } from '../../pki/device-key.ts';
 import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
 import { hashPersonal } from '../../observability/logger.ts';
+import { ownershipOf } from '../ownership.ts';
 import { renderProfile, templateVariables } from '../render-profile.ts';
 import type { ProcessRun, StepResult } from '../step.ts';
 
-/** Everything after claim that can make a process impossible, checked before any device or CA is involved. */
-function resolveWork(run: ProcessRun, process: CertificateProvisioningProcess) {
+/**
+ * A `get` younger than this is the read right before signData. The read exists to catch another replica that acted
+ * since: none can hold the lease while ours is held (checked on the monotonic clock right before signData), so only a
+ * replica that lost its lease and still acts once could — and a fresh read leaves it no wider window than a second
+ * read would. After a slow claim (retries) the resource is read again.
+ */
+const FRESH_READ_MS = 1_000;
+
+/** Everything after claim that can make a process of ours impossible, checked before any device or CA is involved. */
+function resolveWork(run: ProcessRun, process: CertificateProvisioningProcess, caName: string) {
   const { config } = run.deps;
-  if (process.scepCaConnection !== undefined || process.scepProfile !== undefined) {
-    throw new TerminalError('process uses a SCEP CA connection/profile, which this adapter does not serve', {
-      reason: 'unsupported_process',
-      userMessage: 'This certificate profile is not set up for this certificate service. Ask your administrator.',
-    });
-  }
-  const caName = caConnectionReferenceOf(process);
-  if (caName === undefined || !config.caConnections.has(caName) || !run.deps.cas.has(caName)) {
-    throw new TerminalError(`unknown CA connection reference "${caName ?? '(none)'}"`, {
-      reason: 'unknown_ca_connection',
-      userMessage: `The certificate service has no CA connection named "${caName ?? '(none)'}". Ask your administrator.`,
-    });
-  }
   const profileName = profileReferenceOf(process);
   const profile = profileName === undefined ? undefined : config.profiles.get(profileName);
   if (profileName === undefined || profile === undefined) {
@@ -59,7 +52,48 @@ function resolveWork(run: ProcessRun, process: CertificateProvisioningProcess) {
   }
   const spkiDer = decodeBase64(process.subjectPublicKeyInfo);
   const deviceKey = parseDeviceKey(spkiDer);
-  return { caName, profile, spkiDer, deviceKey };
+  return { profile, spkiDer, deviceKey };
+}
+
+/**
+ * Claims the process unless this replica set's record says it did already. False when the claim was refused (not
+ * ours to touch, let alone fail).
+ */
+async function claimOnce(run: ProcessRun, process: CertificateProvisioningProcess): Promise<StepResult | undefined> {
+  const { chrome, config, metrics } = run.deps;
+  const { ctx, ref } = run;
+  if (run.record.claimedAt !== undefined) {
+    ctx.log.debug({ claimedAt: run.record.claimedAt }, 'claimed before; not claiming again');
+    return undefined;
+  }
+  let claim: ClaimResult;
+  try {
+    claim = await chrome.claim(ref, config.instanceId, ctx);
+  } catch (error) {
+    if (!(error instanceof TerminalError) || error instanceof ProcessNotFoundError) throw error;
+    // Only the claimant may fail a process. A claim refused for a reason the API does not spell as "claimed by
+    // another instance" is still not ours: acknowledge without setFailure, and say so loudly for the operator.
+    metrics.claims.inc({ outcome: 'refused' });
+    ctx.log.error({ error: describeError(error) }, 'claim refused; acknowledging the process without setFailure');
+    return { kind: 'done', outcome: 'skipped', reason: 'claim_refused' };
+  }
+  if (!claim.claimed) {
+    metrics.claims.inc({ outcome: 'refused' });
+    ctx.log.info({ detail: claim.detail }, 'process is claimed by another adapter instance; acknowledging it');
+    return { kind: 'done', outcome: 'skipped', reason: 'claimed_elsewhere' };
+  }
+  if (process.signData !== undefined) {
+    // Someone claimed this process before and asked the device; Google accepted our claim again, so it was this
+    // callerInstanceId (a record lost with the memory store, or a crash before the claim was recorded). Google
+    // documents no such repeat; README "Failure model" names the assumption, and this counter makes it visible.
+    metrics.claims.inc({ outcome: 'repeated' });
+    ctx.log.warn({ instanceId: config.instanceId }, 'claim accepted again for a process this instance id claimed before');
+  } else {
+    metrics.claims.inc({ outcome: 'won' });
+  }
+  // Recorded at once, before anything else can fail or the replica die: a resumed process must not claim again.
+  await run.persist({ claimedAt: run.now() });
+  return undefined;
 }
 
 export async function startStep(run: ProcessRun): Promise<StepResult> {
@@ -68,26 +102,27 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
 
   // A missing process (ProcessNotFoundError) is skipped by the engine, in every step.
   const process = await chrome.get(ref, ctx);
+  const readAt = performance.now();
   if (process.issuedCertificate !== undefined || process.failureMessage !== undefined) {
     return { kind: 'done', outcome: 'skipped', reason: 'already_finished' };
   }
 
-  let claim: ClaimResult;
-  try {
-    claim = await chrome.claim(ref, config.instanceId, ctx);
-  } catch (error) {
-    if (!(error instanceof TerminalError) || error instanceof ProcessNotFoundError) throw error;
-    // Only the claimant may fail a process. A claim refused for a reason the API does not spell as "claimed by
-    // another instance" is still not ours: acknowledge without setFailure, and say so loudly for the operator.
-    ctx.log.error({ error: describeError(error) }, 'claim refused; acknowledging the process without setFailure');
-    return { kind: 'done', outcome: 'skipped', reason: 'claim_refused' };
+  const owner = ownershipOf(process, config, run.deps.cas);
+  if (!owner.ours) {
+    // Another adapter's process (or a SCEP connector's): never claimed, never failed, acknowledged.
+    run.deps.metrics.countNotOurs(owner.reference, owner.kind);
+    ctx.log.info(
+      { reference: owner.reference, kind: owner.kind },
+      'process belongs to another adapter (CA connection reference not configured here, or SCEP); acknowledging it untouched',
+    );
+    return { kind: 'done', outcome: 'skipped', reason: 'not_ours' };
   }
-  if (!claim.claimed) {
-    ctx.log.info({ detail: claim.detail }, 'process is claimed by another adapter instance; acknowledging it');
-    return { kind: 'done', outcome: 'skipped', reason: 'claimed_elsewhere' };
-  }
+  const caName = owner.caConnection;
 
-  const { caName, profile, spkiDer, deviceKey } = resolveWork(run, process);
+  const refused = await claimOnce(run, process);
+  if (refused !== undefined) return refused;
+
+  const { profile, spkiDer, deviceKey } = resolveWork(run, process, caName);
   const vars = templateVariables(process, ref);
   const rendered = renderProfile(profile, vars, deviceKey.type);
   const base = { caConnection: caName, profile: profile.name, spki: encodeBase64(spkiDer), rendered };
@@ -128,12 +163,14 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
   // Right before the one-shot call: are we still the lease holder, and has nobody asked the device meanwhile?
   // (Google accepts no fencing token; this narrows the window a paused replica could act in. docs/failure-model.md.)
   run.lease.assertHeld(ref.processId, run.deps.replicaId);
-  const fresh = await chrome.get(ref, ctx);
-  if (fresh.signData !== undefined || fresh.issuedCertificate !== undefined || fresh.failureMessage !== undefined) {
-    ctx.log.warn('process changed between claim and signData (another replica?); resuming from the resource');
-    return { kind: 'next', step: 'start' };
+  if (performance.now() - readAt > FRESH_READ_MS) {
+    const fresh = await chrome.get(ref, ctx);
+    if (fresh.signData !== undefined || fresh.issuedCertificate !== undefined || fresh.failureMessage !== undefined) {
+      ctx.log.warn('process changed between claim and signData (another replica?); resuming from the resource');
+      return { kind: 'next', step: 'start' };
+    }
+    run.lease.assertHeld(ref.processId, run.deps.replicaId);
   }
-  run.lease.assertHeld(ref.processId, run.deps.replicaId);
 
   try {
     const operation = await chrome.signData(ref, info, chromeSignatureAlgorithm(deviceKey), ctx);

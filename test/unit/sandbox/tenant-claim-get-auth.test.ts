@@ -172,9 +172,11 @@ describe('get', () => {
     expect(tenant.process(device).chromeOsDevice).toEqual({ deviceDirectoryApiId: 'd' });
   });
 
-  it('serves SCEP processes with SCEP unions only', () => {
-    const process = tenant.process(tenant.createProcess({ key: pool.next('rsa-2048'), shape: 'scep' }));
-    expect(process.scepCaConnection).toBeDefined();
+  it('serves SCEP processes with SCEP unions only; the SCEP connection names its configuration too', () => {
+    const process = tenant.process(
+      tenant.createProcess({ key: pool.next('rsa-2048'), shape: 'scep', caConnection: 'scep_connector_ca' }),
+    );
+    expect(process.scepCaConnection).toEqual({ caConnectionAdapterConfigReference: 'scep_connector_ca' });
     expect(process.scepProfile).toBeDefined();
     expect(process.genericCaConnection ?? process.caConnectionAdapterConfigReference).toBeUndefined();
   });
