@@ -315,7 +315,7 @@ export class ProvisioningEngine {
     }, config.scheduler.leaseMs / 3);
     try {
       for (let i = 0; i < MAX_STEPS_PER_RUN && record !== undefined; i += 1) {
-        record = await this.runStep(record, guard, abort);
+        record = await this.runStep(record, guard, abort, i === 0);
       }
     } finally {
       clearInterval(renewal);
@@ -327,6 +327,7 @@ export class ProvisioningEngine {
     record: ProcessRecord,
     guard: LeaseGuard,
     abort: AbortController,
+    freshLease: boolean,
   ): Promise<ProcessRecord | undefined> {
     const { store, metrics, replicaId, config } = this.deps;
     const step = record.step;
@@ -341,6 +342,7 @@ export class ProvisioningEngine {
       ref,
       ctx,
       lease: guard,
+      freshLease,
       now: this.now,
       persist: async (patch) => {
         current = await store.update(record.processId, replicaId, patch, { renewLeaseMs: config.scheduler.leaseMs });

@@ -93,12 +93,32 @@ export interface ProcessRun {
   readonly ref: ProcessRef;
   readonly ctx: StepContext;
   readonly lease: LeaseGuard;
+  /**
+   * True for the first step run under this lease. Such a step may be resuming what an earlier holder left in the
+   * middle (a replica killed or paused after Google accepted a call but before the record said so), so a step with a
+   * side effect reads the process back first and finishes from what it shows (DESIGN.md §1 "resume from the
+   * resource"). A step that follows another under the same lease knows the state already.
+   */
+  readonly freshLease: boolean;
   /** Writes a patch now, under the lease (e.g. an intent before an unsafe call); returns the stored record. */
   persist(patch: ProcessPatch): Promise<ProcessRecord>;
   now(): number;
 }
 
 export type StepHandler = (run: ProcessRun) => Promise<StepResult>;
+
+/**
+ * The process resource, when it already finished: read before repeating a side effect in a resumed step. An upload
+ * or a setFailure is never repeated on a process that finished (DESIGN.md §1).
+ */
+export async function finishedProcess(
+  run: ProcessRun,
+): Promise<{ readonly issued: boolean; readonly failed: boolean } | undefined> {
+  const process = await run.deps.chrome.get(run.ref, run.ctx);
+  if (process.issuedCertificate !== undefined) return { issued: true, failed: false };
+  if (process.failureMessage !== undefined) return { issued: false, failed: true };
+  return undefined;
+}
 
 /** The text for setFailure: the user message plus the correlation id the admin can find in the logs. */
 export function userFailureMessage(userMessage: string, correlationId: string): string {

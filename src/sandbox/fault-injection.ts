@@ -41,6 +41,11 @@ export interface FaultSettings {
    * that failed after the backend acted. Also an unclear result for the client.
    */
   readonly errorAfterApply?: { readonly method: SandboxMethod; readonly count: number; readonly status: 500 | 503 };
+  /**
+   * The next `count` requests of `method` are applied and answered only after `ms`: a window in which a test can kill
+   * the caller after Google accepted the call but before the caller learned of it (e.g. an accepted upload).
+   */
+  readonly holdResponse?: { readonly method: SandboxMethod; readonly count: number; readonly ms: number };
   /** Seed of the PRNG behind rate429/rate503/jitter; same seed and request order → same faults. Default: random. */
   readonly seed?: number;
 }
@@ -50,7 +55,8 @@ export type FaultDecision =
   | { readonly kind: 'none' }
   | { readonly kind: 'reject'; readonly httpStatus: 429 | 503 }
   | { readonly kind: 'drop-after-apply' }
-  | { readonly kind: 'error-after-apply'; readonly httpStatus: 500 | 503 };
+  | { readonly kind: 'error-after-apply'; readonly httpStatus: 500 | 503 }
+  | { readonly kind: 'hold-after-apply'; readonly ms: number };
 
 const NO_FAULT: FaultDecision = { kind: 'none' };
 
@@ -86,6 +92,7 @@ export class FaultInjector {
   private burst429 = 0;
   private drop: { method: SandboxMethod; remaining: number } | undefined;
   private errorAfter: { method: SandboxMethod; remaining: number; status: 500 | 503 } | undefined;
+  private hold: { method: SandboxMethod; remaining: number; ms: number } | undefined;
 
   /** Replaces every setting (unset fields go back to their defaults) and reseeds the PRNG if a seed is given. */
   set(settings: FaultSettings): void {
@@ -104,6 +111,14 @@ export class FaultInjector {
             method: settings.errorAfterApply.method,
             remaining: count(settings.errorAfterApply.count, 'errorAfterApply.count'),
             status: settings.errorAfterApply.status,
+          };
+    this.hold =
+      settings.holdResponse === undefined
+        ? undefined
+        : {
+            method: settings.holdResponse.method,
+            remaining: count(settings.holdResponse.count, 'holdResponse.count'),
+            ms: count(settings.holdResponse.ms, 'holdResponse.ms'),
           };
     if (settings.seed !== undefined) this.random = mulberry32(settings.seed);
     this.settings = { ...settings };
@@ -125,6 +140,9 @@ export class FaultInjector {
               status: this.errorAfter.status,
             },
           }),
+      ...(this.hold === undefined
+        ? {}
+        : { holdResponse: { method: this.hold.method, count: this.hold.remaining, ms: this.hold.ms } }),
     };
   }
 
@@ -159,6 +177,10 @@ export class FaultInjector {
     if (this.errorAfter !== undefined && this.errorAfter.method === method && this.errorAfter.remaining > 0) {
       this.errorAfter.remaining -= 1;
       return { kind: 'error-after-apply', httpStatus: this.errorAfter.status };
+    }
+    if (this.hold !== undefined && this.hold.method === method && this.hold.remaining > 0) {
+      this.hold.remaining -= 1;
+      return { kind: 'hold-after-apply', ms: this.hold.ms };
     }
     return NO_FAULT;
   }

@@ -462,6 +462,11 @@ export class SandboxTenant {
       sendError(res, decision.httpStatus === 500 ? internal() : unavailable());
       return;
     }
+    if (decision.kind === 'hold-after-apply') {
+      // Applied; the caller hears of it only later (or never, if it dies meanwhile).
+      await new Promise((r) => setTimeout(r, decision.ms).unref());
+      if (res.destroyed || !res.writable) return;
+    }
     sendJson(res, status, body);
   }
 

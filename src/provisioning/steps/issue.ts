@@ -11,7 +11,7 @@ import { certificateMatchesSpki } from '../../pki/certificate-builder.ts';
 import { parseDeviceKey } from '../../pki/device-key.ts';
 import { decodeBase64 } from '../../pki/pem.ts';
 import type { ProcessRecord } from '../../store/types.ts';
-import type { ProcessRun, StepResult } from '../step.ts';
+import { finishedProcess, type ProcessRun, type StepResult } from '../step.ts';
 
 function connectionOf(run: ProcessRun): CertificateAuthority {
   const name = run.record.caConnection ?? '';
@@ -96,6 +96,12 @@ function onResult(run: ProcessRun, ca: CertificateAuthority, request: IssueReque
 export async function issueStep(run: ProcessRun): Promise<StepResult> {
   const ca = connectionOf(run);
   const request = issueRequest(run.record);
+  if (run.freshLease) {
+    // Resumed (a retry, or after a lost lease): a process that finished meanwhile needs no certificate at all.
+    const finished = await finishedProcess(run);
+    if (finished?.failed === true) return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
+    if (finished?.issued === true) return { kind: 'done', outcome: 'skipped', reason: 'already_finished' };
+  }
   // Intent first: if we crash after the CA accepted the order, the next run sees priorAttempts > 0.
   const withIntent = await run.persist({ issueAttempts: run.record.issueAttempts + 1 });
   run.lease.assertHeld(run.ref.processId, run.deps.replicaId);

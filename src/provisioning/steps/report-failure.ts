@@ -1,14 +1,18 @@
 /**
- * Step `report_failure`: setFailure with the short user message (correlation id included). Safe to repeat; a
- * process that finished meanwhile needs nothing more.
+ * Step `report_failure`: setFailure with the short user message (correlation id included). Safe to repeat, but never
+ * repeated on a process that finished: resumed under a new lease, it reads the process first.
  */
 import { TerminalError } from '../../errors.ts';
-import type { ProcessRun, StepResult } from '../step.ts';
+import { finishedProcess, type ProcessRun, type StepResult } from '../step.ts';
 
 export async function reportFailureStep(run: ProcessRun): Promise<StepResult> {
   const failure = run.record.failure;
   if (failure === undefined)
     throw new Error(`process ${run.record.processId} reached report_failure without a failure`);
+  if (run.freshLease && (await finishedProcess(run)) !== undefined) {
+    run.ctx.log.info('resumed failure report: the process has finished already; setFailure not needed');
+    return { kind: 'done', outcome: 'failed', reason: failure.reason };
+  }
   try {
     await run.deps.chrome.setFailure(run.ref, failure.userMessage, run.ctx);
   } catch (error) {

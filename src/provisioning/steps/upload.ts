@@ -1,14 +1,24 @@
 /**
  * Step `upload`: uploadCertificate with the leaf only. After an unclear result or a refusal, read
- * `issuedCertificate` back instead of guessing (DESIGN.md §5).
+ * `issuedCertificate` back instead of guessing (DESIGN.md §5). Resumed under a new lease (a replica killed after
+ * Google accepted the upload but before the record said so), it reads the process first and uploads only to a
+ * process that has not finished.
  */
 import { TerminalError, UnclearResultError } from '../../errors.ts';
-import type { ProcessRun, StepResult } from '../step.ts';
+import { finishedProcess, type ProcessRun, type StepResult } from '../step.ts';
 
 export async function uploadStep(run: ProcessRun): Promise<StepResult> {
   const { chrome } = run.deps;
   const pem = run.record.certificatePem;
   if (pem === undefined) throw new Error(`process ${run.record.processId} reached upload without a certificate`);
+  if (run.freshLease) {
+    const finished = await finishedProcess(run);
+    if (finished?.issued === true) {
+      run.ctx.log.info('resumed upload: the certificate is on the process already; not uploading again');
+      return { kind: 'done', outcome: 'issued' };
+    }
+    if (finished?.failed === true) return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
+  }
   try {
     await chrome.uploadCertificate(run.ref, pem, run.ctx);
   } catch (error) {

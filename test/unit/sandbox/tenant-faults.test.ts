@@ -48,6 +48,19 @@ describe('lost response', () => {
   });
 });
 
+describe('held response', () => {
+  it('applies the call at once and answers only after the hold', async () => {
+    const tenant = await start({ holdResponse: { method: 'claim', count: 1, ms: 400 } });
+    const id = tenant.createProcess({ key: pool.next('ec-p256') });
+    const started = Date.now();
+    const answer = claim(tenant, id, 'adapter-h');
+    await expect.poll(() => tenant.claimedBy(id), { timeout: 300 }).toBe('adapter-h');
+    expect((await answer).status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(380);
+    expect(tenant.faults.holdResponse?.count).toBe(0);
+  });
+});
+
 describe('error after apply', () => {
   it('applies the claim and answers 503', async () => {
     const tenant = await start({ errorAfterApply: { method: 'claim', count: 1, status: 503 } });
