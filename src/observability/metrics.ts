@@ -15,6 +15,9 @@ const PROCESS_BUCKETS = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 
 /** Distinct CA connection references that get their own `certprov_processes_not_ours_total` series. */
 export const NOT_OURS_REFERENCE_LIMIT = 20;
 
+/** Why a process is another adapter's (src/provisioning/ownership.ts). */
+export type NotOursReason = 'unknown_ca_connection' | 'scep' | 'no_reference';
+
 export interface MetricsOptions {
   /** Collect Node.js process metrics (event loop lag, heap, GC, start time). Default true. */
   defaultMetrics?: boolean;
@@ -76,8 +79,8 @@ export class Metrics {
    */
   readonly processesNotOurs = new Counter({
     name: 'certprov_processes_not_ours_total',
-    help: 'Processes left to another adapter (unknown CA connection reference, or a SCEP connection/profile), by reference and kind.',
-    labelNames: ['reference', 'kind'] as const,
+    help: 'Processes left to another adapter, by the CA connection reference they carry (ca_connection) and why (reason: unknown_ca_connection, scep, no_reference).',
+    labelNames: ['ca_connection', 'reason'] as const,
     registers: [this.registry],
   });
   readonly claims = new Counter({
@@ -208,13 +211,13 @@ export class Metrics {
    * Counts a process left to another adapter. The first {@link NOT_OURS_REFERENCE_LIMIT} distinct references get
    * their own series; later ones are counted as `other` (and still logged with their name).
    */
-  countNotOurs(reference: string, kind: 'generic' | 'scep' | 'none'): void {
+  countNotOurs(reference: string, reason: NotOursReason): void {
     let label = reference.slice(0, 100);
     if (!this.notOursReferences.has(label)) {
       if (this.notOursReferences.size < NOT_OURS_REFERENCE_LIMIT) this.notOursReferences.add(label);
       else label = 'other';
     }
-    this.processesNotOurs.inc({ reference: label, kind });
+    this.processesNotOurs.inc({ ca_connection: label, reason });
   }
 
   /** Prometheus text exposition. */

@@ -8,6 +8,7 @@
 import type { CertificateAuthority } from '../ca/types.ts';
 import { caConnectionReferenceOf, type CertificateProvisioningProcess } from '../chrome/types.ts';
 import type { Config } from '../config/load.ts';
+import type { NotOursReason } from '../observability/metrics.ts';
 
 export type Ownership =
   | { readonly ours: true; readonly caConnection: string }
@@ -15,7 +16,7 @@ export type Ownership =
       readonly ours: false;
       /** The CA connection reference the process carries (`(none)` when it carries none). Admin-defined, log-safe. */
       readonly reference: string;
-      readonly kind: 'generic' | 'scep' | 'none';
+      readonly why: NotOursReason;
     };
 
 export function ownershipOf(
@@ -25,10 +26,11 @@ export function ownershipOf(
 ): Ownership {
   if (process.scepCaConnection !== undefined || process.scepProfile !== undefined) {
     const reference = process.scepCaConnection?.caConnectionAdapterConfigReference;
-    return { ours: false, reference: typeof reference === 'string' ? reference : '(none)', kind: 'scep' };
+    return { ours: false, reference: typeof reference === 'string' ? reference : '(none)', why: 'scep' };
   }
   const reference = caConnectionReferenceOf(process);
-  if (reference === undefined || reference === '') return { ours: false, reference: '(none)', kind: 'none' };
-  if (!config.caConnections.has(reference) || !cas.has(reference)) return { ours: false, reference, kind: 'generic' };
+  if (reference === undefined || reference === '') return { ours: false, reference: '(none)', why: 'no_reference' };
+  if (!config.caConnections.has(reference) || !cas.has(reference))
+    return { ours: false, reference, why: 'unknown_ca_connection' };
   return { ours: true, caConnection: reference };
 }

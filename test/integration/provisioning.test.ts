@@ -209,7 +209,7 @@ describe('processes that need no work', () => {
       reference: 'default_ca_config',
     },
   ] as const)(
-    '$what is another adapter\'s: acknowledged, never claimed, never failed, counted by reference',
+    "$what is another adapter's: acknowledged, never claimed, never failed, counted by reference",
     async ({ options, reference }) => {
       const acked = await rig.counter('certprov_messages_acked_total');
       const id = create(options);
@@ -218,7 +218,9 @@ describe('processes that need no work', () => {
       await expect.poll(() => rig.counter('certprov_messages_acked_total'), { timeout: 5_000 }).toBeGreaterThan(acked);
       expect(rig.tenant.counters(id)).toMatchObject({ claims: 0, signDataCalls: 0, setFailures: 0 });
       expect(rig.tenant.process(id).failureMessage).toBeUndefined();
-      expect(await rig.counter('certprov_processes_not_ours_total', { reference })).toBeGreaterThanOrEqual(1);
+      expect(
+        await rig.counter('certprov_processes_not_ours_total', { ca_connection: reference }),
+      ).toBeGreaterThanOrEqual(1);
       const lines = rig.logs.entries().filter((e) => e.processId === id && e.reference === reference);
       expect(lines).toHaveLength(1);
       expect(lines[0]?.level).toBe('info');

@@ -50,12 +50,12 @@ afterAll(async () => {
 });
 
 describe('two adapters on one topic, SCEP processes and an unconfigured reference', () => {
-  it('each process is claimed by exactly its own adapter; nobody fails another adapter\'s process; one signData each', async () => {
+  it("each process is claimed by exactly its own adapter; nobody fails another adapter's process; one signData each", async () => {
     const [a, b] = rigs as [AdapterRig, AdapterRig];
     const create = (caConnection: string, shape: 'nested' | 'flat' | 'scep' = 'nested') =>
       tenant.createProcesses(1, { pool, caConnection, shape })[0] as string;
-    const ofA = [...Array(4)].map((_, i) => create('ca_a', i % 2 === 0 ? 'nested' : 'flat'));
-    const ofB = [...Array(4)].map((_, i) => create('ca_b', i % 2 === 0 ? 'nested' : 'flat'));
+    const ofA = [0, 1, 2, 3].map((i) => create('ca_a', i % 2 === 0 ? 'nested' : 'flat'));
+    const ofB = [0, 1, 2, 3].map((i) => create('ca_b', i % 2 === 0 ? 'nested' : 'flat'));
     // SCEP connections naming a reference that one of the adapters has configured must still be left alone.
     const scep = [create('ca_a', 'scep'), create('ca_b', 'scep'), create('scep_ca', 'scep')];
     const typo = [create('ca_aa')];
@@ -85,9 +85,13 @@ describe('two adapters on one topic, SCEP processes and an unconfigured referenc
       expect(tenant.counters(id)).toMatchObject({ claims: 0, signDataCalls: 0, setFailures: 0, uploads: 0 });
     }
     // An admin looking for a typo finds the reference in the per-reference counter.
-    expect(await a.counter('certprov_processes_not_ours_total', { reference: 'ca_aa', kind: 'generic' })).toBe(1);
-    expect(await a.counter('certprov_processes_not_ours_total', { reference: 'ca_b', kind: 'generic' })).toBe(4);
-    expect(await a.counter('certprov_processes_not_ours_total', { reference: 'ca_a', kind: 'scep' })).toBe(1);
+    expect(
+      await a.counter('certprov_processes_not_ours_total', { ca_connection: 'ca_aa', reason: 'unknown_ca_connection' }),
+    ).toBe(1);
+    expect(
+      await a.counter('certprov_processes_not_ours_total', { ca_connection: 'ca_b', reason: 'unknown_ca_connection' }),
+    ).toBe(4);
+    expect(await a.counter('certprov_processes_not_ours_total', { ca_connection: 'ca_a', reason: 'scep' })).toBe(1);
     expect(await a.counter('certprov_claims_total', { outcome: 'won' })).toBe(4);
     expect(await b.counter('certprov_claims_total', { outcome: 'won' })).toBe(4);
     expect(await a.counter('certprov_claims_total', { outcome: 'refused' })).toBe(0);

@@ -87,7 +87,10 @@ async function claimOnce(run: ProcessRun, process: CertificateProvisioningProces
     // callerInstanceId (a record lost with the memory store, or a crash before the claim was recorded). Google
     // documents no such repeat; README "Failure model" names the assumption, and this counter makes it visible.
     metrics.claims.inc({ outcome: 'repeated' });
-    ctx.log.warn({ instanceId: config.instanceId }, 'claim accepted again for a process this instance id claimed before');
+    ctx.log.warn(
+      { instanceId: config.instanceId },
+      'claim accepted again for a process this instance id claimed before',
+    );
   } else {
     metrics.claims.inc({ outcome: 'won' });
   }
@@ -110,9 +113,9 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
   const owner = ownershipOf(process, config, run.deps.cas);
   if (!owner.ours) {
     // Another adapter's process (or a SCEP connector's): never claimed, never failed, acknowledged.
-    run.deps.metrics.countNotOurs(owner.reference, owner.kind);
+    run.deps.metrics.countNotOurs(owner.reference, owner.why);
     ctx.log.info(
-      { reference: owner.reference, kind: owner.kind },
+      { reference: owner.reference, why: owner.why },
       'process belongs to another adapter (CA connection reference not configured here, or SCEP); acknowledging it untouched',
     );
     return { kind: 'done', outcome: 'skipped', reason: 'not_ours' };

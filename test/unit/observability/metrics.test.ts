@@ -3,7 +3,7 @@
  * low-cardinality labels only. Checked over the registry itself, so a metric added later is held to them too.
  */
 import { describe, expect, it } from 'vitest';
-import { Metrics, statusClass } from '../../../src/observability/metrics.ts';
+import { Metrics, NOT_OURS_REFERENCE_LIMIT, statusClass } from '../../../src/observability/metrics.ts';
 
 /** Every label a certprov metric may carry: none of them can hold a device, user or process id. */
 const LOW_CARDINALITY_LABELS = new Set([
@@ -93,6 +93,21 @@ describe('Metrics', () => {
     expect(text).toContain(
       'certprov_ca_certificates_issued_total{ca_connection="default_ca_config",backend="digicert"} 0',
     );
+  });
+
+  it("counts other adapters' processes by reference, with a bounded label set", async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    for (let i = 0; i < NOT_OURS_REFERENCE_LIMIT + 5; i += 1) metrics.countNotOurs(`ref_${i}`, 'unknown_ca_connection');
+    metrics.countNotOurs('ref_0', 'unknown_ca_connection');
+    metrics.countNotOurs('x'.repeat(500), 'scep');
+    const values = (await metrics.processesNotOurs.get()).values;
+    const labels = new Set(values.map((v) => String(v.labels.ca_connection)));
+    expect(labels.size).toBe(NOT_OURS_REFERENCE_LIMIT + 1); // the first N, then "other"
+    expect(values.find((v) => v.labels.ca_connection === 'ref_0')?.value).toBe(2);
+    expect(
+      values.find((v) => v.labels.ca_connection === 'other' && v.labels.reason === 'unknown_ca_connection')?.value,
+    ).toBe(5);
+    expect(values.find((v) => v.labels.reason === 'scep')?.labels.ca_connection).toBe('other');
   });
 
   it('starts not ready', async () => {
