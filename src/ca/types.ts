@@ -38,6 +38,12 @@ export interface IssueRequest {
    * CA before ordering again when this is > 0.
    */
   readonly priorAttempts: number;
+  /**
+   * Epoch ms when the adapter first recorded this process: no CA order for it can be older. Narrows a search for an
+   * earlier attempt's order (DigiCert's order list by creation date). Unknown for requests built outside the
+   * workflow.
+   */
+  readonly processCreatedAt?: number;
 }
 
 /** Opaque to the workflow; stored in the process record as JSON. Keep it small and free of secrets. */

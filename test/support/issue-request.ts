@@ -24,6 +24,8 @@ export interface IssueRequestOptions {
   /** Default `default_ca_config`. */
   readonly caConnection?: string;
   readonly priorAttempts?: number;
+  /** When the workflow recorded the process (epoch ms). Default: unknown. */
+  readonly processCreatedAt?: number;
   /** Subject and SANs inside the CSR (never what the certificate should say). */
   readonly csrSubject?: DistinguishedName;
   readonly csrSubjectAltNames?: readonly SubjectAltName[];
@@ -60,5 +62,6 @@ export function issueRequestFor(
     deviceKey,
     profile,
     priorAttempts: options.priorAttempts ?? 0,
+    ...(options.processCreatedAt === undefined ? {} : { processCreatedAt: options.processCreatedAt }),
   };
 }

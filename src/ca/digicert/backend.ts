@@ -5,9 +5,12 @@
  *   `certificate_chain` is an issued certificate — no further request. Otherwise the order is pending.
  * - Never two orders for one process. DigiCert has no idempotency key; the workflow records the intent before
  *   `issue` and the result after it. When it hands over `priorAttempts > 0` (an earlier attempt may have reached
- *   DigiCert: crash, timeout, reset, 5xx), the order list is searched first — by common name, product and creation
- *   date, matched on the process-id custom field (or the comment) — and an order found is followed instead of
- *   placing another.
+ *   DigiCert: crash, timeout, reset, 5xx), the order list is searched first with the most selective filters
+ *   DigiCert documents — the certificate's email for client products (a user's devices share one common name, not
+ *   one process), the common name for SSL products, the product, and a creation-date window that starts the day
+ *   the process was recorded — then only orders created after the process was recorded are read, newest first,
+ *   and matched on the process-id custom field (or the comment). An order found is followed instead of placing
+ *   another.
  * - Pending orders are learnt about in bulk (status-poller.ts: one status-changes call per interval per API key,
  *   one replica at a time), which wakes the waiting process with the new status; `poll` then downloads
  *   (`pem_all`, leaf for the device, the rest as chain) or reports the rejection. In between, the workflow looks
@@ -52,8 +55,10 @@ import { DigicertRateLimiter } from './rate-limiter.ts';
 import { StatusChangesPoller } from './status-poller.ts';
 
 const DAY_MS = 86_400_000;
-/** Orders with the process's common name read one by one when reconciling, at most. */
+/** Orders listed when reconciling (one list request), at most; only those created after the process are read. */
 const MAX_RECONCILE_CANDIDATES = 100;
+/** Clock difference tolerated between this replica and DigiCert when comparing creation times. */
+const CLOCK_SKEW_MS = 10 * 60_000;
 /** How long a read API key is reused before the file or variable is read again (key rotation). */
 const API_KEY_REFRESH_MS = 300_000;
 /** Processes whose unsent attempts this replica remembers (see DigicertCa.unsent). */
@@ -390,15 +395,17 @@ export class DigicertCa implements CertificateAuthority {
    * none (then it is safe to order).
    */
   private async reconcile(request: IssueRequest, ctx: StepContext): Promise<IssueResult | undefined> {
-    const commonName = request.profile.subject.flat().find((a) => a.type === 'CN')?.value;
-    if (commonName === undefined) return undefined; // buildOrderBody refuses it anyway: nothing can have been ordered
-    const since = new Date(this.now() - this.config.reconcileLookback - DAY_MS).toISOString().slice(0, 10);
-    const orders = await this.client.listOrders(
-      { common_name: commonName, product_name_id: this.config.product, date_created: `>${since}` },
-      MAX_RECONCILE_CANDIDATES,
-      ctx,
-    );
-    for (const summary of orders) {
+    const filters = this.reconcileFilters(request);
+    if (filters === undefined) return undefined; // buildOrderBody refuses it anyway: nothing can have been ordered
+    const orders = await this.client.listOrders(filters, MAX_RECONCILE_CANDIDATES, ctx);
+    // Orders created before the process was recorded belong to other processes (the user's other devices):
+    // they are not read, which is what keeps a search within a request or two of the budget.
+    const notBefore = request.processCreatedAt === undefined ? undefined : request.processCreatedAt - CLOCK_SKEW_MS;
+    const candidates = orders.filter((o) => {
+      const created = o.date_created === undefined ? Number.NaN : Date.parse(o.date_created);
+      return notBefore === undefined || Number.isNaN(created) || created >= notBefore;
+    });
+    for (const summary of candidates) {
       const info = await this.matchingOrder(summary, request, ctx);
       if (info === undefined) continue;
       ctx.log.warn(
@@ -410,14 +417,39 @@ export class DigicertCa implements CertificateAuthority {
     if (orders.length >= MAX_RECONCILE_CANDIDATES) {
       ctx.log.warn(
         { caConnection: this.name, candidates: orders.length },
-        'many DigiCert orders share this common name; only the newest were checked',
+        'many DigiCert orders match this certificate in the window; only the newest were checked',
       );
     }
     ctx.log.info(
-      { caConnection: this.name, candidates: orders.length },
+      { caConnection: this.name, listed: orders.length, read: candidates.length },
       'no DigiCert order of an earlier attempt; ordering',
     );
     return undefined;
+  }
+
+  /**
+   * The list filters of a search for this process's order: product, creation-date window (from the day the process
+   * was recorded, else `reconcileLookback`, to today; DigiCert's `a...b` date range), and the email of a client
+   * certificate or the common name of an SSL one. Undefined when the request cannot have been ordered.
+   */
+  private reconcileFilters(request: IssueRequest): Record<string, string> | undefined {
+    const commonName = request.profile.subject.flat().find((a) => a.type === 'CN')?.value;
+    if (commonName === undefined) return undefined;
+    const product = DIGICERT_PRODUCTS[this.config.product];
+    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+    const now = this.now();
+    const earliest = Math.max(
+      now - this.config.reconcileLookback,
+      (request.processCreatedAt ?? Number.NEGATIVE_INFINITY) - CLOCK_SKEW_MS,
+    );
+    const filters: Record<string, string> = {
+      product_name_id: this.config.product,
+      date_created: `${day(earliest - DAY_MS)}...${day(now + DAY_MS)}`,
+    };
+    const email = request.profile.subjectAltNames.find((s) => s.type === 'email')?.value;
+    if (product?.kind === 'client' && email !== undefined) filters.email = email;
+    else filters.common_name = commonName;
+    return filters;
   }
 
   /** The order's full record when it belongs to this process (custom field, else the comment), else undefined. */

@@ -42,6 +42,7 @@ function issueRequest(record: ProcessRecord): IssueRequest {
     deviceKey: parseDeviceKey(spkiDer),
     profile: record.rendered,
     priorAttempts: Math.max(0, record.issueAttempts - record.issueResults),
+    processCreatedAt: record.createdAt,
   };
 }
 

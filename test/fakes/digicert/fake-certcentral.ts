@@ -12,7 +12,8 @@
  *   {@link FakeCertCentral.approve}, or after `pendingReads` status reads), `needs_approval` without
  *   skip_approval; reject, cancel (only pending / waiting_pickup / reissue_pending), reject a request.
  * - status-changes with `seconds`/`minutes` windows (`time_frame_too_long` beyond 7 days or the configured cap),
- *   order info, order list with filters (common_name, status, product_name_id, date_created `>d` `<d` `a...b`),
+ *   order info, order list with filters (common_name, email, status, product_name_id, date_created `>d` `<d`
+ *   `a...b`),
  *   downloads (`pem_all` by certificate id or by order), organization validation.
  * - 429 `request_limit_exceeded` above a configured rate (no Retry-After, as documented).
  * - Faults per operation: a status code, a hang or a connection reset, before or after the request was applied
@@ -156,6 +157,8 @@ export interface RequestRecord {
   readonly method: string;
   readonly path: string;
   readonly operation: FakeOperation;
+  /** The query string, decoded (`filters[email]=…&limit=…`). */
+  readonly query: string;
   readonly status: number;
   readonly at: number;
 }
@@ -348,7 +351,8 @@ export class FakeCertCentral {
     const method = req.method ?? 'GET';
     const path = url.pathname.replace(/^\/services\/v2/, '');
     const operation = this.operationOf(method, path);
-    const record = (status: number) => this.requests.push({ method, path, operation, status, at: this.now() });
+    const query = decodeURIComponent(url.search.replace(/^\?/, ''));
+    const record = (status: number) => this.requests.push({ method, path, operation, query, status, at: this.now() });
     const bodyText = await new Promise<string>((resolve, reject) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -766,6 +770,10 @@ export class FakeCertCentral {
           break;
         case 'status':
           orders = orders.filter((o) => o.status === value);
+          break;
+        case 'email':
+          // DigiCert's list documents an `email` filter; here it matches the certificate's emails[].
+          orders = orders.filter((o) => o.emails.some((e) => e.toLowerCase() === value.toLowerCase()));
           break;
         case 'product_name_id':
           orders = orders.filter((o) => o.product === value);

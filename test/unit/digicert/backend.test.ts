@@ -219,6 +219,66 @@ describe('never two orders for one process', () => {
   });
 });
 
+describe('searching for an earlier attempt: a user with several devices shares one common name', () => {
+  const HOUR = 3_600_000;
+  let clock = Date.now();
+  let own: DigicertTestEnvironment;
+  beforeAll(async () => {
+    own = await digicertTestEnvironment({ now: () => clock, fake: { now: () => clock } });
+  });
+  afterAll(() => own.close());
+
+  /** The user enrolled three other devices an hour before this process was recorded. */
+  async function otherDevices(profile: ReturnType<typeof userProfile>): Promise<void> {
+    const pool = await testKeyPool();
+    for (let i = 0; i < 3; i += 1) issued(await own.ca.issue(issueRequestFor(pool.next('ec-p256'), profile), ctx()));
+    clock += HOUR;
+  }
+
+  it('lists by email and date window, and reads only the order placed since the process was recorded', async () => {
+    const pool = await testKeyPool();
+    const profile = userProfile();
+    await otherDevices(profile);
+    const mine = issueRequestFor(pool.next('ec-p256'), profile, { processCreatedAt: clock });
+    clock += 60_000;
+    own.fake.injectFault('order', { kind: 'reset', afterApply: true });
+    await expect(own.ca.issue(mine, ctx())).rejects.toBeInstanceOf(UnclearResultError);
+    // Later, the user's fourth device orders too (newest first in the list).
+    clock += 60_000;
+    issued(await own.ca.issue(issueRequestFor(pool.next('ec-p256'), profile), ctx()));
+    const before = { list: own.fake.count('list-orders'), info: own.fake.count('order-info') };
+    const posts = own.fake.count('order');
+    issued(await own.ca.issue({ ...mine, priorAttempts: 1 }, ctx()));
+    expect(own.fake.count('order')).toBe(posts);
+    expect(own.fake.count('list-orders') - before.list).toBe(1);
+    // The fourth device's order and this process's own: never the three placed before the process existed.
+    expect(own.fake.count('order-info') - before.info).toBe(2);
+    expect(own.fake.ordersForProcess(mine.processId)).toHaveLength(1);
+    const listed = own.fake.requests.filter((r) => r.operation === 'list-orders').at(-1);
+    expect(listed?.query).toContain(`filters[email]=${profile.subjectAltNames[0]?.value ?? '?'}`);
+    expect(listed?.query).toContain('filters[product_name_id]=client_authentication_plus');
+    expect(listed?.query).not.toContain('filters[common_name]');
+    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+    expect(listed?.query).toContain(`filters[date_created]=${day(mine.processCreatedAt! - 86_400_000 - 600_000)}...`);
+  });
+
+  it('nothing placed since the process was recorded: one list request, no order read, one order', async () => {
+    const pool = await testKeyPool();
+    const profile = userProfile();
+    await otherDevices(profile);
+    const mine = issueRequestFor(pool.next('ec-p256'), profile, { priorAttempts: 1, processCreatedAt: clock });
+    const before = {
+      list: own.fake.count('list-orders'),
+      info: own.fake.count('order-info'),
+      order: own.fake.count('order'),
+    };
+    issued(await own.ca.issue(mine, ctx()));
+    expect(own.fake.count('list-orders') - before.list).toBe(1);
+    expect(own.fake.count('order-info') - before.info).toBe(0);
+    expect(own.fake.count('order') - before.order).toBe(1);
+  });
+});
+
 describe('poll', () => {
   async function pendingOrder() {
     env.fake.issuance = 'pending';
