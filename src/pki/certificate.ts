@@ -3,7 +3,13 @@
  * or reused byte for byte (TBS, issuer/subject Name, SPKI) as views of the original DER, never re-encoded.
  */
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { BasicConstraints, Certificate, SubjectKeyIdentifier } from '@peculiar/asn1-x509';
+import {
+  AuthorityKeyIdentifier,
+  BasicConstraints,
+  Certificate,
+  SubjectKeyIdentifier,
+  type Name,
+} from '@peculiar/asn1-x509';
 import {
   DerError,
   TAG,
@@ -16,6 +22,7 @@ import {
 } from './der.ts';
 import { EXTENSION_OIDS } from './extensions.ts';
 import { derFrom } from './pem.ts';
+import { SUBJECT_ATTRIBUTE_TYPES } from './subject-template.ts';
 
 export interface ParsedCertificate {
   readonly der: Uint8Array;
@@ -30,6 +37,8 @@ export interface ParsedCertificate {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly subjectKeyIdentifier: Uint8Array | undefined;
+  /** The authorityKeyIdentifier's keyIdentifier: names the CA key that signed. */
+  readonly authorityKeyIdentifier: Uint8Array | undefined;
   /** basicConstraints cA. */
   readonly isCa: boolean;
   /** Signature algorithm OID of the outer certificate. */
@@ -79,6 +88,8 @@ export function parseCertificate(input: string | Uint8Array): ParsedCertificate 
   const extension = (oid: string) => tbs.extensions?.find((e) => e.extnID === oid);
   const ski = extension(EXTENSION_OIDS.subjectKeyIdentifier);
   const bc = extension(EXTENSION_OIDS.basicConstraints);
+  const aki = extension(EXTENSION_OIDS.authorityKeyIdentifier);
+  const akiId = aki === undefined ? undefined : AsnConvert.parse(aki.extnValue, AuthorityKeyIdentifier).keyIdentifier;
   return {
     der,
     tbsDer: parts.tbs.bytes,
@@ -90,6 +101,7 @@ export function parseCertificate(input: string | Uint8Array): ParsedCertificate 
     notAfter: tbs.validity.notAfter.getTime(),
     subjectKeyIdentifier:
       ski === undefined ? undefined : new Uint8Array(AsnConvert.parse(ski.extnValue, SubjectKeyIdentifier).buffer),
+    authorityKeyIdentifier: akiId === undefined ? undefined : new Uint8Array(akiId.buffer),
     isCa: bc === undefined ? false : AsnConvert.parse(bc.extnValue, BasicConstraints).cA,
     signatureAlgorithmOid: asn1.signatureAlgorithm.algorithm,
     signature: parts.signatureBits,
@@ -113,4 +125,13 @@ export function certificateMatchesSpki(certificatePem: string, spkiDer: Uint8Arr
   } catch {
     return false;
   }
+}
+
+const SHORT_NAMES = new Map(Object.entries(SUBJECT_ATTRIBUTE_TYPES).map(([short, info]) => [info.oid, short]));
+
+/** `CN=…, O=…` for messages and listings (no escaping: display only). */
+export function describeName(name: Name): string {
+  return name
+    .map((rdn) => rdn.map((atv) => `${SHORT_NAMES.get(atv.type) ?? atv.type}=${atv.value.toString()}`).join('+'))
+    .join(', ');
 }

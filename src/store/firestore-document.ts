@@ -203,6 +203,7 @@ export function parseDocument(data: DocumentData | undefined): ProcessRecord | u
     rendered: rendered(data.rendered),
     claimedAt: num(data.claimedAt),
     signDataAt: num(data.signDataAt),
+    holder: map(data.holder) as ProcessRecord['holder'],
     signDataOperation: str(data.signDataOperation),
     signatureDeadline: num(data.signatureDeadline),
     csr: str(data.csr),

@@ -47,6 +47,25 @@ import {
   isPreconditionFailure,
   storeFault,
 } from './firestore-errors.ts';
+import {
+  certificateDocument,
+  certificateDocumentId,
+  parseCertificateDocument,
+  planCertificateQuery,
+  queryIsExact,
+} from './firestore-inventory.ts';
+import {
+  compareByExpiry,
+  matchesQuery,
+  newCertificateRecord,
+  nextRevocation,
+  supersedes,
+  type CertificateQuery,
+  type CertificateRecord,
+  type NewCertificate,
+  type RecordCertificateResult,
+  type Revocation,
+} from './inventory.ts';
 import { BatchedRateBudget, type Reservation, type ReserveDecision } from './rate-reservations.ts';
 import {
   ACTIVE_STEPS,
@@ -113,6 +132,7 @@ export class FirestoreProcessStore implements ProcessStore {
   private readonly db: Firestore;
   private readonly processes: CollectionReference;
   private readonly coordination: CollectionReference;
+  private readonly certificates: CollectionReference;
   private readonly where: string;
   private readonly now: () => number;
   private readonly finishedRetentionMs: number;
@@ -135,6 +155,7 @@ export class FirestoreProcessStore implements ProcessStore {
     });
     this.processes = this.db.collection(collection);
     this.coordination = this.db.collection(`${collection}-coordination`);
+    this.certificates = this.db.collection(`${collection}-certificates`);
     this.where = `${options.projectId ?? '(project from environment)'}/${databaseId}/${collection}`;
     this.now = options.now ?? Date.now;
     this.finishedRetentionMs = options.finishedRetentionMs ?? DEFAULTS.finishedRetentionMs;
@@ -167,6 +188,104 @@ export class FirestoreProcessStore implements ProcessStore {
 
   async get(processId: string): Promise<ProcessRecord | undefined> {
     return (await this.read(processId)).record;
+  }
+
+  async findByCorrelationId(correlationId: string): Promise<ProcessRecord | undefined> {
+    // Served by the automatic single-field index on correlationId.
+    const query = this.processes.where('correlationId', '==', correlationId).limit(1);
+    const snapshot = await this.guard('query a process by correlation id', () => query.get());
+    const document = snapshot.docs[0];
+    return document === undefined ? undefined : this.parseQuietly(document);
+  }
+
+  // --- inventory ---------------------------------------------------------------------------------------------
+
+  async recordCertificate(certificate: NewCertificate): Promise<RecordCertificateResult> {
+    const ref = this.certificates.doc(certificateDocumentId(certificate.caConnection, certificate.serial));
+    // Earlier active certificates of the holder and profile: composite index (holderKey, profile, status).
+    let record = newCertificateRecord(certificate);
+    const active = await this.findCertificates({
+      holder: record.holderKey,
+      profile: certificate.profile,
+      status: 'active',
+    });
+    const newer = active.find((other) => other.serial !== certificate.serial && !supersedes(certificate, other));
+    if (newer !== undefined) record = { ...record, status: 'superseded', supersededBy: newer.serial };
+    try {
+      await this.call('record a certificate', () => ref.create(certificateDocument(record)));
+    } catch (error) {
+      if (!isAlreadyExists(error)) throw storeFault(error, 'record a certificate', this.where);
+      const existing = await this.getCertificate(certificate.caConnection, certificate.serial);
+      if (existing === undefined) throw new RetryableError('certificate record exists and vanishes at once; try again');
+      return { created: false, record: existing, superseded: [] };
+    }
+    const superseded: CertificateRecord[] = [];
+    for (const older of active) {
+      if (!supersedes(certificate, older)) continue;
+      const changed = await this.changeCertificate(older.caConnection, older.serial, (current) =>
+        current.status === 'active'
+          ? { status: 'superseded', statusChangedAt: certificate.issuedAt, supersededBy: certificate.serial }
+          : undefined,
+      );
+      if (changed?.status === 'superseded' && changed.supersededBy === certificate.serial) superseded.push(changed);
+    }
+    return { created: true, record: Object.freeze(record), superseded };
+  }
+
+  async getCertificate(caConnection: string, serial: string): Promise<CertificateRecord | undefined> {
+    const ref = this.certificates.doc(certificateDocumentId(caConnection, serial));
+    const snapshot = await this.guard('read a certificate record', () => ref.get());
+    return snapshot.exists ? parseCertificateDocument(snapshot.data()) : undefined;
+  }
+
+  async findCertificates(query: CertificateQuery): Promise<CertificateRecord[]> {
+    let planned = planCertificateQuery(this.certificates, query);
+    const exact = queryIsExact(query);
+    if (exact && query.limit !== undefined) planned = planned.limit(query.limit);
+    const snapshot = await this.guard('query certificate records', () => planned.get());
+    const found: CertificateRecord[] = [];
+    for (const document of snapshot.docs) {
+      const record = parseCertificateDocument(document.data());
+      if (record !== undefined && matchesQuery(record, query)) found.push(record);
+    }
+    found.sort(compareByExpiry);
+    return query.limit === undefined ? found : found.slice(0, query.limit);
+  }
+
+  setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined> {
+    return this.changeCertificate(caConnection, serial, (current) => {
+      if (current.revocation?.state === 'revoked') return undefined;
+      const next = nextRevocation(current.revocation, revocation);
+      return next.state === 'revoked'
+        ? { revocation: next, status: 'revoked', statusChangedAt: next.at }
+        : { revocation: next };
+    });
+  }
+
+  /** Compare-and-set on one certificate document; `decide` returns the fields to change, or undefined for none. */
+  private async changeCertificate(
+    caConnection: string,
+    serial: string,
+    decide: (current: CertificateRecord) => Partial<CertificateRecord> | undefined,
+  ): Promise<CertificateRecord | undefined> {
+    const ref = this.certificates.doc(certificateDocumentId(caConnection, serial));
+    for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
+      const snapshot = await this.guard('read a certificate record', () => ref.get());
+      const current = snapshot.exists ? parseCertificateDocument(snapshot.data()) : undefined;
+      if (current === undefined || snapshot.updateTime === undefined) return undefined;
+      const change = decide(current);
+      if (change === undefined) return current;
+      try {
+        await this.call('update a certificate record', () =>
+          ref.update({ ...change }, { lastUpdateTime: snapshot.updateTime as Timestamp }),
+        );
+        return Object.freeze({ ...current, ...change });
+      } catch (error) {
+        if (!isPreconditionFailure(error) && !isNotFound(error))
+          throw storeFault(error, 'update a certificate record', this.where);
+      }
+    }
+    throw new RetryableError(`certificate record ${caConnection}/${serial} kept changing; try again`);
   }
 
   tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {

@@ -8,6 +8,18 @@
 import type { PendingRef } from '../ca/types.ts';
 import { newProcessRecord } from './new-record.ts';
 import {
+  compareByExpiry,
+  matchesQuery,
+  newCertificateRecord,
+  nextRevocation,
+  supersedes,
+  type CertificateQuery,
+  type CertificateRecord,
+  type NewCertificate,
+  type RecordCertificateResult,
+  type Revocation,
+} from './inventory.ts';
+import {
   LeaseLostError,
   type NewProcess,
   type ProcessPatch,
@@ -40,6 +52,8 @@ export class MemoryProcessStore implements ProcessStore {
   private readonly lookup = new Map<string, string>();
   private readonly namedLeases = new Map<string, NamedLease>();
   private readonly buckets = new Map<string, number[]>();
+  /** The inventory, by `connection \u0000 serial`; never expired (a certificate outlives its process record). */
+  private readonly certificates = new Map<string, CertificateRecord>();
   private readonly now: () => number;
   private readonly finishedRetentionMs: number;
   private lastExpiry = 0;
@@ -62,6 +76,66 @@ export class MemoryProcessStore implements ProcessStore {
 
   get(processId: string): Promise<ProcessRecord | undefined> {
     return Promise.resolve(this.records.get(processId));
+  }
+
+  findByCorrelationId(correlationId: string): Promise<ProcessRecord | undefined> {
+    for (const record of this.records.values()) {
+      if (record.correlationId === correlationId) return Promise.resolve(record);
+    }
+    return Promise.resolve(undefined);
+  }
+
+  recordCertificate(certificate: NewCertificate): Promise<RecordCertificateResult> {
+    const key = certificateKey(certificate.caConnection, certificate.serial);
+    const existing = this.certificates.get(key);
+    if (existing !== undefined) return Promise.resolve({ created: false, record: existing, superseded: [] });
+    let record = newCertificateRecord(certificate);
+    const superseded: CertificateRecord[] = [];
+    for (const [otherKey, other] of this.certificates) {
+      if (other.holderKey !== record.holderKey || other.profile !== record.profile || other.status !== 'active') {
+        continue;
+      }
+      if (supersedes(certificate, other)) {
+        const next: CertificateRecord = Object.freeze({
+          ...other,
+          status: 'superseded',
+          statusChangedAt: certificate.issuedAt,
+          supersededBy: certificate.serial,
+        });
+        this.certificates.set(otherKey, next);
+        superseded.push(next);
+      } else {
+        // A newer certificate was recorded first (out-of-order writes): this one is already replaced.
+        record = { ...record, status: 'superseded', supersededBy: other.serial };
+      }
+    }
+    record = Object.freeze(record);
+    this.certificates.set(key, record);
+    return Promise.resolve({ created: true, record, superseded });
+  }
+
+  getCertificate(caConnection: string, serial: string): Promise<CertificateRecord | undefined> {
+    return Promise.resolve(this.certificates.get(certificateKey(caConnection, serial)));
+  }
+
+  findCertificates(query: CertificateQuery): Promise<CertificateRecord[]> {
+    const found = [...this.certificates.values()].filter((r) => matchesQuery(r, query)).sort(compareByExpiry);
+    return Promise.resolve(query.limit === undefined ? found : found.slice(0, query.limit));
+  }
+
+  setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined> {
+    const key = certificateKey(caConnection, serial);
+    const current = this.certificates.get(key);
+    if (current === undefined) return Promise.resolve(undefined);
+    if (current.revocation?.state === 'revoked') return Promise.resolve(current);
+    const next = nextRevocation(current.revocation, revocation);
+    const record: CertificateRecord = Object.freeze({
+      ...current,
+      revocation: next,
+      ...(next.state === 'revoked' ? { status: 'revoked' as const, statusChangedAt: next.at } : {}),
+    });
+    this.certificates.set(key, record);
+    return Promise.resolve(record);
   }
 
   tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {
@@ -213,4 +287,8 @@ export class MemoryProcessStore implements ProcessStore {
       if (record.expireAt !== undefined && record.expireAt <= now) this.records.delete(id);
     }
   }
+}
+
+function certificateKey(caConnection: string, serial: string): string {
+  return `${caConnection}\u0000${serial}`;
 }

@@ -9,6 +9,7 @@
 import type { FailureReason } from '../errors.ts';
 import type { PendingRef } from '../ca/types.ts';
 import type { RenderedProfile } from '../pki/types.ts';
+import type { CertificateHolder, InventoryStore } from './inventory.ts';
 
 /** Bump when a field changes meaning; readers accept every version up to their own (rolling upgrades). */
 export const PROCESS_RECORD_SCHEMA_VERSION = 1;
@@ -63,6 +64,8 @@ export interface ProcessRecord {
    * while a process waits cannot make the certificate disagree with the CSR the device signed.
    */
   readonly rendered?: RenderedProfile;
+  /** Who the certificate is for (from the process resource): the inventory's clear identity (store only, never logged). */
+  readonly holder?: CertificateHolder;
 
   /**
    * Epoch ms when the last signData was sent. The signature deadline counts from a signData that took effect; after
@@ -160,7 +163,7 @@ export interface RateWindow {
   readonly windowMs: number;
 }
 
-export interface ProcessStore extends CoordinationStore {
+export interface ProcessStore extends CoordinationStore, InventoryStore {
   readonly kind: 'memory' | 'firestore';
   /** Whether records survive a crash of this process. */
   readonly durable: boolean;
@@ -168,6 +171,8 @@ export interface ProcessStore extends CoordinationStore {
   /** Creates the record unless one exists (create-if-absent); returns the stored record either way. */
   create(init: NewProcess): Promise<{ created: boolean; record: ProcessRecord }>;
   get(processId: string): Promise<ProcessRecord | undefined>;
+  /** The record with this correlation id (the id a user reads on the ChromeOS screen), for `certprov status`. */
+  findByCorrelationId(correlationId: string): Promise<ProcessRecord | undefined>;
   /**
    * Takes the lease if the record is not done and its lease is absent, expired or already `owner`'s. Returns the
    * record with the new lease, or undefined when another replica holds it (or the record is gone or done).

@@ -11,6 +11,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LeaseLostError, type NewProcess, type ProcessRecord, type ProcessStore } from '../../src/store/types.ts';
 import type { RenderedProfile } from '../../src/pki/types.ts';
+import { holderKeyOf, type CertificateHolder, type NewCertificate } from '../../src/store/inventory.ts';
 
 export interface StoreUnderTest {
   readonly store: ProcessStore;
@@ -48,6 +49,38 @@ const RENDERED: RenderedProfile = {
 
 function newProcess(id: string, clock: TestClock, dueInMs = 0, correlationId = `corr-${id}`): NewProcess {
   return { processId: id, customer: 'C0123', correlationId, dueAt: clock.now() + dueInMs };
+}
+
+const DAY_MS = 86_400_000;
+const DEVICE_A: CertificateHolder = { device: { directoryId: 'dir-dev-a', serialNumber: 'SER-A' } };
+const DEVICE_B: CertificateHolder = { device: { directoryId: 'dir-dev-b', serialNumber: 'SER-B' } };
+const USER_U: CertificateHolder = {
+  user: { directoryId: 'dir-user-u', email: 'Ada.Lovelace@example.com' },
+  device: { directoryId: 'dir-dev-a', serialNumber: 'SER-A' },
+};
+
+function certificate(
+  serial: string,
+  clock: TestClock,
+  fields: Partial<NewCertificate> & { holder?: CertificateHolder } = {},
+): NewCertificate {
+  return {
+    caConnection: 'ca-one',
+    serial,
+    issuer: 'CN=Test CA, O=Example',
+    notBefore: clock.now(),
+    notAfter: clock.now() + 365 * DAY_MS,
+    spkiSha256: 'ab'.repeat(32),
+    profile: 'device_profile',
+    processId: `proc-${serial}`,
+    correlationId: `corr-${serial}`,
+    customer: 'C0123',
+    holder: DEVICE_A,
+    certificatePem: `-----BEGIN CERTIFICATE-----\n${serial}\n-----END CERTIFICATE-----\n`,
+    caRef: { orderId: 42, certificateId: 'c-7' },
+    issuedAt: clock.now(),
+    ...fields,
+  };
 }
 
 export function describeStoreContract(name: string, options: StoreContractOptions): void {
@@ -369,6 +402,144 @@ export function describeStoreContract(name: string, options: StoreContractOption
       expect(await store.takeToken('digicert:key2', windows)).toBe(0);
     }, 120_000);
 
+    it('records a certificate once, with every field, and finds it again by connection and serial', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      const cert = certificate('0a1b', clock, { holder: USER_U, profile: 'user_profile' });
+      const first = await store.recordCertificate(cert);
+      expect(first).toMatchObject({ created: true, superseded: [], record: { ...cert, status: 'active' } });
+      const again = await peer.recordCertificate({ ...cert, issuedAt: clock.now() + 5 });
+      expect(again.created).toBe(false);
+      expect(again.record.issuedAt).toBe(cert.issuedAt);
+      const read = await peer.getCertificate('ca-one', '0a1b');
+      expect(read).toMatchObject({ ...cert, status: 'active', holderKey: holderKeyOf(USER_U) });
+      expect(read?.statusChangedAt).toBe(cert.issuedAt);
+      expect(await peer.getCertificate('ca-two', '0a1b')).toBeUndefined();
+      expect(await peer.getCertificate('ca-one', '0a1c')).toBeUndefined();
+    });
+
+    it('supersedes the earlier active certificate of the same holder and profile, and only that one', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.recordCertificate(certificate('01', clock));
+      await store.recordCertificate(certificate('02', clock, { profile: 'other_profile' }));
+      await store.recordCertificate(certificate('03', clock, { holder: DEVICE_B }));
+      await store.recordCertificate(certificate('04', clock, { holder: USER_U }));
+      clock.advance(DAY_MS);
+      const renewal = await peer.recordCertificate(certificate('05', clock));
+      expect(renewal.record.status).toBe('active');
+      expect(renewal.superseded.map((r) => r.serial)).toEqual(['01']);
+      expect(await store.getCertificate('ca-one', '01')).toMatchObject({
+        status: 'superseded',
+        supersededBy: '05',
+        statusChangedAt: clock.now(),
+      });
+      for (const serial of ['02', '03', '04', '05']) {
+        expect((await store.getCertificate('ca-one', serial))?.status).toBe('active');
+      }
+      // The predecessor lookup a renewal needs: the active certificate of this holder and profile.
+      const current = await peer.findCertificates({
+        holder: holderKeyOf(DEVICE_A),
+        profile: 'device_profile',
+        status: 'active',
+      });
+      expect(current.map((r) => r.serial)).toEqual(['05']);
+      // A certificate older than the active one (written late) is recorded as superseded and replaces nothing.
+      const late = await store.recordCertificate(certificate('00', clock, { notBefore: clock.now() - 2 * DAY_MS }));
+      expect(late).toMatchObject({
+        created: true,
+        superseded: [],
+        record: { status: 'superseded', supersededBy: '05' },
+      });
+      expect((await store.getCertificate('ca-one', '05'))?.status).toBe('active');
+    });
+
+    it('lists certificates by device, user, profile, connection, status and expiry, earliest expiry first', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      const t0 = clock.now();
+      await store.recordCertificate(certificate('a1', clock, { notAfter: t0 + 90 * DAY_MS }));
+      await store.recordCertificate(
+        certificate('b1', clock, { holder: DEVICE_B, notAfter: t0 + 10 * DAY_MS, caConnection: 'ca-two' }),
+      );
+      await store.recordCertificate(
+        certificate('u1', clock, { holder: USER_U, profile: 'user_profile', notAfter: t0 + 20 * DAY_MS }),
+      );
+      await store.recordCertificate(certificate('b2', clock, { holder: DEVICE_B, notAfter: t0 + 5 * DAY_MS }));
+      await store.setRevocation('ca-one', 'b2', { state: 'revoked', at: t0, reason: 'keyCompromise' });
+      const serials = async (query: Parameters<typeof peer.findCertificates>[0]) =>
+        (await peer.findCertificates(query)).map((r) => r.serial);
+
+      expect(await serials({})).toEqual(['b2', 'b1', 'u1', 'a1']);
+      expect(await serials({ device: 'dir-dev-a' })).toEqual(['u1', 'a1']); // the user session names device A
+      expect(await serials({ device: 'SER-B' })).toEqual(['b2', 'b1']);
+      expect(await serials({ user: 'ada.lovelace@EXAMPLE.com' })).toEqual(['u1']);
+      expect(await serials({ user: 'dir-user-u' })).toEqual(['u1']);
+      expect(await serials({ user: 'SER-A' })).toEqual([]);
+      expect(await serials({ profile: 'user_profile' })).toEqual(['u1']);
+      expect(await serials({ caConnection: 'ca-two' })).toEqual(['b1']);
+      expect(await serials({ caConnection: 'ca-one', status: 'active' })).toEqual(['u1', 'a1']);
+      expect(await serials({ status: 'revoked' })).toEqual(['b2']);
+      expect(await serials({ status: 'active', notAfterBefore: t0 + 30 * DAY_MS })).toEqual(['b1', 'u1']);
+      expect(await serials({ caConnection: 'ca-one', notAfterBefore: t0 + 30 * DAY_MS })).toEqual(['b2', 'u1']);
+      expect(await serials({ device: 'SER-B', status: 'active', caConnection: 'ca-two' })).toEqual(['b1']);
+      expect(await serials({ profile: 'device_profile', status: 'active', notAfterFrom: t0 + 30 * DAY_MS })).toEqual([
+        'a1',
+      ]);
+      expect(await serials({ limit: 2 })).toEqual(['b2', 'b1']);
+      expect(await serials({ device: 'dir-dev-a', profile: 'device_profile', limit: 1 })).toEqual(['a1']);
+    });
+
+    it('records revocations: a held request keeps the certificate active, an effective one is final', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.recordCertificate(certificate('r1', clock));
+      expect(
+        await store.setRevocation('ca-one', 'nope', { state: 'revoked', at: clock.now(), reason: 'unspecified' }),
+      ).toBeUndefined();
+      const held = await store.setRevocation('ca-one', 'r1', {
+        state: 'pending_approval',
+        at: clock.now(),
+        reason: 'cessationOfOperation',
+        requestId: 'req-9',
+      });
+      expect(held).toMatchObject({ status: 'active', revocation: { state: 'pending_approval', requestId: 'req-9' } });
+      clock.advance(60_000);
+      const revoked = await peer.setRevocation('ca-one', 'r1', {
+        state: 'revoked',
+        at: clock.now(),
+        reason: 'keyCompromise',
+      });
+      expect(revoked).toMatchObject({
+        status: 'revoked',
+        statusChangedAt: clock.now(),
+        revocation: { state: 'revoked', at: clock.now(), reason: 'keyCompromise' },
+      });
+      const revokedAt = clock.now();
+      clock.advance(60_000);
+      const again = await store.setRevocation('ca-one', 'r1', {
+        state: 'revoked',
+        at: clock.now(),
+        reason: 'affiliationChanged',
+      });
+      expect(again?.revocation).toEqual({ state: 'revoked', at: revokedAt, reason: 'keyCompromise' });
+      expect((await peer.getCertificate('ca-one', 'r1'))?.revocation).toEqual(again?.revocation);
+      // A revoked certificate is not superseded by a renewal, and is never "active" again.
+      clock.advance(DAY_MS);
+      const renewal = await store.recordCertificate(certificate('r2', clock));
+      expect(renewal.superseded).toEqual([]);
+      expect((await peer.getCertificate('ca-one', 'r1'))?.status).toBe('revoked');
+    });
+
+    it('finds a process by its correlation id', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.create(newProcess('p-corr', clock, 0, 'corr-XYZ'));
+      await store.create(newProcess('p-other', clock, 0, 'corr-ABC'));
+      expect((await peer.findByCorrelationId('corr-XYZ'))?.processId).toBe('p-corr');
+      expect(await peer.findByCorrelationId('corr-none')).toBeUndefined();
+    });
+
     it('returns finished records intact: every field written comes back', async () => {
       const clock = new TestClock();
       const { store, peer } = await open(clock);
@@ -392,6 +563,7 @@ export function describeStoreContract(name: string, options: StoreContractOption
         failure: { reason: 'ca_rejected', userMessage: 'No (reference x)' },
         attempts: 3,
         lastError: 'RetryableError: 503',
+        holder: USER_U,
       } as const;
       await store.update('p-full', 'a', patch);
       const read = (await peer.get('p-full')) as ProcessRecord;

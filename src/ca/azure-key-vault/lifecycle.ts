@@ -14,9 +14,8 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificationRequest } from '@peculiar/asn1-csr';
 import type { CertificateClient, CertificatePolicy } from '@azure/keyvault-certificates';
 import { bytesEqual } from '../../pki/der.ts';
-import { parseCertificate, type ParsedCertificate } from '../../pki/certificate.ts';
+import { describeName, parseCertificate, type ParsedCertificate } from '../../pki/certificate.ts';
 import { encodePem, splitPemBundle } from '../../pki/pem.ts';
-import { SUBJECT_ATTRIBUTE_TYPES } from '../../pki/subject-template.ts';
 import { callKeyVault, type KeyVaultCallEnvironment } from './key-vault-call.ts';
 import { isRestError, missingPermissionAdvice, statusOf } from './key-vault-errors.ts';
 import { KEY_VAULT_OPERATIONS, type KeyVaultOperation } from './operations.ts';
@@ -145,13 +144,8 @@ function toPending(name: string, operation: RestPendingObject | undefined): Pend
 
 const isUnknownIssuer = (issuer: string | undefined) => issuer === undefined || issuer.toLowerCase() === 'unknown';
 
-const SHORT_NAMES = new Map(Object.entries(SUBJECT_ATTRIBUTE_TYPES).map(([short, info]) => [info.oid, short]));
-
-/** `CN=…, O=…` for messages (no escaping: display only). */
-function describeName(certificate: ParsedCertificate): string {
-  return certificate.asn1.tbsCertificate.subject
-    .map((rdn) => rdn.map((atv) => `${SHORT_NAMES.get(atv.type) ?? atv.type}=${atv.value.toString()}`).join('+'))
-    .join(', ');
+function describeSubject(certificate: ParsedCertificate): string {
+  return describeName(certificate.asn1.tbsCertificate.subject);
 }
 
 /** The SubjectPublicKeyInfo (DER) of a PKCS#10 CSR. */
@@ -415,7 +409,7 @@ export class KeyVaultCaLifecycle {
       certificateName: this.certificateName,
       version: merged.properties.version ?? '',
       kid: merged.keyId,
-      subject: describeName(leaf),
+      subject: describeSubject(leaf),
       notAfter: leaf.notAfter,
       thumbprintSha1:
         merged.properties.x509Thumbprint === undefined

@@ -13,6 +13,7 @@ import { parseDeviceKey, chromeSignatureAlgorithm } from '../../pki/device-key.t
 import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
 import { hashPersonal } from '../../observability/logger.ts';
 import { ownershipOf } from '../ownership.ts';
+import { holderOf } from '../inventory.ts';
 import { renderProfile, templateVariables } from '../render-profile.ts';
 import type { ProcessRun, StepResult } from '../step.ts';
 
@@ -128,7 +129,13 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
   const { profile, spkiDer, deviceKey } = resolveWork(run, process, caName);
   const vars = templateVariables(process, ref);
   const rendered = renderProfile(profile, vars, deviceKey.type);
-  const base = { caConnection: caName, profile: profile.name, spki: encodeBase64(spkiDer), rendered };
+  const base = {
+    caConnection: caName,
+    profile: profile.name,
+    spki: encodeBase64(spkiDer),
+    rendered,
+    holder: holderOf(process),
+  };
   const waitForSignature = (operation?: string): StepResult => ({
     kind: 'wait',
     step: 'await_signature',

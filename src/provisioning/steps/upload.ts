@@ -5,12 +5,15 @@
  * process that has not finished.
  */
 import { TerminalError, UnclearResultError } from '../../errors.ts';
+import { recordIssued } from '../inventory.ts';
 import { finishedProcess, type ProcessRun, type StepResult } from '../step.ts';
 
 export async function uploadStep(run: ProcessRun): Promise<StepResult> {
   const { chrome } = run.deps;
   const pem = run.record.certificatePem;
   if (pem === undefined) throw new Error(`process ${run.record.processId} reached upload without a certificate`);
+  // Into the inventory before the upload: a certificate that exists is never missing from it (DESIGN.md §9).
+  await recordIssued(run.deps.store, run.record, pem, run.now(), run.ctx.log);
   if (run.freshLease) {
     const finished = await finishedProcess(run);
     if (finished?.issued === true) {
