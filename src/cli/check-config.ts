@@ -4,7 +4,8 @@
  */
 import { formatDuration } from '../config/duration.ts';
 import { loadConfigFile, type Config } from '../config/load.ts';
-import { assertReferencesResolve } from '../config/references.ts';
+import { assertRunnable } from '../config/references.ts';
+import { configWarnings } from '../config/warnings.ts';
 import { createLogger } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { VERSION } from '../version.ts';
@@ -58,8 +59,10 @@ export const checkConfigCommand: Command = {
 
 Validates the configuration exactly as \`run\` does — schema, templates, CA capabilities against the profiles wired
 to them, and every file or variable it names (secret files and variables are checked to be readable and non-empty,
-never printed; a local CA's directory; GOOGLE_APPLICATION_CREDENTIALS) — lists every problem with its path (exit
-code 2), or prints a summary of the CA connections and profiles (exit code 0). Without --probe nothing is contacted.
+never printed; a local CA's directory; GOOGLE_APPLICATION_CREDENTIALS) and placeholders left from an example
+(PROJECT_ID, REGION, all-zero Entra ids, the examples' organization ids) — lists every problem with its path (exit
+code 2), or prints a summary of the CA connections and profiles and any warnings (exit code 0). Without --probe
+nothing is contacted.
 
 With --probe it then checks, without side effects (reads only; nothing is claimed, ordered, signed or written):
   google    an access token is obtainable (Application Default Credentials / Workload Identity)
@@ -76,8 +79,9 @@ Options:
   async run(args) {
     const { values } = parseOptions(args, { config: { type: 'string' }, probe: { type: 'boolean', default: false } });
     const config = await loadConfigFile(configPath(values.config), 'run');
-    await assertReferencesResolve(config);
+    await assertRunnable(config);
     console.log(describeConfig(config));
+    for (const warning of configWarnings(config)) console.log(`warning: ${warning}`);
     if (!values.probe) return 0;
     // Client logs stay quiet: every finding is in the table, and a failed check must not print a stack.
     const log = createLogger({ level: 'silent' });

@@ -3,7 +3,8 @@
  * pulled), subscribes, and drains on SIGTERM/SIGINT within shutdown.gracePeriod; a second signal exits at once.
  */
 import { loadConfigFile, type Config } from '../config/load.ts';
-import { assertReferencesResolve } from '../config/references.ts';
+import { assertRunnable } from '../config/references.ts';
+import { configWarnings } from '../config/warnings.ts';
 import { describeError } from '../errors.ts';
 import { createLogger, setPersonalDataKey, type Logger } from '../observability/logger.ts';
 import { readSecret } from '../config/secrets.ts';
@@ -43,7 +44,7 @@ Environment:
   async run(args) {
     const { values } = parseOptions(args, { config: { type: 'string' } });
     const config = await loadConfigFile(configPath(values.config), 'run');
-    await assertReferencesResolve(config);
+    await assertRunnable(config);
     const log = createLogger({ level: config.log.level, base: { service: 'certprov', version: VERSION } });
     const metrics = new Metrics({ version: VERSION });
     installCrashHandlers(log);
@@ -61,6 +62,7 @@ Environment:
         'log.userHashKey is not set: the user field of log lines is an unkeyed SHA-256 prefix that anyone holding the logs can reverse for guessable addresses; set log.userHashKey to a per-deployment secret (docs: "Logs")',
       );
     }
+    for (const warning of configWarnings(config)) log.warn(warning);
     if (config.store.type === 'memory') {
       log.warn(
         'store.type is memory: crash-safety is off and only ONE replica may run. Use store.type firestore for production (docs/several-replicas.md).',

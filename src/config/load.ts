@@ -19,6 +19,7 @@ import {
 } from '../pki/subject-template.ts';
 import { keyTypesFor } from '../pki/key-usage.ts';
 import type { LeafKeyUsage, SubjectAltNameType } from '../pki/types.ts';
+import { CLEAR_TEXT_PROBLEM, isLoopbackUrl, sendsCredentialsInClear } from '../http/url-safety.ts';
 import { describeIssues, suggestion } from './problems.ts';
 import type { SecretReference } from './zod-helpers.ts';
 import { rawConfigSchema, type LogLevelName, type RawConfig, type RawProfile } from './schema.ts';
@@ -87,15 +88,6 @@ export interface Config {
 export type ConfigPurpose = 'run' | 'demo';
 
 const DAY_MS = 86_400_000;
-
-function isLoopback(endpoint: string): boolean {
-  try {
-    const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
-    return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-  } catch {
-    return false;
-  }
-}
 
 function sanTypeOf(entry: RawProfile['subjectAltNames'][number]): [SubjectAltNameType, string] {
   const [type, value] = Object.entries(entry)[0] as [SubjectAltNameType, string];
@@ -192,9 +184,10 @@ export function compileConfig(
   const raw = parsed.data;
   const problems: string[] = [];
 
-  if (raw.chrome.credentials === 'none' && !isLoopback(raw.chrome.endpoint)) {
+  if (raw.chrome.credentials === 'none' && !isLoopbackUrl(raw.chrome.endpoint)) {
     problems.push('chrome.credentials: "none" is allowed only for loopback endpoints (the sandbox and tests)');
   }
+  if (sendsCredentialsInClear(raw.chrome.endpoint)) problems.push(`chrome.endpoint: ${CLEAR_TEXT_PROBLEM}`);
   if (options.purpose === 'run' && raw.pubsub.subscription === undefined) {
     problems.push('pubsub.subscription: required by run (projects/PROJECT/subscriptions/NAME)');
   }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { CA_BACKENDS } from '../ca/registry.ts';
 import { ConfigError, DeploymentFaultError } from '../errors.ts';
 import type { Config } from './load.ts';
+import { placeholderProblems } from './placeholders.ts';
 import { readSecret } from './secrets.ts';
 import type { SecretReference } from './zod-helpers.ts';
 
@@ -80,8 +81,12 @@ export async function referenceProblems(config: Config): Promise<string[]> {
   return problems;
 }
 
-/** Throws a {@link ConfigError} naming the configuration file when a reference cannot be resolved. */
-export async function assertReferencesResolve(config: Config): Promise<void> {
-  const problems = await referenceProblems(config);
+/**
+ * What `check-config` and `run` check beyond the schema, in one place so they cannot drift apart: placeholders left
+ * from an example ({@link placeholderProblems}) and every reference `run` resolves. Throws a {@link ConfigError}
+ * naming the configuration file.
+ */
+export async function assertRunnable(config: Config): Promise<void> {
+  const problems = [...placeholderProblems(config), ...(await referenceProblems(config))];
   if (problems.length > 0) throw new ConfigError(problems, config.source);
 }

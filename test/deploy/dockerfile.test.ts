@@ -274,13 +274,19 @@ describe('the image’s contents', () => {
       const help = await run(process.execPath, [main, '--help']);
       expect(help.stdout).toContain('certprov run --config FILE');
       expect((await run(process.execPath, [main, '--version'])).stdout.trim()).toBe(pkg.version);
+      // The overlay's configuration still holds its placeholders: the built check-config refuses them (exit 2),
+      // naming the field to edit — as it must before anyone applies it.
       const check = await run(process.execPath, [
         main,
         'check-config',
         '--config',
         path.join(REPO, 'deploy/overlays/digicert/config.yaml'),
-      ]);
-      expect(check.stdout).toContain('is valid');
+      ]).then(
+        () => ({ code: 0, stderr: '' }),
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(check.code).toBe(2);
+      expect(check.stderr).toMatch(/pubsub\.subscription: ".*PROJECT_ID.*" still holds the placeholder PROJECT_ID/);
     });
   });
 });

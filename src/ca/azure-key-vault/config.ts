@@ -13,6 +13,7 @@
  */
 import { z } from 'zod';
 import { durationMs, secretReference } from '../../config/zod-helpers.ts';
+import { isLoopbackUrl } from '../../http/url-safety.ts';
 
 /** Defaults as typed constants (STYLE.md); documented in config/azure-key-vault.example.yaml. */
 export const KEY_VAULT_DEFAULTS = {
@@ -32,16 +33,6 @@ export const KEY_VAULT_DEFAULTS = {
   maxValidityDays: 825,
   federationAudience: 'api://AzureADTokenExchange',
 } as const;
-
-/** True for `localhost`, `127.x.x.x` and `[::1]` URLs: the only hosts test-only settings are accepted for. */
-export function isLoopbackUrl(url: string): boolean {
-  try {
-    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
-    return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-  } catch {
-    return false;
-  }
-}
 
 /** `*.managedhsm.azure.net` (and sovereign-cloud equivalents): holds keys only, no certificate objects. */
 export function isManagedHsmUrl(url: string): boolean {

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { durationMs, secretReference } from '../../config/zod-helpers.ts';
+import { CLEAR_TEXT_PROBLEM, sendsCredentialsInClear } from '../../http/url-safety.ts';
 import { DIGICERT_PRODUCTS, DIGICERT_PRODUCT_IDS, VALIDITY_FIELDS, type ValidityField } from './products.ts';
 
 /** CertCentral US; the EU platform is `https://certcentral.digicert.eu/services/v2`. */
@@ -126,7 +127,10 @@ export const digicertConfigSchema = z
     /** `{file: PATH}` (relative to the config file) or `{env: NAME}` holding the API key. Required. */
     apiKey: secretReference,
     /** Services API root. Default CertCentral US; EU: https://certcentral.digicert.eu/services/v2. */
-    baseUrl: z.url().default(DIGICERT_DEFAULTS.baseUrl),
+    baseUrl: z
+      .url()
+      .refine((url) => !sendsCredentialsInClear(url), CLEAR_TEXT_PROBLEM)
+      .default(DIGICERT_DEFAULTS.baseUrl),
     /** Product name id; decides EKUs and SAN type (src/ca/digicert/products.ts). Required. */
     product: z.enum(DIGICERT_PRODUCT_IDS as [string, ...string[]], {
       message: `product must be one of ${DIGICERT_PRODUCT_IDS.join(', ')} (see docs/backends/digicert.md for why public S/MIME products are not offered)`,
