@@ -15,7 +15,8 @@
 export type ErrorClass = 'retry' | 'terminal' | 'deployment';
 
 /** A component whose misconfiguration is a deployment fault; used as a metric label and in /readyz. */
-export type FaultComponent = 'chrome' | 'digicert' | 'keyvault' | 'store' | 'pubsub' | 'local-ca';
+export type FaultComponent =
+  'chrome' | 'digicert' | 'keyvault' | 'google-kms' | 'google-cas' | 'store' | 'pubsub' | 'local-ca';
 
 /**
  * Why a process failed, as a closed set: it is a metric label and must stay low-cardinality.

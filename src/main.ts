@@ -11,6 +11,7 @@ import { demoCommand } from './cli/demo.ts';
 import { checkConfigCommand } from './cli/check-config.ts';
 import { localCaCommand } from './cli/local-ca.ts';
 import { kvCaCommand } from './cli/kv-ca.ts';
+import { kmsCaCommand } from './cli/kms-ca.ts';
 import { setupPubSubCommand } from './cli/setup-pubsub.ts';
 import { VERSION } from './version.ts';
 
@@ -20,6 +21,7 @@ const COMMANDS: readonly Command[] = [
   checkConfigCommand,
   localCaCommand,
   kvCaCommand,
+  kmsCaCommand,
   setupPubSubCommand,
 ];
 

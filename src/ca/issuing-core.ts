@@ -8,15 +8,19 @@
  * signature that does not verify (the configured key is not the certificate's) or an expired CA certificate is a
  * deployment fault; a remote signer's own errors pass through as the signer classified them.
  */
+import { readFile } from 'node:fs/promises';
 import { DeploymentFaultError, TerminalError, describeError, type FaultComponent } from '../errors.ts';
 import {
   IssuerExpiredError,
   SignatureMismatchError,
   buildLeafCertificate,
+  parseCertificate,
   type BuiltCertificate,
   type ParsedCertificate,
   type TbsSigner,
 } from '../pki/certificate-builder.ts';
+import { bytesEqual } from '../pki/der.ts';
+import { encodePem, splitPemBundle } from '../pki/pem.ts';
 import type { IssueRequest, IssueResult, StepContext } from './types.ts';
 
 const DAY_MS = 86_400_000;
@@ -117,4 +121,25 @@ export async function issueLeaf(
     `${settings.label} issued certificate`,
   );
   return { status: 'issued', certificatePem: built.pem, chainPem: ca.chainPem };
+}
+
+/**
+ * Reads a `chainFile`: the CA certificate's parents (PEM), each the issuer of the one before, the parent first.
+ * @returns the parents as PEM, re-encoded.
+ * @throws Error saying what is wrong (the caller wraps it into its deployment fault).
+ */
+export async function readChainFile(file: string, certificate: ParsedCertificate): Promise<string[]> {
+  const blocks = splitPemBundle(await readFile(file, 'utf8'));
+  if (blocks.length === 0 || blocks.some((b) => b.label !== 'CERTIFICATE')) {
+    throw new Error('expected CERTIFICATE blocks only');
+  }
+  const parents = blocks.map((b) => parseCertificate(b.der));
+  let child = certificate;
+  for (const parent of parents) {
+    if (!bytesEqual(parent.subjectNameDer, child.issuerNameDer)) {
+      throw new Error("certificates must follow the CA certificate's issuer chain, parent first");
+    }
+    child = parent;
+  }
+  return parents.map((p) => encodePem('CERTIFICATE', p.der));
 }

@@ -6,6 +6,7 @@ import type { CaBackend } from './types.ts';
 import { digicertBackend } from './digicert/backend.ts';
 import { localBackend } from './local/backend.ts';
 import { azureKeyVaultBackend } from './azure-key-vault/backend.ts';
+import { googleKmsBackend } from './google-kms/index.ts';
 
 // Each backend's config type differs; the registry only needs the common shape.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -13,4 +14,5 @@ export const CA_BACKENDS: ReadonlyMap<string, CaBackend<any>> = new Map<string, 
   [localBackend.type, localBackend],
   [azureKeyVaultBackend.type, azureKeyVaultBackend],
   [digicertBackend.type, digicertBackend],
+  [googleKmsBackend.type, googleKmsBackend],
 ]);

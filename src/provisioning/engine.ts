@@ -63,6 +63,8 @@ const CA_COMPONENT: Readonly<Record<string, FaultComponent>> = {
   local: 'local-ca',
   digicert: 'digicert',
   'azure-key-vault': 'keyvault',
+  'google-kms': 'google-kms',
+  'google-cas': 'google-cas',
 };
 /** At most this many next-steps in one lease hold; a guard against a step bug looping forever. */
 const MAX_STEPS_PER_RUN = 16;

@@ -24,10 +24,10 @@ import { DeploymentFaultError, describeError } from '../../errors.ts';
 import type { Sleep } from '../../http/abortable-sleep.ts';
 import { parseCertificate, type ParsedCertificate } from '../../pki/certificate-builder.ts';
 import { bytesEqual } from '../../pki/der.ts';
-import { encodePem, splitPemBundle } from '../../pki/pem.ts';
+import { encodePem } from '../../pki/pem.ts';
 import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
-import { issueLeaf } from '../issuing-core.ts';
+import { issueLeaf, readChainFile } from '../issuing-core.ts';
 import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
 import type { KeyVaultCaConfig } from './config.ts';
 import { createKeyVaultCredential } from './credential.ts';
@@ -347,23 +347,11 @@ export class KeyVaultCa implements CertificateAuthority {
   async #loadChain(certificate: ParsedCertificate): Promise<string[]> {
     if (this.config.chainFile === undefined) return [];
     const file = path.resolve(this.#deps.baseDir, this.config.chainFile);
-    let parents: ParsedCertificate[];
     try {
-      const blocks = splitPemBundle(await readFile(file, 'utf8'));
-      if (blocks.length === 0 || blocks.some((b) => b.label !== 'CERTIFICATE'))
-        throw new Error('expected CERTIFICATE blocks only');
-      parents = blocks.map((b) => parseCertificate(b.der));
+      return await readChainFile(file, certificate);
     } catch (error) {
       throw fault(`chainFile ${file} cannot be used (${describeError(error)})`, undefined, error);
     }
-    let child = certificate;
-    for (const parent of parents) {
-      if (!bytesEqual(parent.subjectNameDer, child.issuerNameDer)) {
-        throw fault(`chainFile ${file}: certificates must follow the CA certificate's issuer chain, parent first`);
-      }
-      child = parent;
-    }
-    return parents.map((p) => encodePem('CERTIFICATE', p.der));
   }
 
   async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {

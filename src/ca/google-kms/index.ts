@@ -1,0 +1,22 @@
+import type { CaBackend } from '../types.ts';
+import { kmsCaConfigSchema, type KmsCaConfig } from './config.ts';
+import { KmsCa } from './kms-ca.ts';
+
+/**
+ * The Cloud KMS-held issuing CA: signs synchronously (one AsymmetricSign per certificate), any subject, SAN type
+ * and EKU — the certificate is built locally; only the signature comes from KMS.
+ */
+export const googleKmsBackend: CaBackend<KmsCaConfig> = {
+  type: 'google-kms',
+  configSchema: kmsCaConfigSchema,
+  capabilities: (config) => ({
+    keyTypes: ['rsa', 'ec'],
+    subjectAttributes: 'any',
+    subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
+    maxValidityDays: config.maxValidityDays,
+    extendedKeyUsages: 'any',
+    mayPend: false,
+    requiresDurableStore: false,
+  }),
+  create: (name, config, deps) => KmsCa.create(name, config, deps),
+};
