@@ -21,6 +21,7 @@ import {
 } from '../pki/certificate-builder.ts';
 import { bytesEqual } from '../pki/der.ts';
 import { encodePem, splitPemBundle } from '../pki/pem.ts';
+import type { Logger } from '../observability/logger.ts';
 import type { IssueRequest, IssueResult, StepContext } from './types.ts';
 
 const DAY_MS = 86_400_000;
@@ -142,4 +143,77 @@ export async function readChainFile(file: string, certificate: ParsedCertificate
     child = parent;
   }
   return parents.map((p) => encodePem('CERTIFICATE', p.der));
+}
+
+/** Resolves with `promise`, or rejects with the signal's reason as soon as it aborts (the work itself goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  const onAbort: { reject?: () => void } = {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort.reject = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort.reject, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() => {
+    if (onAbort.reject !== undefined) signal.removeEventListener('abort', onAbort.reject);
+  });
+}
+
+/**
+ * The issuing material of a CA whose key is remote (Key Vault, Cloud KMS): loaded once from pinned, immutable
+ * versions and kept for the life of the connection — every extra call would count against the service's quota.
+ * Concurrent callers share one load; a failed load is forgotten, so the next caller tries again.
+ */
+export class IssuingMaterialCache<T> {
+  readonly #load: (signal: AbortSignal) => Promise<T>;
+  readonly #lifetime = new AbortController();
+  #material: Promise<T> | undefined;
+
+  constructor(load: (signal: AbortSignal) => Promise<T>) {
+    this.#load = load;
+  }
+
+  /** Aborted when the connection closes: background loads and signatures end with it. */
+  get signal(): AbortSignal {
+    return this.#lifetime.signal;
+  }
+
+  /** The material; `signal` stops the caller's wait, not the shared load. */
+  get(signal: AbortSignal): Promise<T> {
+    this.#material ??= this.#load(this.#lifetime.signal).catch((error: unknown) => {
+      this.#material = undefined;
+      throw error;
+    });
+    return untilAborted(this.#material, signal);
+  }
+
+  /**
+   * Loads in the background so the first device does not wait. Not awaited: a slow or unreachable service must not
+   * hold up start-up (DESIGN.md §6); a failure is logged and the first issue tries again.
+   */
+  warm(log: Logger, connection: string, label: string, ready: (material: T) => Record<string, unknown>): void {
+    this.get(this.#lifetime.signal).then(
+      (material) => log.info({ caConnection: connection, ...ready(material) }, `${label} ready`),
+      (error: unknown) => {
+        if (this.#lifetime.signal.aborted) return;
+        log.warn(
+          { caConnection: connection, error: describeError(error) },
+          `${label} could not load its certificate yet; the first issue will try again`,
+        );
+      },
+    );
+  }
+
+  close(reason: string): void {
+    this.#lifetime.abort(new Error(reason));
+  }
+}
+
+/**
+ * Why a configured CA certificate cannot issue — not a CA, or expired — or undefined when it can. The caller turns
+ * it into its deployment fault with its own hint.
+ */
+export function caCertificateProblem(certificate: ParsedCertificate, now: Date): 'not-ca' | 'expired' | undefined {
+  if (!certificate.isCa) return 'not-ca';
+  if (certificate.notAfter.getTime() <= now.getTime()) return 'expired';
+  return undefined;
 }

@@ -5,15 +5,14 @@
  * and verified against the key version's public key before it is written; the parent CA signs it as a CA
  * certificate, which becomes the connection's `caCertificateFile`.
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { ConfigError, DeploymentFaultError, RetryableError } from '../errors.ts';
-import { parseConfigText } from '../config/load.ts';
+import { writeFile } from 'node:fs/promises';
+import { DeploymentFaultError, RetryableError } from '../errors.ts';
 import { createKmsClient } from '../ca/google-kms/client.ts';
 import { kmsCaConfigSchema } from '../ca/google-kms/config.ts';
 import { kmsCertificationRequest } from '../ca/google-kms/kms-ca.ts';
 import { parseSubjectTemplate, renderSubject } from '../pki/subject-template.ts';
 import { configPath, parseOptions, UsageError, type Command } from './command.ts';
+import { readConnectionBlock } from './connection-block.ts';
 
 const HELP = `certprov kms-ca csr --config FILE [--connection NAME] --subject DN [--out FILE]
 
@@ -33,38 +32,6 @@ Exit codes: 0 written, 1 KMS refused or failed (the message says what to do), 2 
 
 /** The connection block as far as the CSR needs it: caCertificateFile is what the CSR is for, so it may be absent. */
 const csrConfigSchema = kmsCaConfigSchema.partial({ caCertificateFile: true });
-
-async function loadConnection(file: string, connectionName: string | undefined) {
-  const absolute = path.resolve(file);
-  let text: string;
-  try {
-    text = await readFile(absolute, 'utf8');
-  } catch (error) {
-    throw new ConfigError([`cannot read ${absolute}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`], file);
-  }
-  const raw = parseConfigText(text, file) as { caConnections?: Record<string, { type?: unknown }> } | null;
-  const connections = Object.entries(raw?.caConnections ?? {}).filter(([, c]) => c?.type === 'google-kms');
-  const name = connectionName ?? (connections.length === 1 ? connections[0]![0] : undefined);
-  if (name === undefined) {
-    throw new UsageError(
-      connections.length === 0
-        ? `${file} has no caConnections entry of type google-kms`
-        : `${file} has several google-kms connections (${connections.map(([n]) => n).join(', ')}): give --connection NAME`,
-    );
-  }
-  const block = connections.find(([n]) => n === name)?.[1];
-  if (block === undefined) throw new UsageError(`${file} has no google-kms CA connection named "${name}"`);
-  const parsed = csrConfigSchema.safeParse(block);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map(
-        (i) => `caConnections.${name}${i.path.map((p) => `.${String(p)}`).join('')}: ${i.message}`,
-      ),
-      file,
-    );
-  }
-  return { name, config: parsed.data };
-}
 
 export const kmsCaCommand: Command = {
   name: 'kms-ca',
@@ -87,7 +54,12 @@ export const kmsCaCommand: Command = {
     }
     // No placeholders, so rendering only validates lengths and string types.
     const subject = renderSubject(template, { process: { id: '', customer: '' } }, '--subject');
-    const { name, config } = await loadConnection(configPath(values.config), values.connection);
+    const { name, config } = await readConnectionBlock(
+      configPath(values.config),
+      'google-kms',
+      values.connection,
+      csrConfigSchema,
+    );
 
     const controller = new AbortController();
     const onSignal = () => controller.abort(new Error('interrupted'));

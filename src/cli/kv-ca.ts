@@ -5,9 +5,7 @@
  * adapter does (federation from GKE included).
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { ConfigError, DeploymentFaultError, RetryableError, UnclearResultError } from '../errors.ts';
-import { parseConfigText } from '../config/load.ts';
+import { DeploymentFaultError, RetryableError, UnclearResultError } from '../errors.ts';
 import { keyVaultLifecycleConfigSchema, isManagedHsmUrl } from '../ca/azure-key-vault/config.ts';
 import { createKeyVaultCredential } from '../ca/azure-key-vault/credential.ts';
 import { clientSettingsOf, createCertificateClient } from '../ca/azure-key-vault/key-vault-clients.ts';
@@ -23,6 +21,7 @@ import {
 import { createLogger } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { configPath, parseOptions, UsageError, type Command } from './command.ts';
+import { readConnectionBlock } from './connection-block.ts';
 
 const SUBCOMMANDS = ['create', 'status', 'merge', 'cancel', 'delete-pending'] as const;
 type Subcommand = (typeof SUBCOMMANDS)[number];
@@ -80,35 +79,12 @@ async function loadConnection(
   certificateNameOverride: string | undefined,
   signal: AbortSignal,
 ): Promise<Loaded> {
-  const absolute = path.resolve(file);
-  let text: string;
-  try {
-    text = await readFile(absolute, 'utf8');
-  } catch (error) {
-    throw new ConfigError([`cannot read ${absolute}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`], file);
-  }
-  const raw = parseConfigText(text, file) as { caConnections?: Record<string, { type?: unknown }> } | null;
-  const connections = Object.entries(raw?.caConnections ?? {}).filter(([, c]) => c?.type === 'azure-key-vault');
-  const name = connectionName ?? (connections.length === 1 ? connections[0]![0] : undefined);
-  if (name === undefined) {
-    throw new UsageError(
-      connections.length === 0
-        ? `${file} has no caConnections entry of type azure-key-vault`
-        : `${file} has several azure-key-vault connections (${connections.map(([n]) => n).join(', ')}): give --connection NAME`,
-    );
-  }
-  const block = connections.find(([n]) => n === name)?.[1];
-  if (block === undefined) throw new UsageError(`${file} has no azure-key-vault CA connection named "${name}"`);
-  const parsed = keyVaultLifecycleConfigSchema.safeParse(block);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map(
-        (i) => `caConnections.${name}${i.path.map((p) => `.${String(p)}`).join('')}: ${i.message}`,
-      ),
-      file,
-    );
-  }
-  const config = parsed.data;
+  const { name, config, baseDir } = await readConnectionBlock(
+    file,
+    'azure-key-vault',
+    connectionName,
+    keyVaultLifecycleConfigSchema,
+  );
   const certificateName = certificateNameOverride ?? config.certificateName;
   if (certificateName === undefined) {
     throw new UsageError(
@@ -117,7 +93,6 @@ async function loadConnection(
         : `caConnections.${name} has no certificateName: add one or give --certificate-name`,
     );
   }
-  const baseDir = path.dirname(absolute);
   const credential = await createKeyVaultCredential(config.credential, { baseDir });
   const settings = clientSettingsOf(config);
   const lifecycle = new KeyVaultCaLifecycle({

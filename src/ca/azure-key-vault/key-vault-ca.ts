@@ -27,7 +27,7 @@ import { bytesEqual } from '../../pki/der.ts';
 import { encodePem } from '../../pki/pem.ts';
 import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
-import { issueLeaf, readChainFile } from '../issuing-core.ts';
+import { IssuingMaterialCache, issueLeaf, readChainFile } from '../issuing-core.ts';
 import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
 import type { KeyVaultCaConfig } from './config.ts';
 import { createKeyVaultCredential } from './credential.ts';
@@ -80,19 +80,6 @@ function fault(message: string, hint?: string, cause?: unknown): DeploymentFault
   return new DeploymentFaultError(message, { component: 'keyvault', hint, cause });
 }
 
-/** Resolves with `promise`, or rejects with the signal's reason as soon as it aborts (the work itself goes on). */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  const onAbort: { reject?: () => void } = {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort.reject = () => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort.reject, { once: true });
-  });
-  return Promise.race([promise, aborted]).finally(() => {
-    if (onAbort.reject !== undefined) signal.removeEventListener('abort', onAbort.reject);
-  });
-}
-
 export class KeyVaultCa implements CertificateAuthority {
   readonly type = 'azure-key-vault';
   readonly name: string;
@@ -104,9 +91,7 @@ export class KeyVaultCa implements CertificateAuthority {
   readonly #now: () => Date;
   readonly #keys: KeyClient;
   readonly #certificates: CertificateClient;
-  /** Ends background loads when the CA is closed. */
-  readonly #lifetime = new AbortController();
-  #material: Promise<IssuingMaterial> | undefined;
+  readonly #material = new IssuingMaterialCache<IssuingMaterial>((signal) => this.#load(signal));
   #signCalls = 0;
 
   private constructor(
@@ -157,45 +142,25 @@ export class KeyVaultCa implements CertificateAuthority {
     return this.#signCalls;
   }
 
-  /**
-   * Warms the cache in the background so the first device does not wait. Not awaited: a slow or unreachable vault
-   * must not hold up start-up (its retries can take minutes); a failure is logged and the first issue tries again.
-   */
+  /** Warms the cache in the background so the first device does not wait. */
   start(): Promise<void> {
-    this.material(this.#lifetime.signal).then(
-      (material) =>
-        this.#deps.log.info(
-          {
-            caConnection: this.name,
-            kid: material.kid,
-            algorithm: material.algorithm,
-            notAfter: material.certificate.notAfter.toISOString(),
-          },
-          `Key Vault CA ready: ${material.description}`,
-        ),
-      (error: unknown) => {
-        if (this.#lifetime.signal.aborted) return;
-        this.#deps.log.warn(
-          { caConnection: this.name, error: describeError(error) },
-          'Key Vault CA could not load its certificate yet; the first issue will try again',
-        );
-      },
-    );
+    this.#material.warm(this.#deps.log, this.name, 'Key Vault CA', (material) => ({
+      kid: material.kid,
+      algorithm: material.algorithm,
+      notAfter: material.certificate.notAfter.toISOString(),
+      source: material.description,
+    }));
     return Promise.resolve();
   }
 
   close(): Promise<void> {
-    this.#lifetime.abort(new Error('Key Vault CA closed'));
+    this.#material.close('Key Vault CA closed');
     return Promise.resolve();
   }
 
   /** The cached issuing material; loads it (once, shared by concurrent callers) when missing or after a failure. */
   material(signal: AbortSignal): Promise<IssuingMaterial> {
-    this.#material ??= this.#load(this.#lifetime.signal).catch((error: unknown) => {
-      this.#material = undefined;
-      throw error;
-    });
-    return untilAborted(this.#material, signal);
+    return this.#material.get(signal);
   }
 
   #call<T>(operation: KeyVaultOperation, subject: string, signal: AbortSignal, run: (s: AbortSignal) => Promise<T>) {
@@ -272,7 +237,7 @@ export class KeyVaultCa implements CertificateAuthority {
           const result = await this.#call(
             KEY_VAULT_OPERATIONS.sign,
             keySubject,
-            signal ?? this.#lifetime.signal,
+            signal ?? this.#material.signal,
             (abortSignal) => crypto.sign(algorithm as SignatureAlgorithm, digest, { abortSignal }),
           );
           return result.result;

@@ -15,6 +15,8 @@ export const googleKmsBackend: CaBackend<KmsCaConfig> = {
     subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
     maxValidityDays: config.maxValidityDays,
     extendedKeyUsages: 'any',
+    // The shared certificate builder writes the profile's keyUsage; KMS only signs the TBS.
+    keyUsages: 'profile',
     mayPend: false,
     requiresDurableStore: false,
   }),

@@ -22,7 +22,13 @@ import { hashOf, type SigningAlgorithm } from '../../pki/signature-algorithms.ts
 import type { DistinguishedName } from '../../pki/types.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
 import { GoogleRequestRefused, classifyGoogleError, type GoogleAuthLike } from '../google-cloud.ts';
-import { issueLeaf, readChainFile, type IssuingCa } from '../issuing-core.ts';
+import {
+  IssuingMaterialCache,
+  caCertificateProblem,
+  issueLeaf,
+  readChainFile,
+  type IssuingCa,
+} from '../issuing-core.ts';
 import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
 import { createKmsClient, type KmsClient, type KmsDigest } from './client.ts';
 import type { KmsCaConfig } from './config.ts';
@@ -51,9 +57,6 @@ const KMS_ALGORITHMS: Readonly<Record<string, SigningAlgorithm>> = {
 export function signingAlgorithmOfKms(kmsAlgorithm: string): SigningAlgorithm | undefined {
   return KMS_ALGORITHMS[kmsAlgorithm];
 }
-
-const UNSUPPORTED_ALGORITHM_HINT =
-  'use an ASYMMETRIC_SIGN key with EC_SIGN_P256_SHA256, EC_SIGN_P384_SHA384, RSA_SIGN_PKCS1_* or RSA_SIGN_PSS_*';
 
 export interface KmsCaOptions {
   /** Credentials; default Application Default Credentials (Workload Identity). */
@@ -137,6 +140,31 @@ export function kmsSigner(
   });
 }
 
+/** The key version's public key (GetPublicKey, CRC32C checked) and the certificate signature algorithm it implies. */
+async function readSigningKey(client: KmsClient, keyVersion: string, signal: AbortSignal) {
+  const publicKey = await client
+    .getPublicKey(keyVersion, signal)
+    .catch((error: unknown) => Promise.reject(kmsError(error, `GetPublicKey of ${keyVersion}`, keyVersion)));
+  const algorithm = signingAlgorithmOfKms(publicKey.algorithm);
+  if (algorithm === undefined) {
+    throw fault(
+      `${keyVersion} has algorithm ${publicKey.algorithm}, which cannot sign X.509 certificates here`,
+      'use an ASYMMETRIC_SIGN key with EC_SIGN_P256_SHA256, EC_SIGN_P384_SHA384, RSA_SIGN_PKCS1_* or RSA_SIGN_PSS_*',
+    );
+  }
+  let spkiDer: Uint8Array;
+  try {
+    spkiDer = normalisedSpki(publicKey.pem);
+  } catch (error) {
+    throw fault(
+      `${keyVersion}: the public key KMS returned cannot be read (${describeError(error)})`,
+      undefined,
+      error,
+    );
+  }
+  return { publicKey, algorithm, spkiDer };
+}
+
 export interface KmsCsr {
   readonly pem: string;
   readonly algorithm: SigningAlgorithm;
@@ -155,19 +183,10 @@ export async function kmsCertificationRequest(
   subject: DistinguishedName,
   signal: AbortSignal,
 ): Promise<KmsCsr> {
-  const publicKey = await client
-    .getPublicKey(keyVersion, signal)
-    .catch((error: unknown) => Promise.reject(kmsError(error, `GetPublicKey of ${keyVersion}`, keyVersion)));
-  const algorithm = signingAlgorithmOfKms(publicKey.algorithm);
-  if (algorithm === undefined) {
-    throw fault(
-      `${keyVersion} has algorithm ${publicKey.algorithm}, which cannot sign X.509 certificates here`,
-      UNSUPPORTED_ALGORITHM_HINT,
-    );
-  }
+  const { publicKey, algorithm, spkiDer } = await readSigningKey(client, keyVersion, signal);
   const der = await buildSignedCertificationRequest({
     subject,
-    spkiDer: normalisedSpki(publicKey.pem),
+    spkiDer,
     signer: kmsSigner(client, keyVersion, algorithm, signal),
     signal,
   });
@@ -186,8 +205,7 @@ export class KmsCa implements CertificateAuthority {
   readonly #deps: CaDependencies;
   readonly #client: KmsClient;
   readonly #now: () => Date;
-  readonly #lifetime = new AbortController();
-  #material: Promise<KmsIssuingMaterial> | undefined;
+  readonly #material = new IssuingMaterialCache<KmsIssuingMaterial>((signal) => this.#load(signal));
   #signCalls = 0;
 
   private constructor(name: string, config: KmsCaConfig, deps: CaDependencies, client: KmsClient, now: () => Date) {
@@ -216,49 +234,25 @@ export class KmsCa implements CertificateAuthority {
     return this.#signCalls;
   }
 
-  /** Warms the cache in the background; a failure is logged and the first issue tries again. */
+  /** Warms the cache in the background so the first device does not wait. */
   start(): Promise<void> {
-    this.material(this.#lifetime.signal).then(
-      (material) =>
-        this.#deps.log.info(
-          {
-            caConnection: this.name,
-            keyVersion: material.keyVersion,
-            algorithm: material.signer.algorithm,
-            protectionLevel: material.protectionLevel,
-            notAfter: material.certificate.notAfter.toISOString(),
-          },
-          'Cloud KMS CA ready',
-        ),
-      (error: unknown) => {
-        if (this.#lifetime.signal.aborted) return;
-        this.#deps.log.warn(
-          { caConnection: this.name, error: describeError(error) },
-          'Cloud KMS CA could not load its key yet; the first issue will try again',
-        );
-      },
-    );
+    this.#material.warm(this.#deps.log, this.name, 'Cloud KMS CA', (material) => ({
+      keyVersion: material.keyVersion,
+      algorithm: material.signer.algorithm,
+      protectionLevel: material.protectionLevel,
+      notAfter: material.certificate.notAfter.toISOString(),
+    }));
     return Promise.resolve();
   }
 
   async close(): Promise<void> {
-    this.#lifetime.abort(new Error('Cloud KMS CA closed'));
+    this.#material.close('Cloud KMS CA closed');
     await this.#client.close();
   }
 
-  /** The cached issuing material; loaded once (shared by concurrent callers), again after a failure. */
+  /** The cached issuing material; loads it (once, shared by concurrent callers) when missing or after a failure. */
   material(signal: AbortSignal): Promise<KmsIssuingMaterial> {
-    this.#material ??= this.#load(this.#lifetime.signal).catch((error: unknown) => {
-      this.#material = undefined;
-      throw error;
-    });
-    const material = this.#material;
-    if (signal.aborted) return Promise.reject(signal.reason as Error);
-    return new Promise((resolve, reject) => {
-      const onAbort = () => reject(signal.reason as Error);
-      signal.addEventListener('abort', onAbort, { once: true });
-      material.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-    });
+    return this.#material.get(signal);
   }
 
   async #load(signal: AbortSignal): Promise<KmsIssuingMaterial> {
@@ -274,38 +268,20 @@ export class KmsCa implements CertificateAuthority {
         error,
       );
     }
-    if (!certificate.isCa) {
+    const problem = caCertificateProblem(certificate, this.#now());
+    if (problem === 'not-ca') {
       throw fault(
         `caCertificateFile ${file} is not a CA certificate (basicConstraints cA is not set)`,
         'have the parent CA sign the CSR with basicConstraints=critical,CA:true,pathlen:0 and keyUsage=critical,keyCertSign,cRLSign',
       );
     }
-    if (certificate.notAfter.getTime() <= this.#now().getTime()) {
+    if (problem === 'expired') {
       throw fault(
         `caCertificateFile ${file}: the CA certificate expired at ${certificate.notAfter.toISOString()}`,
         'rotate the CA: a new key version, `certprov kms-ca csr`, the parent signs, new caCertificateFile',
       );
     }
-    const publicKey = await this.#client
-      .getPublicKey(keyVersion, signal)
-      .catch((error: unknown) => Promise.reject(kmsError(error, `GetPublicKey of ${keyVersion}`, keyVersion)));
-    const algorithm = signingAlgorithmOfKms(publicKey.algorithm);
-    if (algorithm === undefined) {
-      throw fault(
-        `${keyVersion} has algorithm ${publicKey.algorithm}, which cannot sign X.509 certificates here`,
-        UNSUPPORTED_ALGORITHM_HINT,
-      );
-    }
-    let keySpki: Uint8Array;
-    try {
-      keySpki = normalisedSpki(publicKey.pem);
-    } catch (error) {
-      throw fault(
-        `${keyVersion}: the public key KMS returned cannot be read (${describeError(error)})`,
-        undefined,
-        error,
-      );
-    }
+    const { publicKey, algorithm, spkiDer: keySpki } = await readSigningKey(this.#client, keyVersion, signal);
     if (!bytesEqual(keySpki, normalisedSpki(certificate.spkiDer))) {
       throw fault(
         `${keyVersion} is not the key of the CA certificate ${file}`,
@@ -336,7 +312,7 @@ export class KmsCa implements CertificateAuthority {
 
   /** A signer over the pinned key version: one AsymmetricSign per TBS (certificates, CRLs). */
   signerFor(algorithm: SigningAlgorithm): TbsSigner {
-    return kmsSigner(this.#client, this.config.keyVersion, algorithm, this.#lifetime.signal, () => {
+    return kmsSigner(this.#client, this.config.keyVersion, algorithm, this.#material.signal, () => {
       this.#signCalls += 1;
     });
   }
