@@ -44,7 +44,7 @@ async function immediate(pool: KeyPool, count: number): Promise<BenchFigure[]> {
     connection: { statusPollInterval: '5s' },
   });
   try {
-    const ids = harness.tenant.createProcesses(count, { pool, ecShare: 0.5, userShare: 0.5 });
+    const ids = harness.tenant.createProcesses(count, { pool, ecShare: 0.5, userShare: 1 });
     const started = performance.now();
     for (const id of ids) await harness.notify(id);
     await harness.tenant.waitUntilFinished(ids, 300_000);
@@ -90,7 +90,7 @@ async function pending(pool: KeyPool, count: number, observeMs: number): Promise
     },
   });
   try {
-    const ids = harness.tenant.createProcesses(count, { pool, ecShare: 0.5, userShare: 0.5 });
+    const ids = harness.tenant.createProcesses(count, { pool, ecShare: 0.5, userShare: 1 });
     for (const id of ids) await harness.notify(id);
     await waitUntil(
       async () => (await harness.store.countActive()).await_ca === count,

@@ -60,9 +60,10 @@ beforeAll(async () => {
     },
     caConnections: { default_ca_config: digicertConnectionBlock(fake, { statusPollInterval: '1s' }) },
     profiles: {
-      device_profile: {
-        subject: 'CN={{device.serialNumber}}',
-        subjectAltNames: [{ email: 'device-{{device.deviceDirectoryApiId}}@devices.example.com' }],
+      // client_authentication_plus issues to users only (a device process carries no email).
+      user_profile: {
+        subject: 'CN={{user.userPrimaryEmail}}',
+        subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],
         validity: '30d',
       },
     },
@@ -112,7 +113,7 @@ describe('a crash between the order POST and its record', () => {
     fake.injectFault('order', { kind: 'hang', afterApply: true });
     const id = tenant.createProcess({
       key: pool.next('rsa-2048'),
-      subject: { kind: 'device', serialNumber: 'SN-CRASH-1', deviceDirectoryApiId: 'dev-crash-1' },
+      subject: { kind: 'user', userPrimaryEmail: 'crash@example.com', userDirectoryApiId: 'u-crash-1' },
     });
     const first = startAdapter();
     const ordered = fake.nextOrder();

@@ -69,7 +69,7 @@ describe('with the Pub/Sub emulator', () => {
 
   it('issues at once: one DigiCert request per certificate, certificates openssl verifies', async () => {
     harness = await start();
-    const ids = harness.tenant.createProcesses(8, { pool, ecShare: 0.5, userShare: 0.5, affiliatedShare: 0.5 });
+    const ids = harness.tenant.createProcesses(8, { pool, ecShare: 0.5, userShare: 1, affiliatedShare: 0.5 });
     const before = harness.requests() - harness.requests('status-changes');
     await Promise.all(ids.map((id) => harness.notify(id)));
     await harness.tenant.waitUntilFinished(ids, 30_000);
@@ -88,7 +88,7 @@ describe('with the Pub/Sub emulator', () => {
 
   it('finishes orders that were pending across an adapter restart (bulk poller, then download)', async () => {
     harness = await start({ fake: { issuance: 'pending' }, connection: { statusPollInterval: '200ms' } });
-    const ids = harness.tenant.createProcesses(6, { pool, ecShare: 0.5, userShare: 0.5 });
+    const ids = harness.tenant.createProcesses(6, { pool, ecShare: 0.5, userShare: 1 });
     await Promise.all(ids.map((id) => harness.notify(id)));
     await waitFor(() => harness.fake.orders.size === ids.length, 30_000, 'all orders placed');
     await waitUntil(
@@ -125,7 +125,7 @@ describe('with the in-process source', () => {
   it('an order POST whose answer was lost is found again: exactly one order, certificate issued', async () => {
     harness = await DigicertAdapterHarness.start();
     harness.fake.injectFault('order', { kind: 'status', status: 502, afterApply: true });
-    const [id] = harness.tenant.createProcesses(1, { pool }) as [string];
+    const [id] = harness.tenant.createProcesses(1, { pool, userShare: 1 }) as [string];
     await harness.notify(id);
     await harness.tenant.waitUntilFinished([id], 30_000);
     await expectVerified(harness, id);
@@ -139,7 +139,7 @@ describe('with the in-process source', () => {
       fake: { issuance: 'pending' },
       connection: { statusPollInterval: '100ms' },
     });
-    const [id] = harness.tenant.createProcesses(1, { pool }) as [string];
+    const [id] = harness.tenant.createProcesses(1, { pool, userShare: 1 }) as [string];
     await harness.notify(id);
     await waitFor(() => harness.fake.ordersForProcess(id).length === 1, 20_000, 'order placed');
     harness.fake.reject((harness.fake.ordersForProcess(id)[0] as { id: number }).id);
@@ -156,7 +156,7 @@ describe('with the in-process source', () => {
       scheduler: { caMaxWait: '1s' },
       connection: { pendingRecheckInterval: '200ms' },
     });
-    const [id] = harness.tenant.createProcesses(1, { pool }) as [string];
+    const [id] = harness.tenant.createProcesses(1, { pool, userShare: 1 }) as [string];
     await harness.notify(id);
     await harness.tenant.waitUntilFinished([id], 20_000);
     const [order] = harness.fake.ordersForProcess(id);

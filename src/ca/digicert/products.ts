@@ -32,6 +32,12 @@ export interface DigicertProduct {
    * is refused at config load rather than left for DigiCert to refuse (or silently ignore) per order.
    */
   readonly validityFields: readonly ValidityField[];
+  /**
+   * Which Chrome processes a profile on this product can serve: `users` (chromeOsUserSession) and/or `devices`
+   * (chromeOsDevice). A client product's `emails[]` are the certificate holder's mailbox — a user's primary email;
+   * a device process carries none, so a device profile cannot be ordered there (profile-checks.ts).
+   */
+  readonly serves: readonly ('users' | 'devices')[];
 }
 
 const CLIENT_AUTH = EXTENDED_KEY_USAGES.clientAuth as string;
@@ -48,6 +54,7 @@ export const DIGICERT_PRODUCTS: Readonly<Record<string, DigicertProduct>> = {
     // "Order client certificate" documents validity_years (1–3) and, since the API changes that added them to
     // client certificates, validity_days and custom_expiration_date.
     validityFields: ['validity_days', 'custom_expiration_date', 'validity_years'],
+    serves: ['users'],
   },
   /** Private SSL Plus: a private hierarchy's TLS certificate (server and client authentication). */
   private_ssl_plus: {
@@ -59,6 +66,9 @@ export const DIGICERT_PRODUCTS: Readonly<Record<string, DigicertProduct>> = {
     // "Order Private SSL" shows only years (`validity_years`, newer examples `order_validity.years`); DigiCert does
     // not document validity_days or custom_expiration_date for it, so whole years it is.
     validityFields: ['validity_years'],
+    // DNS names built from device fields (d-{{device.deviceDirectoryApiId}}.devices.example.com); user sessions
+    // too, from an affiliated user's device or the user's directory id.
+    serves: ['devices', 'users'],
   },
 };
 

@@ -8,8 +8,11 @@
  *   `organization_units[]` (OU), and O from the validated organization — so a profile's O must be a fixed text
  *   equal to that organization's name (`organizationName`), or the certificate would disagree with the profile.
  * - Multi-valued RDNs (`CN=a+OU=b`) cannot be expressed in an order.
- * - Client products require `emails[]`: at least one email SAN. SSL products copy `common_name` into the SANs, so
- *   the CN must also be one of the profile's DNS SANs.
+ * - Client products require `emails[]`: at least one email SAN, and it must be the user's primary email
+ *   (`{{user.userPrimaryEmail}}`): the product issues to the owner of that mailbox. A device profile — one whose
+ *   templates use no `user.*` variable, so it serves chromeOsDevice processes, which carry no email — cannot be
+ *   ordered from a product that serves users only; the problem names `caConnections`, the wiring to fix.
+ *   SSL products copy `common_name` into the SANs, so the CN must also be one of the profile's DNS SANs.
  * - The product, not the profile, decides the EKUs: the profile must ask for exactly the product's.
  * - Validity is ordered in whole days (`validity_days` / `custom_expiration_date`), at least one — or, for a product
  *   DigiCert documents only `validity_years` for, in whole years of 365 days.
@@ -20,6 +23,16 @@ import { validityFieldOf, type DigicertConfig } from './config.ts';
 import { DIGICERT_PRODUCTS } from './products.ts';
 
 const DAY_MS = 86_400_000;
+
+/** Products that can serve device processes, for messages. */
+const DEVICE_PRODUCTS = Object.entries(DIGICERT_PRODUCTS)
+  .filter(([, p]) => p.serves.includes('devices'))
+  .map(([id]) => id);
+
+/** Every template of a profile: subject attribute values and SAN values. */
+function templatesOf(profile: ProfileTemplate): ValueTemplate[] {
+  return [...profile.subject.flat().map((a) => a.value), ...profile.subjectAltNames.map((s) => s.value)];
+}
 
 function literalOf(template: ValueTemplate): string | undefined {
   return template.variables.length === 0 ? template.source : undefined;
@@ -66,10 +79,24 @@ export function digicertProfileProblems(config: DigicertConfig, profile: Profile
   }
 
   const sans = profile.subjectAltNames;
-  if (product.kind === 'client' && !sans.some((s) => s.type === 'email')) {
+  const servesDevices = !templatesOf(profile).some((t) => t.variables.some((v) => v.startsWith('user.')));
+  if (servesDevices && !product.serves.includes('devices')) {
+    problems.push({
+      field: 'caConnections',
+      message: `orders ${config.product}, which issues to users only (its emails[] are the user's mailbox); this profile uses no user.* variable, so it serves device processes, which carry no email: wire it to a connection that issues to devices (product ${DEVICE_PRODUCTS.join(', ')}, or another CA type)`,
+    });
+  } else if (product.kind === 'client' && !sans.some((s) => s.type === 'email')) {
     problems.push({
       field: 'subjectAltNames',
       message: `orders ${config.product}, which requires at least one email SAN (the order's emails[])`,
+    });
+  } else if (
+    product.kind === 'client' &&
+    !sans.some((s) => s.type === 'email' && s.value.variables.includes('user.userPrimaryEmail'))
+  ) {
+    problems.push({
+      field: 'subjectAltNames',
+      message: `orders ${config.product}, whose emails[] must be the user's mailbox: add {email: "{{user.userPrimaryEmail}}"}`,
     });
   }
   if (product.kind === 'ssl') {

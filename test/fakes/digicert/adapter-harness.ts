@@ -44,13 +44,11 @@ class UnlimitedBudgetStore extends MemoryProcessStore {
   }
 }
 
-/** DigiCert client products need an email SAN and O = the validated organization (config load checks both). */
+/**
+ * DigiCert client products need the user's email in an email SAN and O = the validated organization (config load
+ * checks both). They issue to users only: tests create user sessions (`userShare: 1`).
+ */
 const DIGICERT_PROFILES = {
-  device_profile: {
-    subject: 'CN={{device.serialNumber}},OU=ChromeOS devices,O=Example Org',
-    subjectAltNames: [{ email: 'device-{{device.deviceDirectoryApiId}}@devices.example.com' }],
-    validity: '30d',
-  },
   user_profile: {
     subject: 'CN={{user.userPrimaryEmail}},O=Example Org',
     subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],

@@ -216,6 +216,55 @@ describe('config load with a digicert connection', () => {
     expect(found.every((p) => p.startsWith('profiles.p.'))).toBe(true);
   });
 
+  describe('devices: client_authentication_plus issues to users only', () => {
+    it.each([
+      [
+        'device.* in CN and email SAN',
+        {
+          subject: 'CN={{device.serialNumber}}',
+          subjectAltNames: [{ email: 'device-{{device.deviceDirectoryApiId}}@devices.example.com' }],
+          validity: '365d',
+        },
+      ],
+      [
+        'no variable at all',
+        { subject: 'CN=shared', subjectAltNames: [{ email: 'it@example.com' }], validity: '365d' },
+      ],
+      [
+        'process.* only',
+        { subject: 'CN={{process.id}}', subjectAltNames: [{ email: 'it@example.com' }], validity: '365d' },
+      ],
+    ])('rejects a device profile (%s), naming caConnections', (_label, profile) => {
+      expect(problems(() => config({}, { p: profile }))).toEqual([
+        expect.stringMatching(
+          /^profiles\.p\.caConnections: CA connection "dc" \(type digicert\) orders client_authentication_plus, which issues to users only.*serves device processes, which carry no email.*private_ssl_plus/,
+        ),
+      ]);
+    });
+
+    it("rejects a user profile whose email SAN is not the user's", () => {
+      const profile = { ...USER_PROFILE, subjectAltNames: [{ email: 'it@example.com' }] };
+      expect(problems(() => config({}, { p: profile }))).toEqual([
+        expect.stringMatching(/^profiles\.p\.subjectAltNames: .*must be the user's mailbox/),
+      ]);
+    });
+
+    it("accepts an affiliated user's profile that also names the device", () => {
+      const profile = { ...USER_PROFILE, subject: 'CN={{user.userPrimaryEmail}},OU={{device.serialNumber}}' };
+      expect(config({}, { p: profile }).profiles.has('p')).toBe(true);
+    });
+
+    it('accepts the device profile on private_ssl_plus', () => {
+      const device = {
+        subject: 'CN=d-{{device.deviceDirectoryApiId}}.devices.example.com',
+        subjectAltNames: [{ dns: 'd-{{device.deviceDirectoryApiId}}.devices.example.com' }],
+        validity: '90d',
+        extendedKeyUsages: ['serverAuth', 'clientAuth'],
+      };
+      expect(config({ product: 'private_ssl_plus', caCertId: 'A1B2' }, { p: device }).profiles.has('p')).toBe(true);
+    });
+  });
+
   it('checks O against the validated organization name', () => {
     const profile = { ...USER_PROFILE, subject: 'CN={{user.userPrimaryEmail}},O=Example Org' };
     expect(config({ organizationName: 'Example Org' }, { p: profile }).profiles.has('p')).toBe(true);
@@ -250,5 +299,6 @@ describe('config load with a digicert connection', () => {
     const loaded = await loadConfigFile(path.join(import.meta.dirname, '../../../config/digicert.example.yaml'), 'run');
     expect(loaded.caConnections.get('default_ca_config')?.type).toBe('digicert');
     expect([...loaded.profiles.keys()]).toEqual(['user_profile', 'device_profile']);
+    expect(loaded.profiles.get('device_profile')?.caConnections).toEqual(['digicert_devices']);
   });
 });
