@@ -258,7 +258,7 @@ describe('config load with a digicert connection', () => {
       const device = {
         subject: 'CN=d-{{device.deviceDirectoryApiId}}.devices.example.com',
         subjectAltNames: [{ dns: 'd-{{device.deviceDirectoryApiId}}.devices.example.com' }],
-        validity: '90d',
+        validity: '365d',
         extendedKeyUsages: ['serverAuth', 'clientAuth'],
       };
       expect(config({ product: 'private_ssl_plus', caCertId: 'A1B2' }, { p: device }).profiles.has('p')).toBe(true);
