@@ -24,6 +24,8 @@ import { DeploymentFaultError, describeError } from '../../errors.ts';
 import type { Sleep } from '../../http/abortable-sleep.ts';
 import { parseCertificate, type ParsedCertificate } from '../../pki/certificate-builder.ts';
 import { bytesEqual } from '../../pki/der.ts';
+import { EXTENDED_KEY_USAGES } from '../../pki/extended-key-usage.ts';
+import { issuingCaProblems } from '../../pki/issuing-ca-checks.ts';
 import { encodePem } from '../../pki/pem.ts';
 import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
@@ -42,6 +44,8 @@ import {
 } from './key-vault-clients.ts';
 import { publicJwkOf, signingAlgorithmFor } from './key-vault-signer.ts';
 import { KEY_VAULT_OPERATIONS, type KeyVaultOperation } from './operations.ts';
+
+const CLIENT_AUTH_OID = EXTENDED_KEY_USAGES.clientAuth as string;
 
 const DAY_MS = 86_400_000;
 
@@ -216,6 +220,18 @@ export class KeyVaultCa implements CertificateAuthority {
       );
     }
     const chainPem = [certificatePem, ...(await this.#loadChain(certificate))];
+    // Leaves carry clientAuth: a CA certificate (or parent) that cannot issue them is found now, not by a RADIUS
+    // server rejecting every device.
+    const problems = issuingCaProblems(
+      chainPem.map((pem) => parseCertificate(pem)),
+      [CLIENT_AUTH_OID],
+    );
+    if (problems.length > 0) {
+      throw fault(
+        `${description} cannot issue device certificates: ${problems.join('; ')}`,
+        'have the parent CA certify the CSR again with basicConstraints=critical,CA:true,pathlen:0, keyUsage=critical,keyCertSign,cRLSign and no extendedKeyUsage (or one that includes clientAuth), under parents whose pathLen leaves room for it; then kv-ca merge and pin the new version',
+      );
+    }
     // Built from the fetched key: the SDK then skips its own key lookup and signs at exactly this version's URL.
     const crypto = new CryptographyClient(key, this.#credential, keyVaultClientOptions(this.#settings));
     return {

@@ -15,6 +15,8 @@ import { CertificationRequest } from '@peculiar/asn1-csr';
 import type { CertificateClient, CertificatePolicy } from '@azure/keyvault-certificates';
 import { bytesEqual } from '../../pki/der.ts';
 import { describeName, parseCertificate, type ParsedCertificate } from '../../pki/certificate.ts';
+import { EXTENDED_KEY_USAGES } from '../../pki/extended-key-usage.ts';
+import { issuingCaProblems } from '../../pki/issuing-ca-checks.ts';
 import { encodePem, splitPemBundle } from '../../pki/pem.ts';
 import { callKeyVault, type KeyVaultCallEnvironment } from './key-vault-call.ts';
 import { isRestError, missingPermissionAdvice, statusOf } from './key-vault-errors.ts';
@@ -362,10 +364,12 @@ export class KeyVaultCaLifecycle {
         );
       }
     }
-    if (!leaf.isCa) {
+    // Device certificates carry clientAuth; a chain that cannot issue them is refused before it reaches the vault.
+    const problems = issuingCaProblems(chain, [EXTENDED_KEY_USAGES.clientAuth as string]);
+    if (problems.length > 0) {
       throw new KvCaRefusal(
-        'the first certificate is not a CA certificate (basicConstraints cA is not set)',
-        'have the parent CA sign the CSR with basicConstraints=critical,CA:true,pathlen:0 and keyUsage=critical,keyCertSign,cRLSign',
+        `this chain cannot issue device certificates: ${problems.join('; ')}`,
+        'have the parent CA sign the CSR with basicConstraints=critical,CA:true,pathlen:0, keyUsage=critical,keyCertSign,cRLSign and no extendedKeyUsage (or one that includes clientAuth), under parents whose pathLen leaves room for it',
       );
     }
     const pending = await this.status();

@@ -64,16 +64,18 @@ export class OpensslParentCa {
   /**
    * Signs a CSR. `ca: true` (default) makes the issuing CA certificate: basicConstraints critical CA:true
    * pathlen:0, keyUsage keyCertSign + cRLSign, SKI and AKI. Valid from an hour ago (`openssl ca -startdate`; the
-   * 3.0 `x509 -req` cannot backdate) so leaves can be backdated for clock skew, for `days` days.
+   * 3.0 `x509 -req` cannot backdate) so leaves can be backdated for clock skew, for `days` days. `extensions`
+   * replaces the extension file (a CA certificate that cannot issue, for the refusal tests).
    */
-  async sign(csrPem: string, options: { days?: number; ca?: boolean } = {}): Promise<string> {
+  async sign(csrPem: string, options: { days?: number; ca?: boolean; extensions?: string } = {}): Promise<string> {
     const name = `issued-${Date.now()}-${Math.random().toString(16).slice(2)}`;
     await writeFile(path.join(this.dir, `${name}.csr`), csrPem);
     await writeFile(
       path.join(this.dir, `${name}.ext`),
-      (options.ca ?? true)
-        ? 'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n'
-        : 'basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n',
+      options.extensions ??
+        ((options.ca ?? true)
+          ? 'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n'
+          : 'basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n'),
     );
     const at = (ms: number) =>
       new Date(ms)

@@ -18,7 +18,10 @@ import { parseCertificate } from '../../../src/pki/certificate.ts';
 import type { KeyPool } from '../../../src/sandbox/index.ts';
 import { deviceRequest, stepContext } from '../../fakes/key-vault/device-request.ts';
 import { FakeKeyVault } from '../../fakes/key-vault/fake-key-vault.ts';
-import { createIssuingCa, type IssuingCaFixture } from '../../fakes/key-vault/issuing-ca-fixture.ts';
+import { FAKE_KEY_VAULT_TOKEN } from '../../fakes/key-vault/fake-key-vault.ts';
+import { createIssuingCa, lifecycleFor, type IssuingCaFixture } from '../../fakes/key-vault/issuing-ca-fixture.ts';
+import { parseChain } from '../../../src/ca/azure-key-vault/lifecycle.ts';
+import { splitPemBundle } from '../../../src/pki/pem.ts';
 import { testKeyPool } from '../../support/keys.ts';
 import { waitFor } from '../../support/pubsub.ts';
 import { certificateText, openssl, verifyCertificate } from '../../support/openssl.ts';
@@ -171,6 +174,37 @@ describe('apiVersion', () => {
     const error = await rejection(ca.issue(deviceRequest(pool.next('ec-p256')), stepContext()));
     expect(error).toBeInstanceOf(DeploymentFaultError);
     expect((error as Error).message).toContain('400 BadParameter');
+  });
+});
+
+describe('start-up checks that the CA certificate can issue device certificates', () => {
+  it("a CA certificate whose EKU excludes clientAuth (merged behind kv-ca's back) is a deployment fault naming the field", async () => {
+    const name = 'eku-ca';
+    const lifecycle = lifecycleFor(vault, name);
+    const pending = await lifecycle.create({ subject: 'CN=EKU CA', key: { type: 'ec' } });
+    const caPem = await ec.parent.sign(pending.csrPem ?? '', {
+      extensions:
+        'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nextendedKeyUsage=serverAuth\n',
+    });
+    // kv-ca merge refuses it …
+    await expect(lifecycle.merge(parseChain(caPem + ec.parent.rootPem))).rejects.toThrow(
+      /extendedKeyUsage \(serverAuth\) excludes clientAuth/,
+    );
+    // … Key Vault itself does not look: merged with another tool, it is there.
+    const x5c = [caPem, ec.parent.rootPem].map((pem) => Buffer.from(splitPemBundle(pem)[0]!.der).toString('base64'));
+    const response = await fetch(`${vault.url}/certificates/${name}/pending/merge?api-version=7.5`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${FAKE_KEY_VAULT_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ x5c }),
+    });
+    expect(response.status).toBe(201);
+    const version = String(((await response.json()) as { id: string }).id.split('/').at(-1));
+    const { ca } = await open(ec, { certificateName: name, certificateVersion: version });
+    const error = await rejection(ca.issue(deviceRequest(pool.next('ec-p256')), stepContext()));
+    expect(error).toBeInstanceOf(DeploymentFaultError);
+    expect((error as Error).message).toMatch(
+      /cannot issue device certificates: the CA certificate: extendedKeyUsage \(serverAuth\) excludes clientAuth/,
+    );
   });
 });
 

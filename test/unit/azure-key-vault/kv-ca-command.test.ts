@@ -110,7 +110,7 @@ async function issuerBackedRequest(name: string): Promise<void> {
   expect(response.status).toBe(202);
 }
 
-async function chainFor(csrPem: string, options: { ca?: boolean } = {}): Promise<string> {
+async function chainFor(csrPem: string, options: { ca?: boolean; extensions?: string } = {}): Promise<string> {
   const file = path.join(dir, `chain-${Math.random().toString(16).slice(2)}.pem`);
   await writeFile(file, (await parent.sign(csrPem, options)) + parent.rootPem);
   return file;
@@ -302,8 +302,21 @@ describe('merge', () => {
   it.each([
     { label: 'a certificate for another key', advice: 'CSR that `certprov kv-ca status` prints' },
     { label: 'a chain in the wrong order', advice: 'leaf first' },
-    { label: 'a certificate that is not a CA', advice: 'CA:true' },
-  ])('refuses $label before asking Key Vault', async ({ label, advice }) => {
+    { label: 'a certificate that is not a CA', advice: 'CA:true', says: 'basicConstraints cA is not set' },
+    {
+      label: 'a CA certificate without keyCertSign',
+      advice: 'keyCertSign',
+      says: 'the CA certificate: keyUsage lacks keyCertSign',
+      extensions: 'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,digitalSignature,cRLSign\n',
+    },
+    {
+      label: 'a CA certificate whose EKU excludes clientAuth',
+      advice: 'includes clientAuth',
+      says: 'the CA certificate: extendedKeyUsage (serverAuth) excludes clientAuth',
+      extensions:
+        'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nextendedKeyUsage=serverAuth\n',
+    },
+  ])('refuses $label before asking Key Vault', async ({ label, advice, says, extensions }) => {
     const name = `merge-refuse-${label.length}`;
     const created = await json<Pending>('create', name, '--subject', 'CN=Refuse');
     let chain: string;
@@ -313,12 +326,15 @@ describe('merge', () => {
     } else if (label.includes('order')) {
       chain = path.join(dir, `${name}.pem`);
       await writeFile(chain, parent.rootPem + (await parent.sign(created.csrPem ?? '')));
+    } else if (extensions !== undefined) {
+      chain = await chainFor(created.csrPem ?? '', { extensions });
     } else {
       chain = await chainFor(created.csrPem ?? '', { ca: false });
     }
     const mergesBefore = vault.requests.filter((r) => r.path.endsWith('/pending/merge')).length;
     expect(await kvCa('merge', name, '--chain', chain)).toBe(1);
     expect(stderr()).toContain(advice);
+    if (says !== undefined) expect(stderr()).toContain(says);
     expect(vault.requests.filter((r) => r.path.endsWith('/pending/merge')).length).toBe(mergesBefore);
   });
 
