@@ -22,7 +22,7 @@ import {
 import { bytesEqual } from '../pki/der.ts';
 import { encodePem, splitPemBundle } from '../pki/pem.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { IssueRequest, IssueResult, StepContext } from './types.ts';
+import type { IssueRequest, IssueResult, RevocationRequest, RevocationResult, StepContext } from './types.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -216,4 +216,25 @@ export function caCertificateProblem(certificate: ParsedCertificate, now: Date):
   if (!certificate.isCa) return 'not-ca';
   if (certificate.notAfter.getTime() <= now.getTime()) return 'expired';
   return undefined;
+}
+
+/**
+ * Revocation at a CA that signs itself: nothing remote to call — the serial goes on the connection's CRL, which the
+ * adapter signs (src/lifecycle/crl.ts) from the inventory's revoked records. Refuses a certificate another CA issued.
+ * @throws TerminalError when the certificate's issuer is not this CA.
+ */
+export function listOnOwnCrl(ca: IssuingCa, request: RevocationRequest, label: string): RevocationResult {
+  const leaf = parseCertificate(request.certificatePem);
+  const sameIssuer =
+    bytesEqual(leaf.issuerNameDer, ca.certificate.subjectNameDer) &&
+    (leaf.authorityKeyIdentifier === undefined ||
+      ca.certificate.subjectKeyIdentifier === undefined ||
+      bytesEqual(leaf.authorityKeyIdentifier, ca.certificate.subjectKeyIdentifier));
+  if (!sameIssuer || leaf.serialHex !== request.serial) {
+    throw new TerminalError(`certificate ${request.serial} was not issued by this ${label}`, {
+      reason: 'ca_rejected',
+      userMessage: 'The certificate was not issued by this certificate authority.',
+    });
+  }
+  return { status: 'listed' };
 }

@@ -8,6 +8,8 @@ import type { DeploymentFaultError, FaultComponent } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { CoordinationStore } from '../store/types.ts';
+import type { CrlReason } from '../pki/crl-reason.ts';
+import type { IssuingCa } from './issuing-core.ts';
 import type { SanTemplate, SubjectTemplate } from '../pki/subject-template.ts';
 import type { DeviceKeyInfo, KeyType, LeafKeyUsage, RenderedProfile, SubjectAltNameType } from '../pki/types.ts';
 
@@ -76,11 +78,25 @@ export type IssueResult =
       readonly userMessage: string;
     };
 
-export interface IssuedCertificate {
-  readonly processId: string;
+/** What `revoke` is asked to revoke: one certificate from the inventory (src/store/inventory.ts). */
+export interface RevocationRequest {
+  /** Serial number, lowercase hex. */
+  readonly serial: string;
   readonly certificatePem: string;
+  /** The CA's reference from issuance (DigiCert: order and certificate ids). */
   readonly ref?: PendingRef;
+  readonly reason: CrlReason;
+  /** Free text for the CA's records (DigiCert `comments`); no personal data. */
+  readonly comment: string;
 }
+
+export type RevocationResult =
+  /** The CA revoked it and publishes the revocation itself (its own CRL/OCSP). */
+  | { readonly status: 'revoked' }
+  /** A self-run CA: the adapter lists the serial on the connection's CRL (state in the store). */
+  | { readonly status: 'listed' }
+  /** The CA holds the request until an administrator approves it there (DigiCert). */
+  | { readonly status: 'pending_approval'; readonly requestId?: string };
 
 export interface CertificateAuthority {
   /** Configuration name of this connection (the caConnectionAdapterConfigReference). */
@@ -94,7 +110,16 @@ export interface CertificateAuthority {
   poll?(ref: PendingRef, request: IssueRequest, ctx: StepContext): Promise<IssueResult>;
   /** Withdraw a pending request nobody will install (the process failed or waited too long). */
   cancel?(ref: PendingRef, reason: string, ctx: StepContext): Promise<void>;
-  revoke?(certificate: IssuedCertificate, reason: string, ctx: StepContext): Promise<void>;
+  /**
+   * Revokes one certificate this connection issued (DESIGN.md §9). Optional: a backend without it cannot revoke, and
+   * `certprov revoke` reports that per certificate. Throws a classified error when the CA refuses or fails.
+   */
+  revoke?(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult>;
+  /**
+   * For the CAs that sign themselves (local, Key Vault): the CA certificate and the signer of its key, so the
+   * adapter can sign the connection's CRL (src/lifecycle/crl.ts). Loads remote material at most once.
+   */
+  crlIssuer?(signal: AbortSignal): Promise<IssuingCa>;
 
   /** Starts background work (bulk status polling). Called once after construction in `run`/`demo`. */
   start?(services: CaServices): Promise<void>;

@@ -44,6 +44,7 @@ async function environment(
     ca,
     capabilities: azureKeyVaultBackend.capabilities(config),
     caCertificatePem: trustAnchorPem,
+    revocation: { expected: 'listed' },
     teardown: async () => {
       await ca.close?.();
       await teardown();

@@ -30,8 +30,10 @@ import type {
   IssueRequest,
   IssueResult,
   PendingRef,
+  RevocationResult,
   StepContext,
 } from '../../src/ca/types.ts';
+import { TerminalError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { parseCertificate, type ParsedCertificate } from '../../src/pki/certificate.ts';
 import { bytesEqual } from '../../src/pki/der.ts';
@@ -58,6 +60,12 @@ export interface CaContractEnvironment {
   readonly caCertificatePem: string;
   /** For backends that pend: make the CA decide the request behind `ref` (approve the order). */
   resolvePending?(ref: PendingRef): Promise<void> | void;
+  /** For a backend with `revoke`: what a revocation answers, and a look at the CA's side of it. */
+  readonly revocation?: {
+    readonly expected: RevocationResult['status'];
+    /** Checks the CA received the revocation of `serial` with `reason` (e.g. the fake's request log). */
+    check?(serial: string, ref: PendingRef | undefined): void;
+  };
   teardown(): Promise<void>;
 }
 
@@ -184,22 +192,24 @@ const MAX_POLLS = 50;
 async function issueToCompletion(
   env: CaContractEnvironment,
   request: IssueRequest,
-): Promise<{ result: IssueResult; pended: boolean; polls: number }> {
+): Promise<{ result: IssueResult; pended: boolean; polls: number; lastRef: PendingRef | undefined }> {
   let result = await env.ca.issue(request, context());
   let polls = 0;
+  let lastRef: PendingRef | undefined;
   const pended = result.status === 'pending';
   while (result.status === 'pending') {
     expect(env.capabilities.mayPend, 'a backend that declares mayPend: false returned pending').toBe(true);
     expect(typeof env.ca.poll, 'a backend that returns pending must implement poll').toBe('function');
     expect(polls, `still pending after ${MAX_POLLS} polls`).toBeLessThan(MAX_POLLS);
     const { ref, retryAfterMs } = result;
+    lastRef = ref;
     expect(JSON.stringify(ref).length, 'PendingRef stays small').toBeLessThan(2_000);
     if (env.resolvePending !== undefined) await env.resolvePending(ref);
     else await new Promise((resolve) => setTimeout(resolve, Math.min(Math.max(retryAfterMs, 10), 2_000)));
     result = await env.ca.poll!(ref, request, context());
     polls += 1;
   }
-  return { result, pended, polls };
+  return { result, pended, polls, lastRef };
 }
 
 interface Issued {
@@ -403,6 +413,36 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
           expect(popcount(pa.map((x, j) => x ^ (pb[j] as number)))).toBeGreaterThanOrEqual(8);
         }
       });
+
+      it.runIf(env.ca.revoke !== undefined)(
+        'revokes a certificate it issued (declared ability), and refuses one it has no issuance of',
+        async () => {
+          const revoke = env.ca.revoke?.bind(env.ca);
+          if (revoke === undefined) throw new Error('unreachable');
+          const request = issueRequest(env.ca, pool.next(firstKey.poolType), firstProfile.profile);
+          const { result, lastRef } = await issueToCompletion(env, request);
+          if (result.status !== 'issued') throw new Error('expected issued');
+          const serial = parseCertificate(result.certificatePem).serialHex;
+          const outcome = await revoke(
+            {
+              serial,
+              certificatePem: result.certificatePem,
+              ...(lastRef === undefined ? {} : { ref: lastRef }),
+              reason: 'keyCompromise',
+              comment: 'contract suite',
+            },
+            context(),
+          );
+          expect(outcome.status).toBe(env.revocation?.expected);
+          env.revocation?.check?.(serial, lastRef);
+          await expect(
+            revoke(
+              { serial: '01', certificatePem: result.certificatePem, reason: 'keyCompromise', comment: 'x' },
+              context(),
+            ),
+          ).rejects.toBeInstanceOf(TerminalError);
+        },
+      );
 
       it.runIf(env.capabilities.mayPend)('answers pending first and resolves through poll', async () => {
         const request = issueRequest(env.ca, pool.next(firstKey.poolType), firstProfile.profile);

@@ -7,6 +7,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { expect } from 'vitest';
 import { digicertBackend } from '../../src/ca/digicert/backend.ts';
 import { digicertConfigSchema } from '../../src/ca/digicert/config.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
@@ -30,6 +31,16 @@ describeCaContract('DigiCert CertCentral (client_authentication_plus, fake on lo
     capabilities: digicertBackend.capabilities(config),
     caCertificatePem: fake.ca.rootPem,
     resolvePending: (ref) => fake.approve(Number(ref.orderId)),
+    revocation: {
+      // DigiCert holds every revocation until an administrator approves it in CertCentral.
+      expected: 'pending_approval',
+      check: (_serial, ref) => {
+        const request = fake.revocations.find((r) => r.orderId === Number(ref?.orderId));
+        expect(request).toMatchObject({ status: 'pending', reason: 'key_compromise', comments: 'contract suite' });
+        fake.approveRevocation(request?.id ?? 0);
+        expect(fake.order(Number(ref?.orderId)).status).toBe('revoked');
+      },
+    },
     teardown: async () => {
       await ca.close?.();
       await fake.close();

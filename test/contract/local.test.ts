@@ -28,6 +28,8 @@ for (const keyType of ['ec', 'rsa'] as const) {
       ca,
       capabilities: localBackend.capabilities(config),
       caCertificatePem: init.certificatePem,
+      // The serial goes on the connection's CRL, which the adapter signs (src/lifecycle/crl.ts).
+      revocation: { expected: 'listed' },
       teardown: () => rm(baseDir, { recursive: true, force: true }),
     };
   });

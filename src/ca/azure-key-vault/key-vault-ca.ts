@@ -29,8 +29,16 @@ import { issuingCaProblems } from '../../pki/issuing-ca-checks.ts';
 import { encodePem } from '../../pki/pem.ts';
 import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
-import { IssuingMaterialCache, issueLeaf, readChainFile } from '../issuing-core.ts';
-import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
+import { IssuingMaterialCache, issueLeaf, listOnOwnCrl, readChainFile, type IssuingCa } from '../issuing-core.ts';
+import type {
+  CaDependencies,
+  CertificateAuthority,
+  IssueRequest,
+  IssueResult,
+  RevocationRequest,
+  RevocationResult,
+  StepContext,
+} from '../types.ts';
 import type { KeyVaultCaConfig } from './config.ts';
 import { createKeyVaultCredential } from './credential.ts';
 import { callEnvironmentOf, callKeyVault, type KeyVaultCallEnvironment } from './key-vault-call.ts';
@@ -333,6 +341,15 @@ export class KeyVaultCa implements CertificateAuthority {
     } catch (error) {
       throw fault(`chainFile ${file} cannot be used (${describeError(error)})`, undefined, error);
     }
+  }
+
+  /** Revocation lists the serial on this connection's CRL; the CRL costs one Key Vault sign, not one per serial. */
+  async revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult> {
+    return listOnOwnCrl(await this.material(ctx.signal), request, 'Key Vault CA');
+  }
+
+  crlIssuer(signal: AbortSignal): Promise<IssuingCa> {
+    return this.material(signal);
   }
 
   async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {

@@ -252,6 +252,36 @@ export class DigicertClient {
     });
   }
 
+  /**
+   * `PUT /certificate/{id}/revoke` (or `/order/certificate/{id}/revoke` when only the order is known) with
+   * `comments` and `revocation_reason` → a request object; DigiCert revokes once an administrator approved it.
+   * Not repeated after an unclear result: a second request would be a second approval item.
+   */
+  async revoke(
+    target: { readonly certificateId: number } | { readonly orderId: number },
+    body: { readonly comments: string; readonly revocation_reason: string },
+    ctx: StepContext,
+  ): Promise<{ id?: number; status?: string }> {
+    const path =
+      'certificateId' in target
+        ? `/certificate/${target.certificateId}/revoke`
+        : `/order/certificate/${target.orderId}/revoke`;
+    const response = await this.#call<{ id?: unknown; status?: unknown }>(ctx, {
+      method: 'PUT',
+      path,
+      operation: 'revoke',
+      kind: 'issue',
+      safeToRepeat: false,
+      json: body,
+    });
+    const id = response.body?.id;
+    const status = response.body?.status;
+    return {
+      ...(typeof id === 'number' ? { id } : {}),
+      ...(typeof status === 'string' ? { status } : {}),
+    };
+  }
+
   /** `PUT /request/{id}/status` `{"status": "rejected"}`: withdraws an order still waiting for approval. */
   async rejectRequest(requestId: number, comment: string, ctx: StepContext): Promise<void> {
     await this.#call(ctx, {

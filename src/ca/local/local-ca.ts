@@ -20,8 +20,16 @@ import {
   type TbsSigner,
 } from '../../pki/certificate-builder.ts';
 import { signWithKey, verifyWithKey } from '../../pki/signature-algorithms.ts';
-import { issueLeaf } from '../issuing-core.ts';
-import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
+import { issueLeaf, listOnOwnCrl, type IssuingCa } from '../issuing-core.ts';
+import type {
+  CaDependencies,
+  CertificateAuthority,
+  IssueRequest,
+  IssueResult,
+  RevocationRequest,
+  RevocationResult,
+  StepContext,
+} from '../types.ts';
 import type { LocalCaConfig } from './config.ts';
 import { LOCAL_CA_FILES } from './init.ts';
 
@@ -164,6 +172,24 @@ export class LocalCa implements CertificateAuthority {
     return new LocalCa(name, directory, { certificate, certificatePem, signer }, config, deps, options);
   }
 
+  /** Revocation lists the serial on this connection's CRL (signed by the adapter with the CA key). */
+  revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult> {
+    try {
+      ctx.signal.throwIfAborted();
+      return Promise.resolve(listOnOwnCrl(this.issuingCa(), request, 'local CA'));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  crlIssuer(): Promise<IssuingCa> {
+    return Promise.resolve(this.issuingCa());
+  }
+
+  private issuingCa(): IssuingCa {
+    return { certificate: this.certificate, chainPem: [this.certificatePem], signer: this.signer };
+  }
+
   async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {
     ctx.signal.throwIfAborted();
     if (request.priorAttempts > 0) {
@@ -181,20 +207,15 @@ export class LocalCa implements CertificateAuthority {
         return { status: 'issued', certificatePem: earlier.pem, chainPem: [this.certificatePem] };
       }
     }
-    return issueLeaf(
-      request,
-      ctx,
-      { certificate: this.certificate, chainPem: [this.certificatePem], signer: this.signer },
-      {
-        connection: this.name,
-        label: 'local CA',
-        component: 'local-ca',
-        maxValidityDays: this.config.maxValidityDays,
-        backdateMs: this.config.backdate,
-        now: this.now(),
-        record: (built) => this.journal(request, built),
-      },
-    );
+    return issueLeaf(request, ctx, this.issuingCa(), {
+      connection: this.name,
+      label: 'local CA',
+      component: 'local-ca',
+      maxValidityDays: this.config.maxValidityDays,
+      backdateMs: this.config.backdate,
+      now: this.now(),
+      record: (built) => this.journal(request, built),
+    });
   }
 
   /**

@@ -43,6 +43,7 @@ export type FakeOperation =
   | 'download'
   | 'cancel'
   | 'reject-request'
+  | 'revoke'
   | 'organization-validation'
   | 'unknown';
 
@@ -223,6 +224,14 @@ export class FakeCertCentral {
   /** Every request received, in order (authenticated or not). */
   readonly requests: RequestRecord[] = [];
   readonly orders = new Map<number, FakeOrder>();
+  /** Revocation requests received (by certificate or order). */
+  readonly revocations: {
+    id: number;
+    orderId: number;
+    status: 'pending' | 'approved';
+    comments?: string | undefined;
+    reason?: string | undefined;
+  }[] = [];
   /** Emits `order` (FakeOrder) right after an order was created, before it is answered. */
   readonly events = new EventEmitter();
   /** Mutable at run time: how the next orders are answered. */
@@ -456,6 +465,7 @@ export class FakeCertCentral {
     if (method === 'GET' && /^\/order\/certificate\/\d+$/.test(path)) return 'order-info';
     if (method === 'PUT' && /^\/order\/certificate\/\d+\/status$/.test(path)) return 'cancel';
     if (method === 'PUT' && /^\/request\/\d+\/status$/.test(path)) return 'reject-request';
+    if (method === 'PUT' && /^\/(certificate|order\/certificate)\/\d+\/revoke$/.test(path)) return 'revoke';
     if (
       method === 'GET' &&
       /^\/certificate\/(\d+\/download\/format|download\/order\/\d+\/format)\/[a-z_0-9]+$/.test(path)
@@ -494,6 +504,17 @@ export class FakeCertCentral {
     }
     if (method === 'PUT' && (m = /^\/request\/(\d+)\/status$/.exec(path)) !== null) {
       return this.updateRequest(Number(m[1]), json());
+    }
+    if (method === 'PUT' && (m = /^\/certificate\/(\d+)\/revoke$/.exec(path)) !== null) {
+      const id = Number(m[1]);
+      return this.revoke(
+        [...this.orders.values()].find((o) => o.certificateId === id),
+        json(),
+        'certificate',
+      );
+    }
+    if (method === 'PUT' && (m = /^\/order\/certificate\/(\d+)\/revoke$/.exec(path)) !== null) {
+      return this.revoke(this.orders.get(Number(m[1])), json(), 'order');
     }
     if (method === 'GET' && (m = /^\/certificate\/(\d+)\/download\/format\/([a-z_0-9]+)$/.exec(path)) !== null) {
       const order = [...this.orders.values()].find((o) => o.certificateId === Number(m?.[1]));
@@ -849,6 +870,63 @@ export class FakeCertCentral {
     order.cancelNote = body.note;
     this.setStatus(orderId, 'canceled');
     return { status: 204 };
+  }
+
+  /**
+   * Revoke by certificate or by order: only an issued certificate; `comments` a string and `revocation_reason`
+   * one of DigiCert's values when given. Answers a pending request object (an administrator must approve it;
+   * {@link approveRevocation}); a second request while one is pending is refused.
+   */
+  private revoke(
+    order: FakeOrder | undefined,
+    body: Record<string, unknown>,
+    by: 'certificate' | 'order',
+  ): { status: number; body: unknown } {
+    if (order === undefined) throw new ApiError(404, `not_found|${by}`, `${by} not found.`);
+    if (body.comments !== undefined && typeof body.comments !== 'string') {
+      throw invalid('comments', 'comments must be a string.');
+    }
+    const reasons = ['unspecified', 'key_compromise', 'affiliation_changed', 'superseded', 'cessation_of_operation'];
+    if (
+      body.revocation_reason !== undefined &&
+      (typeof body.revocation_reason !== 'string' || !reasons.includes(body.revocation_reason))
+    ) {
+      throw invalid('revocation_reason', 'Invalid revocation reason.');
+    }
+    if (order.status === 'revoked') throw new ApiError(400, 'invalid_status', 'The certificate is already revoked.');
+    if (order.status !== 'issued') {
+      throw new ApiError(400, 'invalid_status', `An order that is ${order.status} cannot be revoked.`);
+    }
+    if (this.revocations.some((r) => r.orderId === order.id && r.status === 'pending')) {
+      throw new ApiError(400, 'duplicate_request', 'A revocation request for this certificate is already pending.');
+    }
+    const request = {
+      id: 900_000 + this.revocations.length + 1,
+      orderId: order.id,
+      status: 'pending' as 'pending' | 'approved',
+      comments: typeof body.comments === 'string' ? body.comments : undefined,
+      reason: typeof body.revocation_reason === 'string' ? body.revocation_reason : undefined,
+    };
+    this.revocations.push(request);
+    return {
+      status: 201,
+      body: {
+        id: request.id,
+        date: new Date(this.now()).toISOString(),
+        type: 'revoke',
+        status: 'pending',
+        requester: { id: 14, first_name: 'API', last_name: 'Key', email: 'api@example.com' },
+        comments: request.comments,
+      },
+    };
+  }
+
+  /** An administrator approves a pending revocation request: the order becomes `revoked`. */
+  approveRevocation(requestId: number): void {
+    const request = this.revocations.find((r) => r.id === requestId && r.status === 'pending');
+    if (request === undefined) throw new Error(`no pending revocation request ${requestId}`);
+    request.status = 'approved';
+    this.setStatus(request.orderId, 'revoked');
   }
 
   private updateRequest(requestId: number, body: Record<string, unknown>): { status: number } {
