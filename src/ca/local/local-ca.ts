@@ -174,13 +174,12 @@ export class LocalCa implements CertificateAuthority {
 
   /** Revocation lists the serial on this connection's CRL (signed by the adapter with the CA key). */
   revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult> {
-    try {
+    return Promise.resolve().then(() => {
       ctx.signal.throwIfAborted();
-      return Promise.resolve(listOnOwnCrl(this.issuingCa(), request, 'local CA'));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return listOnOwnCrl(this.issuingCa(), request, 'local CA');
+    });
   }
+
 
   crlIssuer(): Promise<IssuingCa> {
     return Promise.resolve(this.issuingCa());
