@@ -13,6 +13,7 @@ import { localCaCommand } from './cli/local-ca.ts';
 import { kvCaCommand } from './cli/kv-ca.ts';
 import { kmsCaCommand } from './cli/kms-ca.ts';
 import { setupPubSubCommand } from './cli/setup-pubsub.ts';
+import { deadLetterCommand } from './cli/dead-letter.ts';
 import { VERSION } from './version.ts';
 
 const COMMANDS: readonly Command[] = [
@@ -23,6 +24,7 @@ const COMMANDS: readonly Command[] = [
   kvCaCommand,
   kmsCaCommand,
   setupPubSubCommand,
+  deadLetterCommand,
 ];
 
 function overview(): string {
