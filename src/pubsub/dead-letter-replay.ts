@@ -144,7 +144,9 @@ async function pull(
   }
   return (response.receivedMessages ?? []).flatMap((received) => {
     const message = received.message;
-    if (received.ackId == null || message == null) return [];
+    if (received.ackId === null || received.ackId === undefined || message === null || message === undefined) {
+      return [];
+    }
     return [
       {
         ackId: received.ackId,

@@ -92,11 +92,12 @@ describe('certprov dead-letter replay', () => {
     ];
     for (const id of ids) await rig.notify(id, { encoding: 'protobuf', attributes: { origin: 'admin-console' } });
 
-    let seen: string[] = [];
     const deadline = Date.now() + 90_000;
-    while ((seen = await parked()).length < ids.length) {
+    let seen = await parked();
+    while (seen.length < ids.length) {
       if (Date.now() > deadline) throw new Error(`only ${seen.length} parked after 90 s: ${seen.join('\n')}`);
       await sleep(1_000);
+      seen = await parked();
     }
     // The dry run names each parked process, and left them all parked (asked twice, same answer).
     for (const id of ids) expect(seen.join('\n')).toContain(`process ${id}`);
