@@ -180,7 +180,6 @@ export class LocalCa implements CertificateAuthority {
     });
   }
 
-
   crlIssuer(): Promise<IssuingCa> {
     return Promise.resolve(this.issuingCa());
   }
