@@ -6,25 +6,69 @@
 import { UsageError, type Command } from './cli/command.ts';
 import { explainFailure, failureText } from './cli/failure.ts';
 import { routeProcessWarnings } from './observability/process-warnings.ts';
-import { runCommand } from './cli/run.ts';
-import { demoCommand } from './cli/demo.ts';
-import { checkConfigCommand } from './cli/check-config.ts';
-import { localCaCommand } from './cli/local-ca.ts';
-import { kvCaCommand } from './cli/kv-ca.ts';
-import { kmsCaCommand } from './cli/kms-ca.ts';
-import { setupPubSubCommand } from './cli/setup-pubsub.ts';
-import { deadLetterCommand } from './cli/dead-letter.ts';
 import { VERSION } from './version.ts';
 
-const COMMANDS: readonly Command[] = [
-  runCommand,
-  demoCommand,
-  checkConfigCommand,
-  localCaCommand,
-  kvCaCommand,
-  kmsCaCommand,
-  setupPubSubCommand,
-  deadLetterCommand,
+/**
+ * The commands, loaded on use: `certprov --help` must not pay for every SDK (Pub/Sub, Firestore, Azure) that some
+ * command needs — each import costs a fraction of a second. Usage and summary are repeated here so the overview
+ * loads no command; test/unit/cli/command-index.test.ts holds them equal to each command's own.
+ */
+export interface CommandEntry {
+  readonly name: string;
+  readonly usage: string;
+  readonly summary: string;
+  load(): Promise<Command>;
+}
+
+export const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: 'run',
+    usage: 'run --config FILE',
+    summary: 'run the adapter: subscribe to Pub/Sub and provision certificates',
+    load: async () => (await import('./cli/run.ts')).runCommand,
+  },
+  {
+    name: 'demo',
+    usage: 'demo [--count N] [--out DIR]',
+    summary: 'provision simulated ChromeOS devices end to end, locally (npm start)',
+    load: async () => (await import('./cli/demo.ts')).demoCommand,
+  },
+  {
+    name: 'check-config',
+    usage: 'check-config --config FILE [--probe]',
+    summary: 'validate a configuration file; --probe also checks credentials and reachability',
+    load: async () => (await import('./cli/check-config.ts')).checkConfigCommand,
+  },
+  {
+    name: 'local-ca',
+    usage: 'local-ca init --dir DIR [--key ec|rsa]',
+    summary: 'create a local file-backed CA (trials, tests, air-gapped labs)',
+    load: async () => (await import('./cli/local-ca.ts')).localCaCommand,
+  },
+  {
+    name: 'kv-ca',
+    usage: 'kv-ca <create|status|merge|cancel|delete-pending> --config FILE',
+    summary: 'create, enroll and rotate the issuing CA certificate held in Azure Key Vault',
+    load: async () => (await import('./cli/kv-ca.ts')).kvCaCommand,
+  },
+  {
+    name: 'kms-ca',
+    usage: 'kms-ca csr --config FILE --subject DN',
+    summary: 'write the CSR of the issuing CA whose key is in Cloud KMS',
+    load: async () => (await import('./cli/kms-ca.ts')).kmsCaCommand,
+  },
+  {
+    name: 'setup-pubsub',
+    usage: 'setup-pubsub --project P --topic T --subscription S --dead-letter-topic D',
+    summary: 'create or check the Pub/Sub topic, subscription, dead-letter topic and retry policy',
+    load: async () => (await import('./cli/setup-pubsub.ts')).setupPubSubCommand,
+  },
+  {
+    name: 'dead-letter',
+    usage: 'dead-letter replay --subscription DL --topic T [--limit N] [--dry-run]',
+    summary: 'republish parked notifications from the dead-letter subscription to the provisioning topic',
+    load: async () => (await import('./cli/dead-letter.ts')).deadLetterCommand,
+  },
 ];
 
 function overview(): string {
@@ -46,18 +90,19 @@ export async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
-    console.log(topic?.help ?? overview());
+    console.log(topic === undefined ? overview() : (await topic.load()).help);
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-v') {
     console.log(VERSION);
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (command === undefined) {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (entry === undefined) {
     console.error(`certprov: unknown command "${name}"\n\n${overview()}`);
     return 2;
   }
+  const command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     console.log(command.help);
     return 0;
@@ -89,4 +134,7 @@ process.on('unhandledRejection', (error: unknown) => {
   process.exit(1);
 });
 
-process.exitCode = await main(process.argv.slice(2));
+// Run only as the entry point: the command index is importable (tests) without running anything.
+if (process.argv[1] !== undefined && import.meta.filename === (await import('node:fs')).realpathSync(process.argv[1])) {
+  process.exitCode = await main(process.argv.slice(2));
+}

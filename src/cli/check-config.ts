@@ -3,14 +3,9 @@
  * with `--probe`, also checks credentials and reachability without side effects (src/cli/probe.ts).
  */
 import { formatDuration } from '../config/duration.ts';
-import { loadConfigFile, type Config } from '../config/load.ts';
-import { assertRunnable } from '../config/references.ts';
-import { configWarnings } from '../config/warnings.ts';
-import { createLogger } from '../observability/logger.ts';
-import { Metrics } from '../observability/metrics.ts';
+import type { Config } from '../config/load.ts';
 import { VERSION } from '../version.ts';
 import { configPath, parseOptions, type Command } from './command.ts';
-import { formatProbeResults, runProbes } from './probe.ts';
 import { table } from './table.ts';
 
 export function describeConfig(config: Config): string {
@@ -78,11 +73,23 @@ Options:
   --probe         also run the read-only checks above`,
   async run(args) {
     const { values } = parseOptions(args, { config: { type: 'string' }, probe: { type: 'boolean', default: false } });
+    // Loaded here, not at the top: `check-config --help` must not pay for the validator.
+    const [{ loadConfigFile }, { assertRunnable }, { configWarnings }] = await Promise.all([
+      import('../config/load.ts'),
+      import('../config/references.ts'),
+      import('../config/warnings.ts'),
+    ]);
     const config = await loadConfigFile(configPath(values.config), 'run');
     await assertRunnable(config);
     console.log(describeConfig(config));
     for (const warning of configWarnings(config)) console.log(`warning: ${warning}`);
     if (!values.probe) return 0;
+    // Loaded only for --probe: it needs the Pub/Sub and Google auth SDKs.
+    const [{ formatProbeResults, runProbes }, { createLogger }, { Metrics }] = await Promise.all([
+      import('./probe.ts'),
+      import('../observability/logger.ts'),
+      import('../observability/metrics.ts'),
+    ]);
     // Client logs stay quiet: every finding is in the table, and a failed check must not print a stack.
     const log = createLogger({ level: 'silent' });
     const results = await runProbes(config, { log, metrics: new Metrics({ version: VERSION, defaultMetrics: false }) });

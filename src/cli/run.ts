@@ -2,16 +2,11 @@
  * `certprov run` — the daemon. Loads and validates the configuration (every problem listed, exit 2, nothing
  * pulled), subscribes, and drains on SIGTERM/SIGINT within shutdown.gracePeriod; a second signal exits at once.
  */
-import { loadConfigFile, type Config } from '../config/load.ts';
-import { assertRunnable } from '../config/references.ts';
-import { configWarnings } from '../config/warnings.ts';
+import type { Config } from '../config/load.ts';
 import { describeError } from '../errors.ts';
-import { createLogger, setPersonalDataKey, type Logger } from '../observability/logger.ts';
-import { readSecret } from '../config/secrets.ts';
-import { Metrics } from '../observability/metrics.ts';
+import type { Logger } from '../observability/logger.ts';
 import { routeProcessWarnings } from '../observability/process-warnings.ts';
-import { Adapter } from '../adapter.ts';
-import { PubSubMessageSource } from '../pubsub/pubsub-source.ts';
+import type { Adapter } from '../adapter.ts';
 import { VERSION } from '../version.ts';
 import { configPath, parseOptions, type Command } from './command.ts';
 import { explainFailure, failureText } from './failure.ts';
@@ -43,6 +38,22 @@ Environment:
   PUBSUB_EMULATOR_HOST             use a Pub/Sub emulator (tests)`,
   async run(args) {
     const { values } = parseOptions(args, { config: { type: 'string' } });
+    // Loaded here, not at the top: `certprov run --help` must not pay for the validator, logger and metrics.
+    const [
+      { loadConfigFile },
+      { assertRunnable },
+      { configWarnings },
+      { createLogger, setPersonalDataKey },
+      { readSecret },
+      { Metrics },
+    ] = await Promise.all([
+      import('../config/load.ts'),
+      import('../config/references.ts'),
+      import('../config/warnings.ts'),
+      import('../observability/logger.ts'),
+      import('../config/secrets.ts'),
+      import('../observability/metrics.ts'),
+    ]);
     const config = await loadConfigFile(configPath(values.config), 'run');
     await assertRunnable(config);
     const log = createLogger({ level: config.log.level, base: { service: 'certprov', version: VERSION } });
@@ -84,6 +95,11 @@ Environment:
     try {
       if (needsGoogleCredentials(config))
         await requireGoogleCredentials('Pub/Sub and the Chrome Management API', 'pubsub');
+      // Loaded here, not at the top: `certprov run --help` must not pay for the Pub/Sub and Firestore SDKs.
+      const [{ Adapter }, { PubSubMessageSource }] = await Promise.all([
+        import('../adapter.ts'),
+        import('../pubsub/pubsub-source.ts'),
+      ]);
       const source = new PubSubMessageSource({
         subscription,
         maxInFlight: config.pubsub.maxInFlight,

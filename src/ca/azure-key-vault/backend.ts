@@ -1,6 +1,5 @@
 import type { CaBackend } from '../types.ts';
 import { keyVaultCaConfigSchema, type KeyVaultCaConfig } from './config.ts';
-import { KeyVaultCa } from './key-vault-ca.ts';
 
 /**
  * The Key Vault-held issuing CA: signs synchronously (one Key Vault sign per certificate), any subject, SAN type
@@ -20,7 +19,8 @@ export const azureKeyVaultBackend: CaBackend<KeyVaultCaConfig> = {
     mayPend: false,
     requiresDurableStore: false,
   }),
-  create: (name, config, deps) => KeyVaultCa.create(name, config, deps),
+  // Loaded on use: the Azure SDKs cost a second to import, and only a configuration with a vault needs them.
+  create: async (name, config, deps) => (await import('./key-vault-ca.ts')).KeyVaultCa.create(name, config, deps),
   requiredFiles: (config) => [
     ...(config.caCertificateFile === undefined
       ? []

@@ -1,6 +1,5 @@
 import type { CaBackend } from '../types.ts';
 import { kmsCaConfigSchema, type KmsCaConfig } from './config.ts';
-import { KmsCa } from './kms-ca.ts';
 
 /**
  * The Cloud KMS-held issuing CA: signs synchronously (one AsymmetricSign per certificate), any subject, SAN type
@@ -20,5 +19,7 @@ export const googleKmsBackend: CaBackend<KmsCaConfig> = {
     mayPend: false,
     requiresDurableStore: false,
   }),
-  create: (name, config, deps) => KmsCa.create(name, config, deps),
+  // Loaded on use, like every backend whose client pulls in an SDK: `certprov --help` and configurations without
+  // a KMS connection never import it.
+  create: async (name, config, deps) => (await import('./kms-ca.ts')).KmsCa.create(name, config, deps),
 };

@@ -1,0 +1,60 @@
+/**
+ * `npm run bench -- cli-startup`: how long the command line takes to answer `--help` (DESIGN: commands and CA
+ * backend SDKs load on use). Each figure is the median of several OS-process runs. Two floors are measured alongside,
+ * so the ratios stay comparable when the machine is busy: a bare `node` start-up, and a one-line TypeScript file
+ * (what running from src/ costs before any of our code: Node's type stripping). The image runs compiled dist/,
+ * whose floor is the bare start-up.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { BenchFigure, BenchScenario } from '../scenario.ts';
+
+const MAIN = path.resolve(import.meta.dirname, '../../src/main.ts');
+
+function medianSeconds(args: readonly string[], runs: number): number {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i += 1) {
+    const started = performance.now();
+    const child = spawnSync(process.execPath, args, { stdio: 'ignore' });
+    if (child.status !== 0) throw new Error(`node ${args.join(' ')} exited ${String(child.status)}`);
+    times.push((performance.now() - started) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)] ?? Number.NaN;
+}
+
+const scenario: BenchScenario = {
+  name: 'cli-startup',
+  description: 'certprov --help and a command help, against a bare node start-up (median of OS-process runs)',
+  run({ quick }) {
+    const runs = quick ? 3 : 9;
+    const bare = medianSeconds(['-e', '0'], runs);
+    const dir = mkdtempSync(path.join(tmpdir(), 'certprov-bench-'));
+    const oneLine = path.join(dir, 'one-line.ts');
+    writeFileSync(oneLine, 'const answer: number = 42;\nexport default answer;\n');
+    let typescriptFloor: number;
+    try {
+      typescriptFloor = medianSeconds([oneLine], runs);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const help = medianSeconds([MAIN, '--help'], runs);
+    const runHelp = medianSeconds([MAIN, 'run', '--help'], runs);
+    const checkHelp = medianSeconds([MAIN, 'check-config', '--help'], runs);
+    const figures: BenchFigure[] = [
+      { name: 'node -e 0 (bare start-up)', value: bare, unit: 's' },
+      { name: 'certprov --help', value: help, unit: 's', target: '≤ 0.3 s on an idle machine' },
+      { name: 'one-line .ts file (type-stripping floor)', value: typescriptFloor, unit: 's' },
+      { name: 'certprov --help / one-line .ts file', value: help / typescriptFloor, unit: '×', target: '≈ 1' },
+      { name: 'certprov --help above the .ts floor', value: help - typescriptFloor, unit: 's', target: '≤ 0.3 s' },
+      { name: 'certprov run --help', value: runHelp, unit: 's' },
+      { name: 'certprov check-config --help', value: checkHelp, unit: 's' },
+    ];
+    return Promise.resolve(figures);
+  },
+};
+
+export default scenario;
