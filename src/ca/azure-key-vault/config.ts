@@ -11,9 +11,34 @@
  * - **signing-only mode** (a Managed HSM, which holds keys but no certificate objects, or a vault where the adapter
  *   may not read certificates): `signingKey {name, version}` + `caCertificateFile`.
  */
+import type { CertificateClientOptions } from '@azure/keyvault-certificates';
 import { z } from 'zod';
 import { durationMs, secretReference } from '../../config/zod-helpers.ts';
 import { isLoopbackUrl } from '../../http/url-safety.ts';
+
+/** The api-versions the installed SDK knows (its typed `serviceVersion`). */
+type SdkApiVersion = NonNullable<CertificateClientOptions['serviceVersion']>;
+
+/**
+ * The Key Vault api-versions `apiVersion` accepts: exactly the ones the installed `@azure/keyvault-certificates`
+ * declares. A version the SDK does not know would be sent with request and response shapes the SDK was not
+ * generated for. The two checks below fail the typecheck when an SDK upgrade adds or drops a version, so this list
+ * follows the SDK, not the other way round.
+ */
+export const KEY_VAULT_API_VERSIONS = [
+  '7.0',
+  '7.1',
+  '7.2',
+  '7.3',
+  '7.4',
+  '7.5',
+  '7.6',
+  '2025-07-01',
+] as const satisfies readonly SdkApiVersion[];
+/** Every version the SDK declares is listed (compile-time; `never` when complete). */
+type UnlistedSdkVersion = Exclude<SdkApiVersion, (typeof KEY_VAULT_API_VERSIONS)[number]>;
+const everySdkVersionListed: [UnlistedSdkVersion] extends [never] ? true : UnlistedSdkVersion = true;
+void everySdkVersionListed;
 
 /** Defaults as typed constants (STYLE.md); documented in config/azure-key-vault.example.yaml. */
 export const KEY_VAULT_DEFAULTS = {
@@ -21,7 +46,7 @@ export const KEY_VAULT_DEFAULTS = {
    * Key Vault REST API version. 7.5 is GA on vaults and Managed HSMs alike; the SDK's own default (2025-07-01) may
    * be newer than a sovereign cloud accepts.
    */
-  apiVersion: '7.5',
+  apiVersion: '7.5' as const,
   rsaSignatureAlgorithm: 'RS256',
   requestTimeout: '30s',
   /** 1 + 5 retries waiting ~1, 2, 4, 8, 16 s: Microsoft's advice for 429 (reference/azure-keyvault.md). */
@@ -143,8 +168,9 @@ const baseSchema = z
     rsaSignatureAlgorithm: z.enum(['RS256', 'PS256']).default(KEY_VAULT_DEFAULTS.rsaSignatureAlgorithm),
     /** Key Vault REST `api-version` (7.5, 7.6, 2025-07-01, …). Default 7.5. */
     apiVersion: z
-      .string()
-      .regex(/^(\d+\.\d+|\d{4}-\d{2}-\d{2})(-preview(\.\d+)?)?$/, 'e.g. 7.5 or 2025-07-01')
+      .enum(KEY_VAULT_API_VERSIONS, {
+        message: `must be an api-version the installed Key Vault SDK knows: ${KEY_VAULT_API_VERSIONS.join(', ')}`,
+      })
       .default(KEY_VAULT_DEFAULTS.apiVersion),
     /** How to authenticate to Entra. Default `{type: default}` (DefaultAzureCredential). */
     credential: keyVaultCredentialSchema.prefault({ type: 'default' }),

@@ -6,11 +6,12 @@ import type { TokenCredential } from '@azure/identity';
 import { CertificateClient, type CertificateClientOptions } from '@azure/keyvault-certificates';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import { VERSION } from '../../version.ts';
-import type { KeyVaultCaConfig } from './config.ts';
+import type { KEY_VAULT_API_VERSIONS, KeyVaultCaConfig } from './config.ts';
 
 export interface KeyVaultClientSettings {
   readonly vaultUrl: string;
-  readonly apiVersion: string;
+  /** One of {@link KEY_VAULT_API_VERSIONS} (config.ts): the versions the installed SDK knows. */
+  readonly apiVersion: (typeof KEY_VAULT_API_VERSIONS)[number];
   /** Test fakes on loopback only (config enforces it). */
   readonly allowInsecureConnection: boolean;
   /** Test fakes on loopback only (config enforces it). */
@@ -53,13 +54,8 @@ export function createCertificateClient(
   settings: KeyVaultClientSettings,
   credential: TokenCredential,
 ): CertificateClient {
-  const options = keyVaultClientOptions(settings);
-  // The certificates SDK types serviceVersion as the versions it was generated for; the service takes newer ones
-  // too, and the config validates the shape.
-  return new CertificateClient(settings.vaultUrl, credential, {
-    ...options,
-    serviceVersion: options.serviceVersion as CertificateClientOptions['serviceVersion'],
-  });
+  const options: CertificateClientOptions = { ...keyVaultClientOptions(settings), serviceVersion: settings.apiVersion };
+  return new CertificateClient(settings.vaultUrl, credential, options);
 }
 
 /** `https://v.vault.azure.net/keys/NAME/VERSION` → `{name, version}`; undefined for anything else. */

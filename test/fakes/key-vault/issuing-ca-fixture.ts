@@ -148,7 +148,7 @@ export function lifecycleFor(
 ) {
   const settings = {
     vaultUrl: fake.url,
-    apiVersion: '7.5',
+    apiVersion: '7.5' as const,
     allowInsecureConnection: true,
     disableChallengeResourceVerification: true,
   };

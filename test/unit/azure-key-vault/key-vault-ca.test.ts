@@ -8,7 +8,7 @@ import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keyVaultCaConfigSchema } from '../../../src/ca/azure-key-vault/config.ts';
+import { KEY_VAULT_API_VERSIONS, keyVaultCaConfigSchema } from '../../../src/ca/azure-key-vault/config.ts';
 import { KeyVaultCa, type KeyVaultCaOptions } from '../../../src/ca/azure-key-vault/key-vault-ca.ts';
 import type { IssueResult } from '../../../src/ca/types.ts';
 import { DeploymentFaultError, RetryableError } from '../../../src/errors.ts';
@@ -169,11 +169,20 @@ describe('apiVersion', () => {
     );
   });
 
-  it('a version the vault does not serve is a deployment fault, not a failed device', async () => {
-    const { ca } = await open(ec, { apiVersion: '7.9' });
-    const error = await rejection(ca.issue(deviceRequest(pool.next('ec-p256')), stepContext()));
-    expect(error).toBeInstanceOf(DeploymentFaultError);
-    expect((error as Error).message).toContain('400 BadParameter');
+  it.each(['7.9', '2026-01-01', '7.6-preview.2'])(
+    'refuses %s at config load: only api-versions the installed SDK knows',
+    (apiVersion) => {
+      const result = keyVaultCaConfigSchema.safeParse(ec.connection({ apiVersion }));
+      expect(result.success).toBe(false);
+      expect(result.error?.issues[0]?.path).toEqual(['apiVersion']);
+      expect(result.error?.issues[0]?.message).toMatch(/installed Key Vault SDK knows: 7\.0, .*7\.6, 2025-07-01/);
+    },
+  );
+
+  it('accepts every version the SDK declares (7.0 … 7.6, 2025-07-01)', () => {
+    for (const apiVersion of KEY_VAULT_API_VERSIONS) {
+      expect(keyVaultCaConfigSchema.parse(ec.connection({ apiVersion })).apiVersion).toBe(apiVersion);
+    }
   });
 });
 
