@@ -108,7 +108,8 @@ interface AbortOptions {
  * first poll *throws* for a `failed` or `cancelled` request with only the error message — the status, the error
  * code and the CSR are lost, and a cancel cannot even reach the vault. `kv-ca status` must show exactly those
  * states (reference/azure-keyvault.md). The generated client is the SDK's own REST layer (the public methods call
- * it); reaching it is checked, so an SDK that moved it fails loudly here rather than silently.
+ * it); reaching it is checked, so an SDK that moved it fails loudly here rather than silently, and
+ * test/unit/azure-key-vault/sdk-pending-operations-pin.test.ts pins the SDK version these calls were checked against.
  */
 interface PendingOperations {
   getCertificateOperation(name: string, options: AbortOptions): Promise<RestPendingObject>;
