@@ -120,8 +120,8 @@ export class Metrics {
     buckets: PROCESS_BUCKETS,
     registers: [this.registry],
   });
-  readonly processDuration = new Histogram({
-    name: 'certprov_process_duration_seconds',
+  readonly provisioningDuration = new Histogram({
+    name: 'certprov_provisioning_duration_seconds',
     help: 'End-to-end duration of a process, from record creation to its outcome.',
     labelNames: ['outcome'] as const,
     buckets: PROCESS_BUCKETS,

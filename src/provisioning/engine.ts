@@ -536,7 +536,7 @@ export class ProvisioningEngine {
         metrics.processesSkipped.inc({ reason: record.reason ?? 'unknown' });
         break;
     }
-    metrics.processDuration.observe({ outcome: record.outcome ?? 'unknown' }, seconds);
+    metrics.provisioningDuration.observe({ outcome: record.outcome ?? 'unknown' }, seconds);
     log.info(
       { outcome: record.outcome, reason: record.reason, durationMs: Math.round(seconds * 1000) },
       `process done: ${record.outcome}`,

@@ -160,8 +160,8 @@ describe('an end-to-end run, seen through /metrics, /healthz, /readyz and the lo
       expect(s.sum('certprov_processes_failed_total', { reason }), reason).toBe(1);
     expect(s.sum('certprov_processes_failed_total')).toBe(3);
     expect(s.sum('certprov_processes_skipped_total', { reason: 'already_finished' })).toBe(1);
-    expect(s.sum('certprov_process_duration_seconds_count')).toBe(all.length);
-    expect(s.sum('certprov_process_duration_seconds_count', { outcome: 'issued' })).toBe(good.length);
+    expect(s.sum('certprov_provisioning_duration_seconds_count')).toBe(all.length);
+    expect(s.sum('certprov_provisioning_duration_seconds_count', { outcome: 'issued' })).toBe(good.length);
 
     // Messages: every delivery was acked or nacked; undecodable ones only nacked, counted once per delivery.
     const malformed = s.sum('certprov_messages_malformed_total');

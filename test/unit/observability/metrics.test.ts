@@ -45,6 +45,9 @@ describe('Metrics', () => {
       if (metric.type !== 'counter') expect(metric.name, metric.name).not.toMatch(/_total$/);
       for (const label of metric.labelNames ?? [])
         expect(LOW_CARDINALITY_LABELS, `${metric.name}{${label}}`).toContain(label);
+      // certprov_process_* is Node's runtime (the OS process, from the default metrics): a provisioning process
+      // series there would be read as one of them.
+      expect(metric.name, metric.name).not.toMatch(/^certprov_process_/);
     }
   });
 
@@ -62,7 +65,7 @@ describe('Metrics', () => {
       'certprov_ca_pending_orders',
       'certprov_step_duration_seconds',
       'certprov_signature_wait_seconds',
-      'certprov_process_duration_seconds',
+      'certprov_provisioning_duration_seconds',
       'certprov_remote_requests_total',
       'certprov_remote_request_duration_seconds',
       'certprov_retries_total',
