@@ -7,7 +7,8 @@
 #
 # Build:  docker build -t REGION-docker.pkg.dev/PROJECT/certprov/certprov:$(node -p 'require("./package.json").version') \
 #           --build-arg VERSION=… --build-arg REVISION=$(git rev-parse HEAD) .
-# The manifests in deploy/ run it with a read-only root filesystem: nothing here writes outside /tmp.
+# The manifests in deploy/ run it with a read-only root filesystem: nothing here writes outside /tmp and, with the
+# sqlite store, the volume at $CERTPROV_DATA_DIR.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
@@ -33,8 +34,11 @@ LABEL org.opencontainers.image.title="certprov-adapter" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.base.name="docker.io/library/node:24-bookworm-slim"
+# CERTPROV_DATA_DIR: where `run` keeps its sqlite store when the configuration names none (one replica; mount a
+# ReadWriteOnce volume there — the root filesystem is read-only). Several replicas use Firestore and write nothing.
 ENV NODE_ENV=production \
-    NODE_OPTIONS="--enable-source-maps"
+    NODE_OPTIONS="--enable-source-maps" \
+    CERTPROV_DATA_DIR=/var/lib/certprov
 WORKDIR /app
 # package.json is read at start for the version (src/version.ts); dist/ keeps its source maps for stack traces.
 COPY --from=prod-deps --chown=root:root /app/node_modules ./node_modules

@@ -6,6 +6,7 @@ import { formatDuration } from '../config/duration.ts';
 import type { Config } from '../config/load.ts';
 import { VERSION } from '../version.ts';
 import { configPath, parseOptions, type Command } from './command.ts';
+import { describeStore } from '../store/describe.ts';
 import { table } from './table.ts';
 
 export function describeConfig(config: Config): string {
@@ -15,7 +16,7 @@ export function describeConfig(config: Config): string {
     `instanceId       ${config.instanceId}`,
     `chrome           ${config.chrome.endpoint} (customer ${config.chrome.customer}, credentials ${config.chrome.credentials}, signature timeout ${formatDuration(config.chrome.signatureTimeoutMs)})`,
     `pubsub           ${config.pubsub.subscription ?? '(none)'} (maxInFlight ${config.pubsub.maxInFlight})`,
-    `store            ${config.store.type === 'memory' ? 'memory (one replica, not crash-safe)' : `firestore ${config.store.projectId ?? '(project from environment)'}/${config.store.databaseId}/${config.store.collection}`}`,
+    `store            ${describeStore(config.store)}`,
     `http             ${config.http.host}:${config.http.port}`,
     '',
     'CA connections:',
@@ -64,7 +65,7 @@ With --probe it then checks, without side effects (reads only; nothing is claime
   chrome    the Chrome Management API answers and accepts the credentials (a GET of a probe id → NOT_FOUND)
   pubsub    the subscription exists; its dead-letter policy and exactly-once setting are shown
   ca:NAME   each CA connection opens and its backend's own check passes (credentials accepted, CA usable)
-  store     Firestore answers a read (skipped for the memory store)
+  store     the sqlite file or Firestore answers a read (skipped for the memory store)
 and prints one row per check with a hint for each problem. Exit code 1 if any check failed. Each check gives up
 after 15 s. PUBSUB_EMULATOR_HOST and GOOGLE_APPLICATION_CREDENTIALS are honoured as in \`run\`.
 

@@ -8,6 +8,9 @@
  * so an operator sees every problem of a new deployment at once.
  */
 import { randomBytes } from 'node:crypto';
+import { constants, existsSync } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
 import { PubSub, type ClientConfig } from '@google-cloud/pubsub';
 import { GoogleAuth } from 'google-auth-library';
 import type { StepContext } from '../ca/types.ts';
@@ -22,6 +25,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { GRPC_STATUS, grpcCode } from '../pubsub/grpc-status.ts';
 import { createStore } from '../store/create.ts';
+import { describeStore } from '../store/describe.ts';
 import { table } from './table.ts';
 
 /** `ok` and `warn` and `skip` pass; any `fail` makes `check-config --probe` exit 1. */
@@ -389,9 +393,20 @@ async function probeStore(config: Config, log: Logger, timeoutMs: number): Promi
       detail: 'memory store: nothing to reach (one replica, not crash-safe)',
     };
   }
-  const where = `firestore ${config.store.projectId ?? '(project from environment)'}/${config.store.databaseId}/${config.store.collection}`;
+  const where = describeStore(config.store);
+  if (config.store.type === 'sqlite' && !existsSync(config.store.path)) {
+    // Opening would create the file: a probe writes nothing, so check that `run` will be able to create it.
+    const directory = nearestExistingDirectory(path.dirname(config.store.path));
+    try {
+      await access(directory, constants.W_OK);
+      return { component: 'store', check, status: 'ok', detail: `${where}: not created yet; ${directory} is writable` };
+    } catch (error) {
+      return failure('store', check, error, `mount a writable volume at ${path.dirname(config.store.path)}`);
+    }
+  }
   try {
-    const store = await bounded(timeoutMs, () => createStore(config, log));
+    // soleUse off: probing must not take the file away from (or wait for) an adapter that is running on it.
+    const store = await bounded(timeoutMs, () => createStore(config, log, { soleUse: false }));
     try {
       // A read of a record that does not exist: proves reachability and read permission, writes nothing.
       await bounded(timeoutMs, () => store.get(probeProcessId()));
@@ -404,9 +419,17 @@ async function probeStore(config: Config, log: Logger, timeoutMs: number): Promi
       'store',
       check,
       error,
-      "grant roles/datastore.user to the adapter's service account and check store.projectId/databaseId",
+      config.store.type === 'firestore'
+        ? "grant roles/datastore.user to the adapter's service account and check store.projectId/databaseId"
+        : 'check that store.path is on a writable volume',
     );
   }
+}
+
+function nearestExistingDirectory(directory: string): string {
+  let current = directory;
+  while (!existsSync(current) && path.dirname(current) !== current) current = path.dirname(current);
+  return current;
 }
 
 /** The probe table as printed by `check-config --probe`; hints go on their own line under the row. */

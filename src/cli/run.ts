@@ -35,6 +35,7 @@ Options:
 Environment:
   CERTPROV_CONFIG                  configuration file when --config is not given
   GOOGLE_APPLICATION_CREDENTIALS   a service account key (on GKE, Workload Identity needs nothing)
+  CERTPROV_DATA_DIR                directory of the default sqlite store (store not configured): default ./data
   PUBSUB_EMULATOR_HOST             use a Pub/Sub emulator (tests)`,
   async run(args) {
     const { values } = parseOptions(args, { config: { type: 'string' } });
@@ -76,7 +77,7 @@ Environment:
     for (const warning of configWarnings(config)) log.warn(warning);
     if (config.store.type === 'memory') {
       log.warn(
-        'store.type is memory: crash-safety is off and only ONE replica may run. Use store.type firestore for production (docs/several-replicas.md).',
+        'store.type is memory: crash-safety is off and only ONE replica may run. Use store.type sqlite (the default) for one replica, firestore for several (docs/several-replicas.md).',
       );
     }
     const subscription = config.pubsub.subscription;

@@ -45,6 +45,40 @@ export interface CompiledProfile {
   readonly caConnections: readonly string[];
 }
 
+/** Where process state lives (DESIGN.md §8); `run` defaults to sqlite, the demo to memory. */
+export type StoreConfig =
+  | { readonly type: 'memory' }
+  | {
+      readonly type: 'sqlite';
+      /** Absolute path of the database file. */
+      readonly path: string;
+      readonly synchronous: 'full' | 'normal';
+    }
+  | {
+      readonly type: 'firestore';
+      readonly projectId?: string | undefined;
+      readonly databaseId: string;
+      readonly collection: string;
+    };
+
+/** The directory of `run`'s default sqlite file: CERTPROV_DATA_DIR, else `data` in the working directory. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.CERTPROV_DATA_DIR ?? 'data');
+}
+
+/** The store a configuration without `store` gets: sqlite for `run` (durable, one replica), memory for the demo. */
+function resolveStore(raw: RawConfig['store'], purpose: ConfigPurpose, baseDir: string): StoreConfig {
+  const fallback: NonNullable<RawConfig['store']> =
+    purpose === 'run' ? { type: 'sqlite', synchronous: 'full' } : { type: 'memory' };
+  const store = raw ?? fallback;
+  if (store.type !== 'sqlite') return store;
+  return {
+    type: 'sqlite',
+    path: store.path === undefined ? path.join(defaultDataDir(), 'certprov.db') : path.resolve(baseDir, store.path),
+    synchronous: store.synchronous,
+  };
+}
+
 export interface Config {
   /** Where the configuration came from (a path, or `embedded demo`). */
   readonly source: string;
@@ -64,7 +98,7 @@ export interface Config {
     readonly maxExtensionMs: number;
     readonly closeTimeoutMs: number;
   };
-  readonly store: RawConfig['store'];
+  readonly store: StoreConfig;
   readonly scheduler: {
     readonly leaseMs: number;
     readonly pollIntervalMs: number;
@@ -192,6 +226,7 @@ export function compileConfig(
     problems.push('pubsub.subscription: required by run (projects/PROJECT/subscriptions/NAME)');
   }
 
+  const store = resolveStore(raw.store, options.purpose, options.baseDir);
   const caConnections = new Map<string, CaConnectionConfig>();
   for (const [name, block] of Object.entries(raw.caConnections)) {
     const backend = CA_BACKENDS.get(block.type);
@@ -206,9 +241,9 @@ export function compileConfig(
       continue;
     }
     const capabilities = backend.capabilities(result.data);
-    if (options.purpose === 'run' && capabilities.requiresDurableStore && raw.store.type === 'memory') {
+    if (options.purpose === 'run' && capabilities.requiresDurableStore && store.type === 'memory') {
       problems.push(
-        `caConnections.${name}: a ${block.type} connection needs a durable store (store.type: firestore): a crash with the memory store could lose an order intent and pay twice`,
+        `caConnections.${name}: a ${block.type} connection needs a durable store (store.type: sqlite for one replica, firestore for several): a crash with the memory store could lose an order intent and pay twice`,
       );
     }
     caConnections.set(name, { name, type: block.type, settings: result.data, capabilities });
@@ -303,7 +338,7 @@ export function compileConfig(
       maxExtensionMs: raw.pubsub.maxExtension,
       closeTimeoutMs: raw.pubsub.closeTimeout,
     },
-    store: raw.store,
+    store,
     scheduler: {
       leaseMs: s.lease,
       pollIntervalMs: s.pollInterval,

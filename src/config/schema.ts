@@ -78,6 +78,18 @@ const storeSchema = z
     z.object({ type: z.literal('memory') }).strict(),
     z
       .object({
+        type: z.literal('sqlite'),
+        /**
+         * The database file (relative paths resolve against the configuration file's directory). Default
+         * `$CERTPROV_DATA_DIR/certprov.db`, where CERTPROV_DATA_DIR defaults to `./data` in the working directory.
+         */
+        path: z.string().min(1).optional(),
+        /** `full` (default: every commit fsynced) or `normal` (a power cut may undo the last commits). */
+        synchronous: z.enum(['full', 'normal']).default('full'),
+      })
+      .strict(),
+    z
+      .object({
         type: z.literal('firestore'),
         /** Google Cloud project; default from the environment (GOOGLE_CLOUD_PROJECT / metadata server). */
         projectId: z.string().min(1).optional(),
@@ -88,7 +100,8 @@ const storeSchema = z
       })
       .strict(),
   ])
-  .prefault({ type: 'memory' });
+  // No default here: `run` defaults to sqlite, the demo to memory (src/config/load.ts).
+  .optional();
 
 const schedulerSchema = z
   .object({

@@ -1,6 +1,6 @@
 /**
  * The ack/nack policy (DESIGN.md §5). A message is acknowledged only once its process's state is durable:
- * with a durable store (Firestore) as soon as the record is written — the scheduler then drives every wait —;
+ * with a durable store (sqlite, Firestore) as soon as the record is written — the scheduler then drives every wait —;
  * with the memory store only when the process has finished, so a crash loses nothing but time (the redelivery
  * resumes from the Chrome process resource).
  *

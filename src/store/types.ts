@@ -164,7 +164,7 @@ export interface RateWindow {
 }
 
 export interface ProcessStore extends CoordinationStore, InventoryStore {
-  readonly kind: 'memory' | 'firestore';
+  readonly kind: 'memory' | 'sqlite' | 'firestore';
   /** Whether records survive a crash of this process. */
   readonly durable: boolean;
 

@@ -239,6 +239,8 @@ describe('`certprov run` in a child process, federated from "GKE" to Azure witho
       env: {
         PATH: process.env.PATH ?? '',
         HOME: dir,
+        // No store configured: `run` keeps its sqlite file here, not in the repository.
+        CERTPROV_DATA_DIR: dir,
         NODE_EXTRA_CA_CERTS: entra.caFile,
         GCE_METADATA_HOST: metadata.host,
         CLOUDSDK_CONFIG: emptyGcloud,

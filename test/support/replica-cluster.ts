@@ -7,9 +7,11 @@
  * processes, deliveries, lost, double signData, duplicate CA issuances, wall time. Imports nothing from vitest.
  */
 import { X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { Firestore } from '@google-cloud/firestore';
 import { PubSub, type Subscription, type Topic } from '@google-cloud/pubsub';
 import { initLocalCa } from '../../src/ca/local/init.ts';
@@ -24,6 +26,11 @@ export interface ClusterOptions {
   readonly pubsubEmulatorHost: string;
   /** Where the replicas reach Firestore (the emulator, or a TCP proxy in front of it). */
   readonly firestoreHost: string;
+  /**
+   * The replicas' store. `firestore` (default): one collection shared by every replica. `sqlite`: one file in the
+   * work directory — ONE replica only (DESIGN.md §8); each restart reopens the same file.
+   */
+  readonly store?: 'firestore' | 'sqlite';
   readonly keyPool: KeyPool;
   readonly replicas: number;
   /** Scheduler settings for every replica (durations as strings). Defaults suit a 2-core machine. */
@@ -143,7 +150,7 @@ export class ReplicaCluster {
       instanceId: 'certprov-replicas',
       chrome: { endpoint: chromeEndpoint, credentials: 'none', signatureTimeout: '2m', requestTimeout: '10s' },
       pubsub: { subscription: this.subscriptionName, maxInFlight: 100, maxExtension: '10m', closeTimeout: '3s' },
-      store: { type: 'firestore', projectId: CLUSTER_PROJECT, collection: this.collection },
+      store: this.storeConfig(),
       scheduler: { ...TEST_SCHEDULER, ...this.options.scheduler },
       caConnections: { default_ca_config: { type: 'local', directory: this.caDir } },
       profiles: {
@@ -162,6 +169,17 @@ export class ReplicaCluster {
       log: { level: this.options.logLevel ?? 'info' },
       shutdown: { gracePeriod: '3s' },
     };
+  }
+
+  /** The sqlite file of a `store: 'sqlite'` cluster. */
+  get sqlitePath(): string {
+    return path.join(this.workDir, 'state', 'certprov.db');
+  }
+
+  private storeConfig(): Record<string, unknown> {
+    return this.options.store === 'sqlite'
+      ? { type: 'sqlite', path: this.sqlitePath }
+      : { type: 'firestore', projectId: CLUSTER_PROJECT, collection: this.collection };
   }
 
   /** Starts `options.replicas` replicas (or `count`) and waits until each is subscribed. */
@@ -326,6 +344,16 @@ export class ReplicaCluster {
 
   /** Process records in the replicas' collection. */
   async recordCount(): Promise<number> {
+    if (this.options.store === 'sqlite') {
+      if (!existsSync(this.sqlitePath)) return 0;
+      // A second connection beside the running replica's: WAL lets it read while the replica writes.
+      const db = new DatabaseSync(this.sqlitePath, { readOnly: true });
+      try {
+        return (db.prepare('SELECT count(*) AS n FROM processes').get() as { n: number }).n;
+      } finally {
+        db.close();
+      }
+    }
     return (await this.firestore().collection(this.collection).count().get()).data().count;
   }
 

@@ -26,13 +26,14 @@ const USER_PROFILE = {
 function config(
   connection: Record<string, unknown>,
   profiles: Record<string, unknown> = { user_profile: USER_PROFILE },
+  /** `'none'`: no store block at all. */
   store: unknown = { type: 'firestore' },
 ) {
   return compileConfig(
     {
       chrome: { endpoint: 'http://127.0.0.1:1', credentials: 'none' },
       pubsub: { subscription: 'projects/p/subscriptions/s' },
-      store,
+      ...(store === 'none' ? {} : { store }),
       caConnections: { dc: { ...CONNECTION, ...connection } },
       profiles,
     },
@@ -151,6 +152,15 @@ describe('digicert connection schema', () => {
 describe('config load with a digicert connection', () => {
   it('accepts a user profile with an email SAN', () => {
     expect(config({}).caConnections.get('dc')?.capabilities.mayPend).toBe(true);
+  });
+
+  it.each([
+    ['sqlite, one replica', { type: 'sqlite', path: 'state/certprov.db' }],
+    ['no store configured (run defaults to sqlite)', 'none'],
+  ])('is accepted by run with %s', (_, store) => {
+    const loaded = config({}, undefined, store);
+    expect(loaded.store).toMatchObject({ type: 'sqlite', synchronous: 'full' });
+    expect(loaded.caConnections.get('dc')?.capabilities.requiresDurableStore).toBe(true);
   });
 
   it('is refused by run with the memory store (an order intent must survive a crash)', () => {

@@ -1,0 +1,586 @@
+/**
+ * Process state in one SQLite file through Node's built-in `node:sqlite` (DESIGN.md §8): the durable store of ONE
+ * replica, and `run`'s default. Durable like Firestore, so a Pub/Sub message is acknowledged as soon as its record is
+ * written and every wait (device signature, pending CA order, retry) is held by the record, not by a message.
+ *
+ * Layout (schema version in `PRAGMA user_version`):
+ * - `processes`: the record as JSON in `data`, plus the columns the queries use — `active` (not done),
+ *   `available_at` = max(dueAt, lease expiry) (the moment the scheduler may pick the record up), `step`,
+ *   `lookup_key`, `expire_at`. Partial indexes over active records serve the due-query, the next wake-up, the count
+ *   by step and the lookup-key wake-up; finished records are never scanned by them.
+ * - `named_leases`: one row per named lease (one DigiCert status poller per API key; the sole-writer lease).
+ * - `rate_grants`: one row per granted token of a shared rate budget (exact sliding windows: one replica has no
+ *   contention to batch away, and the grants survive a restart, so a crash loop cannot overrun DigiCert's limits).
+ *
+ * Durability: WAL journal, `synchronous=FULL` by default — every commit is fsynced before its promise resolves. With
+ * NORMAL a commit survives a crash of this process but may be rolled back by a power cut or kernel crash; the
+ * adapter acknowledges a message and posts a DigiCert order only after the record that protects it is written, so a
+ * rolled-back commit could lose a process (the message is gone) or, for DigiCert, forget the order intent and pay
+ * twice. FULL costs one fsync per commit; writes issued in the same event-loop turn share one transaction (group
+ * commit), so under load the fsync is paid per batch, not per write.
+ *
+ * Consistency: `node:sqlite` is synchronous, so each read-modify-write runs start to end inside one
+ * `BEGIN IMMEDIATE` transaction (the write lock is taken before the read): another connection — another store object
+ * on the same file, or a CLI reading it — never sees half a decision. One file serves ONE replica: see
+ * {@link SqliteProcessStore.claimSoleUse}.
+ */
+import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { PendingRef } from '../ca/types.ts';
+import { DeploymentFaultError } from '../errors.ts';
+import { newProcessRecord } from './new-record.ts';
+import {
+  LeaseLostError,
+  type Lease,
+  type NewProcess,
+  type ProcessPatch,
+  type ProcessRecord,
+  type ProcessStore,
+  type RateWindow,
+  type Step,
+  type UpdateOptions,
+} from './types.ts';
+
+/** Bumped when the table layout changes incompatibly; a file of another version is refused, never rewritten. */
+const SCHEMA_VERSION = 1;
+
+const DEFAULTS = {
+  finishedRetentionMs: 7 * 24 * 3_600_000,
+  /** How long a connection waits for another connection's write lock (a CLI reading the file) before failing. */
+  busyTimeoutMs: 5_000,
+  /** The sole-writer lease: renewed every third of this; a dead holder's lease frees up after it. */
+  soleUseTtlMs: 30_000,
+  /** Finished records past `expireAt` are deleted at most this often. */
+  expirySpacingMs: 60_000,
+} as const;
+
+/** `synchronous` pragma: `full` fsyncs every commit (default), `normal` only at checkpoints. See the module comment. */
+export type SqliteSynchronous = 'full' | 'normal';
+
+export interface SqliteStoreOptions {
+  /** The database file; its directory is created if missing. `:memory:` works for tests (not durable). */
+  readonly path: string;
+  /** Default `full`. */
+  readonly synchronous?: SqliteSynchronous;
+  /** How long finished records are kept (duplicate deliveries after the end are recognised). Default 7 d. */
+  readonly finishedRetentionMs?: number;
+  /** Wall clock (epoch ms); injectable for tests. */
+  readonly now?: () => number;
+}
+
+/** The name of the lease that makes one file serve one adapter process (see claimSoleUse). */
+const SOLE_USE_LEASE = 'certprov:sqlite-sole-writer';
+
+interface ProcessRow {
+  data: string;
+}
+
+interface QueuedWrite {
+  readonly op: () => unknown;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** An error raised by SQLite itself (disk full, locked, corrupt) rather than by a decision of this store. */
+function isSqliteError(error: unknown): boolean {
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    typeof (error as { code?: unknown }).code === 'string' &&
+    (error as { code: string }).code.startsWith('ERR_SQLITE')
+  );
+}
+
+function availableAt(record: ProcessRecord): number {
+  return Math.max(record.dueAt, record.lease?.expiresAt ?? 0);
+}
+
+function freezeRecord(json: string): ProcessRecord {
+  return Object.freeze(JSON.parse(json) as ProcessRecord);
+}
+
+export class SqliteProcessStore implements ProcessStore {
+  readonly kind = 'sqlite' as const;
+  readonly durable: boolean;
+  /** The database file (absolute), for messages. */
+  readonly file: string;
+
+  private readonly db: DatabaseSync;
+  private readonly now: () => number;
+  private readonly finishedRetentionMs: number;
+  private readonly statements: ReturnType<typeof prepareStatements>;
+  private queue: QueuedWrite[] = [];
+  private flushScheduled = false;
+  private lastExpiry = 0;
+  private closed = false;
+  private soleUse: { readonly holder: string; readonly timer: NodeJS.Timeout } | undefined;
+
+  constructor(options: SqliteStoreOptions) {
+    this.file = options.path === ':memory:' ? ':memory:' : path.resolve(options.path);
+    this.durable = this.file !== ':memory:';
+    this.now = options.now ?? Date.now;
+    this.finishedRetentionMs = options.finishedRetentionMs ?? DEFAULTS.finishedRetentionMs;
+    try {
+      if (this.durable) mkdirSync(path.dirname(this.file), { recursive: true });
+      this.db = new DatabaseSync(this.file);
+      this.db.exec(`PRAGMA busy_timeout = ${DEFAULTS.busyTimeoutMs}`);
+      const mode = (this.db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode?: string } | undefined)
+        ?.journal_mode;
+      if (this.durable && mode !== 'wal') throw new Error(`the file system refused WAL mode (journal_mode ${mode})`);
+      this.db.exec(`PRAGMA synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
+      migrate(this.db, this.file);
+      this.statements = prepareStatements(this.db);
+    } catch (error) {
+      throw sqliteFault(error, 'open the process store', this.file);
+    }
+  }
+
+  // --- process records ----------------------------------------------------------------------------------------
+
+  create(init: NewProcess): Promise<{ created: boolean; record: ProcessRecord }> {
+    return this.write(() => {
+      this.expireFinished();
+      const existing = this.read(init.processId);
+      if (existing !== undefined) return { created: false, record: existing };
+      const record = Object.freeze(newProcessRecord(init, this.now()));
+      this.statements.insert.run(
+        record.processId,
+        1,
+        availableAt(record),
+        record.step,
+        null,
+        null,
+        JSON.stringify(record),
+      );
+      return { created: true, record };
+    });
+  }
+
+  get(processId: string): Promise<ProcessRecord | undefined> {
+    return this.readNow(() => this.read(processId));
+  }
+
+  tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {
+    return this.write(() => {
+      const record = this.read(processId);
+      const now = this.now();
+      if (record === undefined || record.step === 'done') return undefined;
+      if (record.lease !== undefined && record.lease.owner !== owner && record.lease.expiresAt > now) return undefined;
+      return this.store(record, {}, { owner, expiresAt: now + ttlMs });
+    });
+  }
+
+  update(processId: string, owner: string, patch: ProcessPatch, options: UpdateOptions = {}): Promise<ProcessRecord> {
+    return this.write(() => {
+      const record = this.read(processId);
+      const now = this.now();
+      const lease = record?.lease;
+      if (record === undefined || lease === undefined || lease.owner !== owner || lease.expiresAt <= now) {
+        throw new LeaseLostError(processId, owner);
+      }
+      const next = options.release
+        ? undefined
+        : options.renewLeaseMs === undefined
+          ? lease
+          : { owner, expiresAt: now + options.renewLeaseMs };
+      return this.store(record, patch, next);
+    });
+  }
+
+  renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean> {
+    return this.write(() => {
+      const record = this.read(processId);
+      const now = this.now();
+      const lease = record?.lease;
+      if (record === undefined || lease === undefined || lease.owner !== owner || lease.expiresAt <= now) return false;
+      this.store(record, {}, { owner, expiresAt: now + ttlMs });
+      return true;
+    });
+  }
+
+  findDue(now: number, limit: number): Promise<ProcessRecord[]> {
+    if (limit <= 0) return Promise.resolve([]);
+    return this.readNow(() => {
+      const rows = this.statements.due.all(now, limit) as unknown as ProcessRow[];
+      const due = rows.map((row) => freezeRecord(row.data));
+      return due.sort((a, b) => a.dueAt - b.dueAt);
+    });
+  }
+
+  nextDueAt(): Promise<number | undefined> {
+    return this.readNow(() => {
+      const row = this.statements.next.get() as { available_at: number } | undefined;
+      return row?.available_at;
+    });
+  }
+
+  countActive(): Promise<Partial<Record<Step, number>>> {
+    return this.readNow(() => {
+      const rows = this.statements.countByStep.all() as unknown as { step: Step; n: number }[];
+      return Object.fromEntries(rows.map((r) => [r.step, r.n]));
+    });
+  }
+
+  wakeByLookupKey(lookupKey: string, hint?: PendingRef): Promise<boolean> {
+    return this.write(() => {
+      const row = this.statements.byLookupKey.get(lookupKey) as ProcessRow | undefined;
+      if (row === undefined) return false;
+      const record = freezeRecord(row.data);
+      const now = this.now();
+      // The lease stays as it is: a replica working on the process keeps it, and picks the new dueAt up on release.
+      this.store(
+        record,
+        {
+          dueAt: Math.min(record.dueAt, now),
+          ...(hint === undefined ? {} : { pendingRef: { ...record.pendingRef, ...hint } }),
+        },
+        record.lease,
+      );
+      return true;
+    });
+  }
+
+  // --- coordination ------------------------------------------------------------------------------------------
+
+  tryNamedLease(name: string, owner: string, ttlMs: number): Promise<boolean> {
+    return this.write(() => this.takeNamedLease(name, owner, ttlMs, (current) => current.owner === owner));
+  }
+
+  releaseNamedLease(name: string, owner: string): Promise<void> {
+    return this.write(() => {
+      this.statements.releaseLease.run(name, owner);
+    });
+  }
+
+  takeToken(bucket: string, windows: readonly RateWindow[]): Promise<number> {
+    if (windows.length === 0) return Promise.resolve(0);
+    return this.write(() => {
+      const now = this.now();
+      const longest = Math.max(...windows.map((w) => w.windowMs));
+      this.statements.pruneGrants.run(bucket, now - longest);
+      let wait = 0;
+      for (const window of windows) {
+        // The limit-th most recent grant inside the window must age out before another token fits.
+        const row = this.statements.nthRecentGrant.get(bucket, now - window.windowMs, window.limit - 1) as
+          { at: number } | undefined;
+        if (row !== undefined) wait = Math.max(wait, row.at + window.windowMs - now + 1);
+      }
+      if (wait === 0) this.statements.grant.run(bucket, now);
+      return wait;
+    });
+  }
+
+  /**
+   * Makes this store object the only adapter process using the file (DESIGN.md §8: SQLite is for ONE replica).
+   * Takes a named lease in the file, renewed every third of its TTL. A holder on this host whose process is gone (a
+   * crash, a restarted container) is taken over at once; a live holder, or one on another host (two pods sharing a
+   * volume), is waited out for one TTL — a crashed pod's lease frees up by then — and otherwise refused with a
+   * {@link DeploymentFaultError}. Read-only tools may still open the file (WAL allows readers beside the writer).
+   */
+  async claimSoleUse(
+    options: { ttlMs?: number; onLost?: (holder: string) => void; sleep?: (ms: number) => Promise<void> } = {},
+  ): Promise<void> {
+    const ttlMs = options.ttlMs ?? DEFAULTS.soleUseTtlMs;
+    const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    const holder = `${hostname()}|${process.pid}|${randomBytes(4).toString('hex')}`;
+    const deadline = this.now() + ttlMs + 1_000;
+    let other: string | undefined;
+    for (;;) {
+      other = undefined;
+      const taken = await this.write(() => {
+        const now = this.now();
+        const current = this.statements.getLease.get(SOLE_USE_LEASE) as
+          { owner: string; expires_at: number } | undefined;
+        const live = current !== undefined && current.expires_at > now;
+        const dead = current !== undefined && previousIncarnation(current.owner);
+        if (live && !dead) {
+          other = current.owner;
+          return false;
+        }
+        this.statements.putLease.run(SOLE_USE_LEASE, holder, now + ttlMs);
+        // The file's previous user is known to be gone (it closed, or its process no longer exists on this host):
+        // the process leases it left can never be used again, so its work resumes now instead of after the lease
+        // time. A holder that merely stopped renewing (another host) could be paused, not dead: its leases expire.
+        if (current === undefined || dead) this.releaseAllLeases();
+        return true;
+      });
+      if (taken) break;
+      if (this.now() >= deadline) {
+        const [host, pid] = (other ?? '?|?').split('|');
+        throw new DeploymentFaultError(
+          `the sqlite store ${this.file} is in use by another certprov process (host ${host}, pid ${pid})`,
+          {
+            component: 'store',
+            hint: 'store.type sqlite serves ONE replica: run a single replica (strategy Recreate) with its own volume, or use store.type firestore for several',
+          },
+        );
+      }
+      await sleep(Math.min(1_000, ttlMs / 4));
+    }
+    const timer = setInterval(() => {
+      this.tryNamedLease(SOLE_USE_LEASE, holder, ttlMs).then(
+        (held) => {
+          if (!held) options.onLost?.(other ?? 'another process');
+        },
+        () => undefined, // the next renewal tries again; the engine reports a failing store on its own
+      );
+    }, ttlMs / 3);
+    timer.unref();
+    this.soleUse = { holder, timer };
+    HOLDERS_IN_THIS_PROCESS.add(holder);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.soleUse !== undefined) {
+      clearInterval(this.soleUse.timer);
+      HOLDERS_IN_THIS_PROCESS.delete(this.soleUse.holder);
+      await this.releaseNamedLease(SOLE_USE_LEASE, this.soleUse.holder).catch(() => undefined);
+      this.soleUse = undefined;
+    }
+    await this.drain();
+    this.closed = true;
+    this.db.close();
+  }
+
+  // --- internals ---------------------------------------------------------------------------------------------
+
+  private read(processId: string): ProcessRecord | undefined {
+    const row = this.statements.get.get(processId) as ProcessRow | undefined;
+    return row === undefined ? undefined : freezeRecord(row.data);
+  }
+
+  /** Writes `record` + `patch` with `lease`; the store's fields (version, updatedAt, expireAt) are set here. */
+  private store(record: ProcessRecord, patch: ProcessPatch, lease: Lease | undefined): ProcessRecord {
+    const now = this.now();
+    const draft: { -readonly [K in keyof ProcessRecord]: ProcessRecord[K] } = {
+      ...record,
+      ...patch,
+      lease,
+      version: record.version + 1,
+      updatedAt: now,
+    };
+    for (const key of Object.keys(draft) as (keyof ProcessRecord)[]) {
+      if (draft[key] === undefined) delete draft[key];
+    }
+    if (draft.step === 'done' && record.step !== 'done') draft.expireAt = now + this.finishedRetentionMs;
+    const next = Object.freeze(draft);
+    const active = next.step !== 'done';
+    this.statements.update.run(
+      active ? 1 : 0,
+      availableAt(next),
+      next.step,
+      active ? (next.lookupKey ?? null) : null,
+      next.expireAt ?? null,
+      JSON.stringify(next),
+      next.processId,
+    );
+    return next;
+  }
+
+  /** Drops the lease of every active record (their holder is gone); each stays due at its own `dueAt`. */
+  private releaseAllLeases(): void {
+    const rows = this.statements.leasedCandidates.all(this.now()) as unknown as ProcessRow[];
+    for (const row of rows) {
+      const record = freezeRecord(row.data);
+      if (record.lease !== undefined) this.store(record, {}, undefined);
+    }
+  }
+
+  private takeNamedLease(
+    name: string,
+    owner: string,
+    ttlMs: number,
+    mayTake: (current: { owner: string; expires_at: number }) => boolean,
+  ): boolean {
+    const now = this.now();
+    const current = this.statements.getLease.get(name) as { owner: string; expires_at: number } | undefined;
+    if (current !== undefined && current.expires_at > now && !mayTake(current)) return false;
+    this.statements.putLease.run(name, owner, now + ttlMs);
+    return true;
+  }
+
+  private expireFinished(): void {
+    const now = this.now();
+    if (now - this.lastExpiry < DEFAULTS.expirySpacingMs) return;
+    this.lastExpiry = now;
+    this.statements.expire.run(now);
+  }
+
+  private readNow<T>(fn: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(this.closedError());
+    try {
+      return Promise.resolve(fn());
+    } catch (error) {
+      return Promise.reject(sqliteFault(error, 'read the process store', this.file));
+    }
+  }
+
+  /**
+   * Queues a read-modify-write. Every write queued in one event-loop turn runs in one `BEGIN IMMEDIATE` transaction
+   * and one commit (one fsync with synchronous=FULL); each promise settles only after that commit. An operation
+   * that decides not to write may throw (LeaseLostError) — it wrote nothing, and the others commit; an error of
+   * SQLite itself rolls the whole batch back and rejects every operation in it as a store fault.
+   */
+  private write<T>(op: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(this.closedError());
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ op, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    const settled: { ok: boolean; value: unknown }[] = [];
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        for (const item of batch) {
+          try {
+            settled.push({ ok: true, value: item.op() });
+          } catch (error) {
+            if (isSqliteError(error)) throw error;
+            settled.push({ ok: false, value: error });
+          }
+        }
+        this.db.exec('COMMIT');
+      } catch (error) {
+        if (this.db.isTransaction) this.db.exec('ROLLBACK');
+        throw error;
+      }
+    } catch (error) {
+      const fault = sqliteFault(error, 'write the process store', this.file);
+      for (const item of batch) item.reject(fault);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const result = settled[i] as { ok: boolean; value: unknown };
+      if (result.ok) item.resolve(result.value);
+      else item.reject(result.value);
+    });
+  }
+
+  /** Runs what is queued now (close). */
+  private async drain(): Promise<void> {
+    if (this.queue.length === 0) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.queue.length > 0) this.flush();
+  }
+
+  private closedError(): Error {
+    return new DeploymentFaultError(`the sqlite store ${this.file} is closed`, { component: 'store' });
+  }
+}
+
+/** Sole-writer claims of store objects of this process that are still open. */
+const HOLDERS_IN_THIS_PROCESS = new Set<string>();
+
+/** Whether a sole-writer lease holder is an earlier process on this host that no longer runs (or this very one). */
+function previousIncarnation(owner: string): boolean {
+  const [host, pidText] = owner.split('|');
+  if (host !== hostname()) return false;
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  // A restarted container is PID 1 again: same host and pid as ours means the holder was us before the restart —
+  // unless it is a claim made by another store object of this very process, still open.
+  if (pid === process.pid) return !HOLDERS_IN_THIS_PROCESS.has(owner);
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+function migrate(db: DatabaseSync, file: string): void {
+  const version = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+  if (version === SCHEMA_VERSION) return;
+  if (version !== 0) {
+    throw new DeploymentFaultError(
+      `the sqlite store ${file} has layout version ${version}; this adapter reads ${SCHEMA_VERSION}`,
+      {
+        component: 'store',
+        hint: 'an adapter version with another layout wrote this file: run that version, or point store.path to a new file',
+      },
+    );
+  }
+  db.exec(`
+    BEGIN IMMEDIATE;
+    CREATE TABLE IF NOT EXISTS processes (
+      process_id   TEXT PRIMARY KEY,
+      active       INTEGER NOT NULL,
+      available_at INTEGER NOT NULL,
+      step         TEXT NOT NULL,
+      lookup_key   TEXT,
+      expire_at    INTEGER,
+      data         TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS processes_due ON processes (available_at) WHERE active = 1;
+    CREATE INDEX IF NOT EXISTS processes_step ON processes (step) WHERE active = 1;
+    CREATE INDEX IF NOT EXISTS processes_lookup ON processes (lookup_key) WHERE lookup_key IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS processes_expiry ON processes (expire_at) WHERE expire_at IS NOT NULL;
+    CREATE TABLE IF NOT EXISTS named_leases (
+      name       TEXT PRIMARY KEY,
+      owner      TEXT NOT NULL,
+      expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS rate_grants (
+      bucket TEXT NOT NULL,
+      at     INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS rate_grants_bucket ON rate_grants (bucket, at);
+    PRAGMA user_version = ${SCHEMA_VERSION};
+    COMMIT;
+  `);
+}
+
+function prepareStatements(db: DatabaseSync) {
+  const s = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    get: s('SELECT data FROM processes WHERE process_id = ?'),
+    insert: s(
+      'INSERT INTO processes (process_id, active, available_at, step, lookup_key, expire_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ),
+    update: s(
+      'UPDATE processes SET active = ?, available_at = ?, step = ?, lookup_key = ?, expire_at = ?, data = ? WHERE process_id = ?',
+    ),
+    due: s('SELECT data FROM processes WHERE active = 1 AND available_at <= ? ORDER BY available_at LIMIT ?'),
+    // Active records whose lease may still run (a leased record's available_at is its lease expiry or later).
+    leasedCandidates: s('SELECT data FROM processes WHERE active = 1 AND available_at > ?'),
+    next: s('SELECT available_at FROM processes WHERE active = 1 ORDER BY available_at LIMIT 1'),
+    countByStep: s('SELECT step, count(*) AS n FROM processes WHERE active = 1 GROUP BY step'),
+    byLookupKey: s('SELECT data FROM processes WHERE lookup_key = ? AND active = 1 LIMIT 1'),
+    expire: s('DELETE FROM processes WHERE expire_at IS NOT NULL AND expire_at <= ?'),
+    getLease: s('SELECT owner, expires_at FROM named_leases WHERE name = ?'),
+    putLease: s(
+      'INSERT INTO named_leases (name, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at',
+    ),
+    releaseLease: s('DELETE FROM named_leases WHERE name = ? AND owner = ?'),
+    pruneGrants: s('DELETE FROM rate_grants WHERE bucket = ? AND at <= ?'),
+    nthRecentGrant: s('SELECT at FROM rate_grants WHERE bucket = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?'),
+    grant: s('INSERT INTO rate_grants (bucket, at) VALUES (?, ?)'),
+  };
+}
+
+/** A SQLite failure as a deployment fault of component `store` (full disk, read-only volume, locked file). */
+function sqliteFault(error: unknown, what: string, file: string): Error {
+  if (error instanceof DeploymentFaultError) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  return new DeploymentFaultError(`${what}: ${file}: ${detail}`, {
+    component: 'store',
+    cause: error,
+    hint: /locked|busy/i.test(detail)
+      ? 'another process holds the sqlite file: sqlite serves ONE replica'
+      : 'check that store.path is on a writable, local volume with free space',
+  });
+}

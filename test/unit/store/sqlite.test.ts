@@ -1,0 +1,196 @@
+/**
+ * What the SQLite store adds to the store contract (test/contract/store-sqlite.test.ts): records survive a closed
+ * and reopened file (the adapter restarted), one file serves one adapter process, a file of another layout is
+ * refused, and `run` uses sqlite when no store is configured.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { compileConfig } from '../../../src/config/load.ts';
+import { DeploymentFaultError } from '../../../src/errors.ts';
+import { SqliteProcessStore } from '../../../src/store/sqlite.ts';
+
+let dir: string;
+const open: SqliteProcessStore[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'certprov-sqlite-'));
+});
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+function store(options: { now?: () => number; file?: string } = {}): SqliteProcessStore {
+  const s = new SqliteProcessStore({ path: options.file ?? path.join(dir, 'data', 'certprov.db'), ...options });
+  open.push(s);
+  return s;
+}
+
+describe('SqliteProcessStore', () => {
+  it('keeps every record, lease and rate grant across a close and reopen of the file', async () => {
+    const first = store();
+    await first.create({ processId: 'p1', customer: 'C1', correlationId: 'corr', dueAt: 5 });
+    await first.tryLease('p1', 'a', 60_000);
+    await first.update('p1', 'a', { step: 'await_ca', lookupKey: 'order-1', pendingRef: { orderId: 1 } });
+    expect(await first.tryNamedLease('poller', 'a', 60_000)).toBe(true);
+    expect(await first.takeToken('b', [{ limit: 1, windowMs: 60_000 }])).toBe(0);
+    await first.close();
+
+    const second = store();
+    expect(await second.get('p1')).toMatchObject({
+      step: 'await_ca',
+      pendingRef: { orderId: 1 },
+      lease: { owner: 'a' },
+    });
+    expect(await second.tryNamedLease('poller', 'b', 60_000)).toBe(false);
+    expect(await second.takeToken('b', [{ limit: 1, windowMs: 60_000 }])).toBeGreaterThan(0);
+    expect(await second.wakeByLookupKey('order-1')).toBe(true);
+  });
+
+  it('resolves a write only after it is committed: a second connection sees it at once', async () => {
+    const a = store();
+    const b = store();
+    const { created } = await a.create({ processId: 'p2', customer: 'C1', correlationId: 'c', dueAt: 0 });
+    expect(created).toBe(true);
+    expect((await b.get('p2'))?.processId).toBe('p2');
+  });
+
+  it('opens the file in WAL mode', () => {
+    const file = path.join(dir, 'pragmas.db');
+    store({ file });
+    const db = new DatabaseSync(file);
+    try {
+      expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
+    } finally {
+      db.close();
+    }
+  });
+
+  it('refuses a file written with another layout version instead of rewriting it', () => {
+    const file = path.join(dir, 'future.db');
+    const db = new DatabaseSync(file);
+    db.exec('PRAGMA user_version = 99');
+    db.close();
+    expect(() => store({ file })).toThrow(DeploymentFaultError);
+    expect(() => store({ file })).toThrow(/layout version 99/);
+  });
+});
+
+describe('one file, one adapter process', () => {
+  const noWait = () => Promise.resolve();
+
+  it('makes a second claimant wait while the first holds the file, and hands over at once when it closes', async () => {
+    const first = store();
+    await first.claimSoleUse({ ttlMs: 30_000 });
+    const second = store();
+    // The second waits (for a crashed holder's lease to run out) instead of taking over.
+    let slept = 0;
+    const waiting = second.claimSoleUse({
+      ttlMs: 30_000,
+      sleep: () => {
+        slept += 1;
+        return Promise.reject(new Error('still waiting'));
+      },
+    });
+    await expect(waiting).rejects.toThrow('still waiting');
+    expect(slept).toBe(1);
+    await first.close();
+    await expect(second.claimSoleUse({ ttlMs: 30_000, sleep: noWait })).resolves.toBeUndefined();
+  });
+
+  it('takes over at once from a process on this host that no longer runs (a crash, a restarted container)', async () => {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    const crashed = store();
+    await crashed.tryNamedLease('certprov:sqlite-sole-writer', `${hostname()}|${dead}|00`, 60_000);
+    await crashed.create({ processId: 'p-held', customer: 'C', correlationId: 'c', dueAt: 0 });
+    await crashed.tryLease('p-held', 'dead-replica', 600_000);
+    const next = store();
+    let slept = 0;
+    await next.claimSoleUse({
+      sleep: () => {
+        slept += 1;
+        return Promise.resolve();
+      },
+    });
+    expect(slept).toBe(0);
+    // The crashed process's lease can never be used again: its work is due now, not in ten minutes.
+    expect((await next.get('p-held'))?.lease).toBeUndefined();
+    expect((await next.findDue(Date.now(), 10)).map((r) => r.processId)).toEqual(['p-held']);
+  });
+
+  it('waits out a holder on another host (a second pod on the same volume) and refuses if it keeps renewing', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const other = store({ now });
+    const holder = 'other-pod|1|ab';
+    await other.tryNamedLease('certprov:sqlite-sole-writer', holder, 30_000);
+    const mine = store({ now });
+    await expect(
+      mine.claimSoleUse({
+        ttlMs: 30_000,
+        sleep: async (ms) => {
+          t += ms;
+          await other.tryNamedLease('certprov:sqlite-sole-writer', holder, 30_000); // the other pod renews
+        },
+      }),
+    ).rejects.toThrow(/host other-pod, pid 1/);
+  });
+
+  it('keeps the process leases of a holder that only stopped renewing (it may be paused, not dead)', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const other = store({ now });
+    await other.tryNamedLease('certprov:sqlite-sole-writer', 'other-pod|1|ab', 30_000);
+    await other.create({ processId: 'p-paused', customer: 'C', correlationId: 'c', dueAt: 0 });
+    await other.tryLease('p-paused', 'paused-replica', 120_000);
+    const mine = store({ now });
+    await mine.claimSoleUse({
+      ttlMs: 30_000,
+      sleep: (ms) => {
+        t += ms;
+        return Promise.resolve();
+      },
+    });
+    expect((await mine.get('p-paused'))?.lease?.owner).toBe('paused-replica');
+  });
+});
+
+describe('store configuration', () => {
+  const base = {
+    chrome: { endpoint: 'http://127.0.0.1:1', credentials: 'none' },
+    pubsub: { subscription: 'projects/p/subscriptions/s' },
+    caConnections: { ca: { type: 'local', directory: '/tmp/ca' } },
+    profiles: { p: { subject: 'CN={{device.serialNumber}}', validity: '30d' } },
+  };
+
+  it('run defaults to sqlite under CERTPROV_DATA_DIR (default ./data); the demo to memory', () => {
+    const previous = process.env.CERTPROV_DATA_DIR;
+    try {
+      delete process.env.CERTPROV_DATA_DIR;
+      expect(compileConfig(base, { source: 't', baseDir: '/etc', purpose: 'run' }).store).toEqual({
+        type: 'sqlite',
+        path: path.resolve('data', 'certprov.db'),
+        synchronous: 'full',
+      });
+      process.env.CERTPROV_DATA_DIR = '/var/lib/certprov';
+      expect(compileConfig(base, { source: 't', baseDir: '/etc', purpose: 'run' }).store).toMatchObject({
+        path: '/var/lib/certprov/certprov.db',
+      });
+      expect(compileConfig(base, { source: 't', baseDir: '/etc', purpose: 'demo' }).store).toEqual({ type: 'memory' });
+    } finally {
+      if (previous === undefined) delete process.env.CERTPROV_DATA_DIR;
+      else process.env.CERTPROV_DATA_DIR = previous;
+    }
+  });
+
+  it('resolves a relative store.path against the configuration file and takes synchronous normal', () => {
+    const config = compileConfig(
+      { ...base, store: { type: 'sqlite', path: 'state/c.db', synchronous: 'normal' } },
+      { source: 't', baseDir: '/etc/certprov', purpose: 'run' },
+    );
+    expect(config.store).toEqual({ type: 'sqlite', path: '/etc/certprov/state/c.db', synchronous: 'normal' });
+  });
+});
