@@ -1,8 +1,10 @@
 /**
- * Crash test: three adapter OS processes on one subscription and one Firestore; 500 processes, each notification
- * published twice; a random replica is SIGKILLed at a random moment 20 times and a new process started in its
- * place (a pod restarted by its Deployment). Nothing may be lost (every process ends issued, or failed with a real
- * reason), no process may get a second signData, and the CA may not issue twice for one process.
+ * Crash test, on each durable store. Firestore: three adapter OS processes on one subscription and one collection.
+ * SQLite (the single-replica default, DESIGN.md §8): ONE adapter OS process on one file. Each notification is
+ * published twice; a random replica is SIGKILLed at a random moment again and again and a new process started in its
+ * place (a pod restarted by its Deployment; with sqlite it reopens the same file). Nothing may be lost (every process
+ * ends issued, or failed with a real reason), no process may get a second signData, and the CA may not issue twice
+ * for one process.
  *
  * The seed is printed; CERTPROV_CRASH_SEED=N repeats a run's kill schedule.
  */
@@ -12,42 +14,53 @@ import { crashScenario } from '../support/fault-scenarios.ts';
 import { testKeyPool } from '../support/keys.ts';
 import { ReplicaCluster, formatFigures } from '../support/replica-cluster.ts';
 
-const PROCESSES = 500;
-const KILLS = 20;
+const CASES = [
+  { store: 'firestore', replicas: 3, processes: 500, kills: 20 },
+  { store: 'sqlite', replicas: 1, processes: 300, kills: 12 },
+] as const;
 
-let cluster: ReplicaCluster | undefined;
-beforeAll(async () => {
-  cluster = await ReplicaCluster.create({
-    label: 'crash',
-    pubsubEmulatorHost: inject('pubsubEmulatorHost'),
-    firestoreHost: inject('firestoreEmulatorHost'),
-    keyPool: await testKeyPool(),
-    replicas: 3,
-  });
-  await cluster.startReplicas();
-}, 120_000);
-afterAll(async () => {
-  await cluster?.close();
-  await killAllAdapters();
-});
+describe.each(CASES)(
+  '$store: $replicas replica(s) killed at random moments',
+  ({ store, replicas, processes, kills }) => {
+    let cluster: ReplicaCluster | undefined;
+    beforeAll(async () => {
+      cluster = await ReplicaCluster.create({
+        label: `crash-${store}`,
+        pubsubEmulatorHost: inject('pubsubEmulatorHost'),
+        firestoreHost: inject('firestoreEmulatorHost'),
+        keyPool: await testKeyPool(),
+        replicas,
+        store,
+      });
+      await cluster.startReplicas();
+    }, 120_000);
+    afterAll(async () => {
+      await cluster?.close();
+      await killAllAdapters();
+    });
 
-describe('replicas killed at random moments', () => {
-  it(`loses nothing and doubles nothing: ${PROCESSES} processes, ${KILLS} SIGKILLs with restarts`, async () => {
-    const c = cluster as ReplicaCluster;
-    const seed = Number(process.env.CERTPROV_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
-    const result = await crashScenario(c, { processes: PROCESSES, kills: KILLS, seed });
-    const { figures } = result;
-    console.log(formatFigures('crash', figures, result.wallMs, { ...result.extra, seed }));
-    if (figures.failed > 0) console.log(`failure messages: ${[...new Set(figures.failureMessages)].join(' / ')}`);
+    it(`loses nothing and doubles nothing: ${processes} processes, ${kills} SIGKILLs with restarts`, async () => {
+      const c = cluster as ReplicaCluster;
+      const seed = Number(process.env.CERTPROV_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
+      const result = await crashScenario(c, { processes, kills, seed });
+      const { figures } = result;
+      console.log(formatFigures(`crash (${store})`, figures, result.wallMs, { ...result.extra, seed }));
+      if (figures.failed > 0) console.log(`failure messages: ${[...new Set(figures.failureMessages)].join(' / ')}`);
 
-    expect(result.extra.kills).toBe(KILLS);
-    expect(result.timedOut).toBe(false);
-    expect(figures.lost).toBe(0);
-    expect(figures.doubleSignData).toBe(0);
-    expect(figures.duplicateIssuances).toBe(0);
-    expect(figures.foreignCertificates).toBe(0);
-    // A crash is no reason to fail a process: nothing here gives the adapter a real reason to.
-    expect(figures.failed).toBe(0);
-    expect(figures.issued).toBe(PROCESSES);
-  }, 360_000);
-});
+      expect(result.extra.kills).toBe(kills);
+      expect(result.timedOut).toBe(false);
+      expect(figures.lost).toBe(0);
+      expect(figures.doubleSignData).toBe(0);
+      expect(figures.duplicateIssuances).toBe(0);
+      expect(figures.foreignCertificates).toBe(0);
+      // A crash is no reason to fail a process: nothing here gives the adapter a real reason to.
+      expect(figures.failed).toBe(0);
+      expect(figures.issued).toBe(processes);
+      if (store === 'sqlite') {
+        // Every restart reopened the same file and carried on from it.
+        const lines = await c.countLogMessages(['process store: sqlite']);
+        expect(lines['process store: sqlite']).toBe(kills + 1);
+      }
+    }, 360_000);
+  },
+);
