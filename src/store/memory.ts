@@ -6,7 +6,7 @@
  * Records are frozen and replaced on every write, so a caller can never mutate stored state by accident.
  */
 import type { PendingRef } from '../ca/types.ts';
-import { newProcessRecord } from './new-record.ts';
+import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
   compareByExpiry,
   matchesQuery,
@@ -257,17 +257,7 @@ export class MemoryProcessStore implements ProcessStore {
   }
 
   private write(record: ProcessRecord, patch: ProcessPatch, lease: ProcessRecord['lease']): ProcessRecord {
-    const now = this.now();
-    const draft: { -readonly [K in keyof ProcessRecord]: ProcessRecord[K] } = {
-      ...record,
-      ...patch,
-      lease,
-      version: record.version + 1,
-      updatedAt: now,
-    };
-    if (draft.lease === undefined) delete draft.lease;
-    if (patch.step === 'done') draft.expireAt = now + this.finishedRetentionMs;
-    const next: ProcessRecord = Object.freeze(draft);
+    const next = nextRecord(record, patch, lease, this.now(), this.finishedRetentionMs);
     this.records.set(record.processId, next);
     if (record.lookupKey !== undefined && record.lookupKey !== next.lookupKey) this.lookup.delete(record.lookupKey);
     if (next.lookupKey !== undefined && next.step !== 'done') this.lookup.set(next.lookupKey, next.processId);

@@ -31,7 +31,7 @@ import { randomBytes } from 'node:crypto';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { PendingRef } from '../ca/types.ts';
 import { DeploymentFaultError } from '../errors.ts';
-import { newProcessRecord } from './new-record.ts';
+import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
   LeaseLostError,
   type Lease,
@@ -355,19 +355,7 @@ export class SqliteProcessStore implements ProcessStore {
 
   /** Writes `record` + `patch` with `lease`; the store's fields (version, updatedAt, expireAt) are set here. */
   private store(record: ProcessRecord, patch: ProcessPatch, lease: Lease | undefined): ProcessRecord {
-    const now = this.now();
-    const draft: { -readonly [K in keyof ProcessRecord]: ProcessRecord[K] } = {
-      ...record,
-      ...patch,
-      lease,
-      version: record.version + 1,
-      updatedAt: now,
-    };
-    for (const key of Object.keys(draft) as (keyof ProcessRecord)[]) {
-      if (draft[key] === undefined) delete draft[key];
-    }
-    if (draft.step === 'done' && record.step !== 'done') draft.expireAt = now + this.finishedRetentionMs;
-    const next = Object.freeze(draft);
+    const next = nextRecord(record, patch, lease, this.now(), this.finishedRetentionMs);
     const active = next.step !== 'done';
     this.statements.update.run(
       active ? 1 : 0,
