@@ -181,3 +181,43 @@ export function supersedes(newer: NewCertificate, older: CertificateRecord): boo
 export function nextRevocation(current: Revocation | undefined, requested: Revocation): Revocation {
   return current?.state === 'revoked' ? current : requested;
 }
+
+/**
+ * Records `certificate` against the active certificates of its holder and profile (memory and sqlite stores): the
+ * earlier ones become `superseded` by it; when one of them is newer (out-of-order writes), the new record itself is
+ * stored as superseded. Returns the new record and the replaced ones, all frozen.
+ */
+export function supersede(
+  certificate: NewCertificate,
+  activeOfHolder: readonly CertificateRecord[],
+): { record: CertificateRecord; superseded: CertificateRecord[] } {
+  let record = newCertificateRecord(certificate);
+  const superseded: CertificateRecord[] = [];
+  for (const other of activeOfHolder) {
+    if (other.holderKey !== record.holderKey || other.profile !== record.profile || other.status !== 'active') continue;
+    if (supersedes(certificate, other)) {
+      superseded.push(
+        Object.freeze({
+          ...other,
+          status: 'superseded',
+          statusChangedAt: certificate.issuedAt,
+          supersededBy: certificate.serial,
+        }),
+      );
+    } else {
+      record = { ...record, status: 'superseded', supersededBy: other.serial };
+    }
+  }
+  return { record: Object.freeze(record), superseded };
+}
+
+/** The record after a revocation request; undefined when nothing changes (an effective revocation is final). */
+export function revokedRecord(current: CertificateRecord, revocation: Revocation): CertificateRecord | undefined {
+  if (current.revocation?.state === 'revoked') return undefined;
+  const next = nextRevocation(current.revocation, revocation);
+  return Object.freeze({
+    ...current,
+    revocation: next,
+    ...(next.state === 'revoked' ? { status: 'revoked' as const, statusChangedAt: next.at } : {}),
+  });
+}

@@ -10,9 +10,8 @@ import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
   compareByExpiry,
   matchesQuery,
-  newCertificateRecord,
-  nextRevocation,
-  supersedes,
+  revokedRecord,
+  supersede,
   type CertificateQuery,
   type CertificateRecord,
   type NewCertificate,
@@ -89,27 +88,8 @@ export class MemoryProcessStore implements ProcessStore {
     const key = certificateKey(certificate.caConnection, certificate.serial);
     const existing = this.certificates.get(key);
     if (existing !== undefined) return Promise.resolve({ created: false, record: existing, superseded: [] });
-    let record = newCertificateRecord(certificate);
-    const superseded: CertificateRecord[] = [];
-    for (const [otherKey, other] of this.certificates) {
-      if (other.holderKey !== record.holderKey || other.profile !== record.profile || other.status !== 'active') {
-        continue;
-      }
-      if (supersedes(certificate, other)) {
-        const next: CertificateRecord = Object.freeze({
-          ...other,
-          status: 'superseded',
-          statusChangedAt: certificate.issuedAt,
-          supersededBy: certificate.serial,
-        });
-        this.certificates.set(otherKey, next);
-        superseded.push(next);
-      } else {
-        // A newer certificate was recorded first (out-of-order writes): this one is already replaced.
-        record = { ...record, status: 'superseded', supersededBy: other.serial };
-      }
-    }
-    record = Object.freeze(record);
+    const { record, superseded } = supersede(certificate, [...this.certificates.values()]);
+    for (const older of superseded) this.certificates.set(certificateKey(older.caConnection, older.serial), older);
     this.certificates.set(key, record);
     return Promise.resolve({ created: true, record, superseded });
   }
@@ -127,13 +107,8 @@ export class MemoryProcessStore implements ProcessStore {
     const key = certificateKey(caConnection, serial);
     const current = this.certificates.get(key);
     if (current === undefined) return Promise.resolve(undefined);
-    if (current.revocation?.state === 'revoked') return Promise.resolve(current);
-    const next = nextRevocation(current.revocation, revocation);
-    const record: CertificateRecord = Object.freeze({
-      ...current,
-      revocation: next,
-      ...(next.state === 'revoked' ? { status: 'revoked' as const, statusChangedAt: next.at } : {}),
-    });
+    const record = revokedRecord(current, revocation);
+    if (record === undefined) return Promise.resolve(current);
     this.certificates.set(key, record);
     return Promise.resolve(record);
   }

@@ -9,6 +9,9 @@
  *   `lookup_key`, `expire_at`. Partial indexes over active records serve the due-query, the next wake-up, the count
  *   by step and the lookup-key wake-up; finished records are never scanned by them.
  * - `named_leases`: one row per named lease (one DigiCert status poller per API key; the sole-writer lease).
+ * - `certificates`: the inventory (DESIGN.md §9), one row per (connection, serial), the record as JSON plus indexed
+ *   holder, profile, status and notAfter; `certificate_identities` maps each device/user id of a holder to its
+ *   certificates (`--device X` / `--user X`, whichever id X is). Certificates outlive process records.
  * - `rate_grants`: one row per granted token of a shared rate budget (exact sliding windows: one replica has no
  *   contention to batch away, and the grants survive a restart, so a crash loop cannot overrun DigiCert's limits).
  *
@@ -31,6 +34,21 @@ import { randomBytes } from 'node:crypto';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { PendingRef } from '../ca/types.ts';
 import { DeploymentFaultError } from '../errors.ts';
+import {
+  compareByExpiry,
+  deviceKey,
+  holderKeyOf,
+  identityKeysOf,
+  matchesQuery,
+  revokedRecord,
+  supersede,
+  userKey,
+  type CertificateQuery,
+  type CertificateRecord,
+  type NewCertificate,
+  type RecordCertificateResult,
+  type Revocation,
+} from './inventory.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
   LeaseLostError,
@@ -76,6 +94,42 @@ const SOLE_USE_LEASE = 'certprov:sqlite-sole-writer';
 
 interface ProcessRow {
   data: string;
+}
+
+interface CertificateRow {
+  data: string;
+}
+
+function freezeCertificate(json: string): CertificateRecord {
+  return Object.freeze(JSON.parse(json) as CertificateRecord);
+}
+
+/**
+ * `findCertificates` as one SQL query over the indexed columns (identity lookups through certificate_identities),
+ * earliest notAfter first.
+ */
+function certificateQuerySql(query: CertificateQuery): { sql: string; params: (string | number)[] } {
+  const where: string[] = [];
+  const params: (string | number)[] = [];
+  const add = (clause: string, value: string | number) => {
+    where.push(clause);
+    params.push(value);
+  };
+  if (query.caConnection !== undefined) add('c.ca_connection = ?', query.caConnection);
+  if (query.profile !== undefined) add('c.profile = ?', query.profile);
+  if (query.status !== undefined) add('c.status = ?', query.status);
+  if (query.holder !== undefined) add('c.holder_key = ?', query.holder);
+  if (query.notAfterBefore !== undefined) add('c.not_after < ?', query.notAfterBefore);
+  if (query.notAfterFrom !== undefined) add('c.not_after >= ?', query.notAfterFrom);
+  const identity = (key: string) =>
+    add(
+      'EXISTS (SELECT 1 FROM certificate_identities i WHERE i.identity_key = ? AND i.ca_connection = c.ca_connection AND i.serial = c.serial)',
+      key,
+    );
+  if (query.device !== undefined) identity(deviceKey(query.device));
+  if (query.user !== undefined) identity(userKey(query.user));
+  const sql = `SELECT c.data FROM certificates c${where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`} ORDER BY c.not_after, c.serial${query.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(query.limit))}`}`;
+  return { sql, params };
 }
 
 interface QueuedWrite {
@@ -148,6 +202,7 @@ export class SqliteProcessStore implements ProcessStore {
       const record = Object.freeze(newProcessRecord(init, this.now()));
       this.statements.insert.run(
         record.processId,
+        record.correlationId,
         1,
         availableAt(record),
         record.step,
@@ -161,6 +216,62 @@ export class SqliteProcessStore implements ProcessStore {
 
   get(processId: string): Promise<ProcessRecord | undefined> {
     return this.readNow(() => this.read(processId));
+  }
+
+  findByCorrelationId(correlationId: string): Promise<ProcessRecord | undefined> {
+    return this.readNow(() => {
+      const row = this.statements.byCorrelationId.get(correlationId) as ProcessRow | undefined;
+      return row === undefined ? undefined : freezeRecord(row.data);
+    });
+  }
+
+  // --- inventory ---------------------------------------------------------------------------------------------
+
+  recordCertificate(certificate: NewCertificate): Promise<RecordCertificateResult> {
+    return this.write(() => {
+      const existing = this.readCertificate(certificate.caConnection, certificate.serial);
+      if (existing !== undefined) return { created: false, record: existing, superseded: [] };
+      const rows = this.statements.activeOfHolder.all(
+        holderKeyOf(certificate.holder),
+        certificate.profile,
+      ) as unknown as CertificateRow[];
+      const { record, superseded } = supersede(
+        certificate,
+        rows.map((r) => freezeCertificate(r.data)),
+      );
+      for (const older of superseded) this.writeCertificate(older);
+      this.writeCertificate(record);
+      for (const key of identityKeysOf(record.holder)) {
+        this.statements.putIdentity.run(key, record.caConnection, record.serial);
+      }
+      return { created: true, record, superseded };
+    });
+  }
+
+  getCertificate(caConnection: string, serial: string): Promise<CertificateRecord | undefined> {
+    return this.readNow(() => this.readCertificate(caConnection, serial));
+  }
+
+  findCertificates(query: CertificateQuery): Promise<CertificateRecord[]> {
+    return this.readNow(() => {
+      const { sql, params } = certificateQuerySql(query);
+      const rows = this.db.prepare(sql).all(...params) as unknown as CertificateRow[];
+      // The SQL expresses every filter; matchesQuery keeps the store honest to the one definition of a match.
+      const found = rows.map((r) => freezeCertificate(r.data)).filter((r) => matchesQuery(r, query));
+      found.sort(compareByExpiry);
+      return query.limit === undefined ? found : found.slice(0, query.limit);
+    });
+  }
+
+  setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined> {
+    return this.write(() => {
+      const current = this.readCertificate(caConnection, serial);
+      if (current === undefined) return undefined;
+      const record = revokedRecord(current, revocation);
+      if (record === undefined) return current;
+      this.writeCertificate(record);
+      return record;
+    });
   }
 
   tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {
@@ -348,6 +459,23 @@ export class SqliteProcessStore implements ProcessStore {
 
   // --- internals ---------------------------------------------------------------------------------------------
 
+  private readCertificate(caConnection: string, serial: string): CertificateRecord | undefined {
+    const row = this.statements.getCertificate.get(caConnection, serial) as CertificateRow | undefined;
+    return row === undefined ? undefined : freezeCertificate(row.data);
+  }
+
+  private writeCertificate(record: CertificateRecord): void {
+    this.statements.putCertificate.run(
+      record.caConnection,
+      record.serial,
+      record.holderKey,
+      record.profile,
+      record.status,
+      record.notAfter,
+      JSON.stringify(record),
+    );
+  }
+
   private read(processId: string): ProcessRecord | undefined {
     const row = this.statements.get.get(processId) as ProcessRow | undefined;
     return row === undefined ? undefined : freezeRecord(row.data);
@@ -505,7 +633,8 @@ function migrate(db: DatabaseSync, file: string): void {
   db.exec(`
     BEGIN IMMEDIATE;
     CREATE TABLE IF NOT EXISTS processes (
-      process_id   TEXT PRIMARY KEY,
+      process_id     TEXT PRIMARY KEY,
+      correlation_id TEXT NOT NULL,
       active       INTEGER NOT NULL,
       available_at INTEGER NOT NULL,
       step         TEXT NOT NULL,
@@ -517,6 +646,28 @@ function migrate(db: DatabaseSync, file: string): void {
     CREATE INDEX IF NOT EXISTS processes_step ON processes (step) WHERE active = 1;
     CREATE INDEX IF NOT EXISTS processes_lookup ON processes (lookup_key) WHERE lookup_key IS NOT NULL;
     CREATE INDEX IF NOT EXISTS processes_expiry ON processes (expire_at) WHERE expire_at IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS processes_correlation ON processes (correlation_id);
+    CREATE TABLE IF NOT EXISTS certificates (
+      ca_connection TEXT NOT NULL,
+      serial        TEXT NOT NULL,
+      holder_key    TEXT NOT NULL,
+      profile       TEXT NOT NULL,
+      status        TEXT NOT NULL,
+      not_after     INTEGER NOT NULL,
+      data          TEXT NOT NULL,
+      PRIMARY KEY (ca_connection, serial)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS certificates_holder ON certificates (holder_key, profile, status);
+    CREATE INDEX IF NOT EXISTS certificates_expiry ON certificates (not_after);
+    CREATE INDEX IF NOT EXISTS certificates_connection ON certificates (ca_connection, not_after);
+    CREATE INDEX IF NOT EXISTS certificates_profile ON certificates (profile, not_after);
+    CREATE INDEX IF NOT EXISTS certificates_status ON certificates (status, not_after);
+    CREATE TABLE IF NOT EXISTS certificate_identities (
+      identity_key  TEXT NOT NULL,
+      ca_connection TEXT NOT NULL,
+      serial        TEXT NOT NULL,
+      PRIMARY KEY (identity_key, ca_connection, serial)
+    ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS named_leases (
       name       TEXT PRIMARY KEY,
       owner      TEXT NOT NULL,
@@ -537,7 +688,16 @@ function prepareStatements(db: DatabaseSync) {
   return {
     get: s('SELECT data FROM processes WHERE process_id = ?'),
     insert: s(
-      'INSERT INTO processes (process_id, active, available_at, step, lookup_key, expire_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO processes (process_id, correlation_id, active, available_at, step, lookup_key, expire_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    byCorrelationId: s('SELECT data FROM processes WHERE correlation_id = ? LIMIT 1'),
+    getCertificate: s('SELECT data FROM certificates WHERE ca_connection = ? AND serial = ?'),
+    putCertificate: s(
+      'INSERT INTO certificates (ca_connection, serial, holder_key, profile, status, not_after, data) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ca_connection, serial) DO UPDATE SET holder_key = excluded.holder_key, profile = excluded.profile, status = excluded.status, not_after = excluded.not_after, data = excluded.data',
+    ),
+    activeOfHolder: s("SELECT data FROM certificates WHERE holder_key = ? AND profile = ? AND status = 'active'"),
+    putIdentity: s(
+      'INSERT OR IGNORE INTO certificate_identities (identity_key, ca_connection, serial) VALUES (?, ?, ?)',
     ),
     update: s(
       'UPDATE processes SET active = ?, available_at = ?, step = ?, lookup_key = ?, expire_at = ?, data = ? WHERE process_id = ?',
