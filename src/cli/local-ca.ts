@@ -4,6 +4,12 @@
 import { initLocalCa } from '../ca/local/init.ts';
 import { parseOptions, UsageError, type Command } from './command.ts';
 
+/** What `local-ca init` says plainly after creating the CA (issue 16, item 9). */
+export const LAB_ONLY_WARNING =
+  'certprov local-ca init: this is a self-signed root that issues device certificates directly — for trials and labs only. ' +
+  'Its key lives in a file on this disk, and replacing it means re-trusting every RADIUS/VPN/Wi-Fi server. ' +
+  'For production, use an issuing CA under an offline root (type: azure-key-vault or google-kms, or DigiCert).';
+
 export const localCaCommand: Command = {
   name: 'local-ca',
   usage: 'local-ca init --dir DIR [--key ec|rsa]',
@@ -13,6 +19,10 @@ export const localCaCommand: Command = {
 Creates a CA key (EC P-256 or RSA-3072) and a self-signed CA certificate in DIR: ca.key.pem (PKCS#8, mode 0600)
 and ca.cert.pem. A \`type: local\` CA connection with \`directory: DIR\` then issues from it; every issued
 certificate is journaled in DIR/issued.jsonl. Refuses to overwrite an existing CA unless --force.
+
+For trials and labs only: a self-signed root that issues device certificates directly keeps its key on this
+disk and cannot be replaced without re-trusting every relying party. Production uses an issuing CA under an
+offline root (type: azure-key-vault or google-kms, or a managed CA).
 
 Options:
   --dir DIR            where to create the CA (required)
@@ -44,6 +54,8 @@ Options:
       force: values.force,
     });
     console.log(JSON.stringify(result, null, 2));
+    // stdout stays the JSON result (scripts read it); the warning goes to stderr.
+    console.error(LAB_ONLY_WARNING);
     return 0;
   },
 };
