@@ -4,8 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { CertificateAuthority } from './ca/types.ts';
-import { CA_BACKENDS } from './ca/registry.ts';
+import { connectCa, type CaConnection } from './ca/connection.ts';
 import { createChromeAuth } from './chrome/auth.ts';
 import { ChromeClient } from './chrome/client.ts';
 import type { ChromeApi } from './chrome/types.ts';
@@ -43,15 +42,13 @@ export async function createCertificateAuthorities(
   config: Config,
   log: Logger,
   metrics: Metrics,
-): Promise<Map<string, CertificateAuthority>> {
-  const cas = new Map<string, CertificateAuthority>();
+): Promise<Map<string, CaConnection>> {
+  const cas = new Map<string, CaConnection>();
   for (const connection of config.caConnections.values()) {
-    const backend = CA_BACKENDS.get(connection.type);
-    if (backend === undefined) throw new Error(`no CA backend of type ${connection.type}`);
     metrics.declareCaConnection(connection.name, connection.type);
     cas.set(
       connection.name,
-      await backend.create(connection.name, connection.settings, {
+      await connectCa(connection.backend, connection.name, connection.settings, {
         log: log.child({ caConnection: connection.name, backend: connection.type }),
         metrics,
         baseDir: config.baseDir,
@@ -67,7 +64,7 @@ export class Adapter {
   readonly store: ProcessStore;
   readonly replicaId: string;
   private readonly intake: Intake;
-  private readonly cas: ReadonlyMap<string, CertificateAuthority>;
+  private readonly cas: ReadonlyMap<string, CaConnection>;
   private readonly options: AdapterOptions;
   private readonly background = new AbortController();
   private ops: OpsServer | undefined;
@@ -77,7 +74,7 @@ export class Adapter {
 
   private constructor(
     options: AdapterOptions,
-    parts: { store: ProcessStore; cas: Map<string, CertificateAuthority>; chrome: ChromeApi; health: Health },
+    parts: { store: ProcessStore; cas: Map<string, CaConnection>; chrome: ChromeApi; health: Health },
   ) {
     this.options = options;
     this.store = parts.store;
@@ -138,8 +135,8 @@ export class Adapter {
         health: this.health,
       });
     }
-    for (const ca of this.cas.values()) {
-      await ca.start?.({
+    for (const { abilities } of this.cas.values()) {
+      await abilities.background?.start({
         store: this.store,
         replicaId: this.replicaId,
         signal: this.background.signal,
@@ -197,11 +194,11 @@ export class Adapter {
       .stop()
       .catch((error: unknown) => log.warn({ error: describeError(error) }, 'closing the subscription failed'));
     this.background.abort();
-    for (const ca of this.cas.values()) {
-      await ca
-        .close?.()
+    for (const connection of this.cas.values()) {
+      await connection.abilities.background
+        ?.close()
         .catch((error: unknown) =>
-          log.warn({ caConnection: ca.name, error: describeError(error) }, 'closing a CA connection failed'),
+          log.warn({ caConnection: connection.name, error: describeError(error) }, 'closing a CA connection failed'),
         );
     }
     await this.store.close();

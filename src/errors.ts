@@ -14,9 +14,12 @@
 
 export type ErrorClass = 'retry' | 'terminal' | 'deployment';
 
-/** A component whose misconfiguration is a deployment fault; used as a metric label and in /readyz. */
-export type FaultComponent =
-  'chrome' | 'digicert' | 'keyvault' | 'google-kms' | 'google-cas' | 'store' | 'pubsub' | 'local-ca';
+/**
+ * A component whose misconfiguration is a deployment fault; used as a metric label and in /readyz. The workflow's
+ * own are `chrome`, `store` and `pubsub`; each CA backend declares its own (`CaBackend.faultComponent`), so this is
+ * not a list of vendors.
+ */
+export type FaultComponent = string;
 
 /**
  * Why a process failed, as a closed set: it is a metric label and must stay low-cardinality.

@@ -98,38 +98,67 @@ export type RevocationResult =
   /** The CA holds the request until an administrator approves it there (DigiCert). */
   | { readonly status: 'pending_approval'; readonly requestId?: string };
 
+/**
+ * A CA connection as the workflow sees it: one required ability, `issue`. Everything else a CA may do is one of the
+ * small interfaces below, implemented only where the CA can; {@link abilitiesOf} (ca/connection.ts) detects them
+ * once, when the connection is built (smallstep's optional CAS interfaces).
+ */
 export interface CertificateAuthority {
   /** Configuration name of this connection (the caConnectionAdapterConfigReference). */
   readonly name: string;
-  /** The backend type (`local`, `digicert`, `azure-key-vault`); a metric label. */
+  /** The backend type (`local`, `digicert`, …); a metric label. */
   readonly type: string;
 
   /** Issue a certificate for a verified CSR; never throws for a CA's definitive rejection (returns `failed`). */
   issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult>;
-  /** Follow a pending request. Backends that never return `pending` need not implement it. */
-  poll?(ref: PendingRef, request: IssueRequest, ctx: StepContext): Promise<IssueResult>;
-  /** Withdraw a pending request nobody will install (the process failed or waited too long). */
-  cancel?(ref: PendingRef, reason: string, ctx: StepContext): Promise<void>;
-  /**
-   * Revokes one certificate this connection issued (DESIGN.md §9). Optional: a backend without it cannot revoke, and
-   * `certprov revoke` reports that per certificate. Throws a classified error when the CA refuses or fails.
-   */
-  revoke?(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult>;
-  /**
-   * For the CAs that sign themselves (local, Key Vault): the CA certificate and the signer of its key, so the
-   * adapter can sign the connection's CRL (src/lifecycle/crl.ts). Loads remote material at most once.
-   */
-  crlIssuer?(signal: AbortSignal): Promise<IssuingCa>;
+}
 
-  /** Starts background work (bulk status polling). Called once after construction in `run`/`demo`. */
-  start?(services: CaServices): Promise<void>;
+/** A CA whose `issue` may answer `pending`: it follows the request and can withdraw it. */
+export interface PendingIssuance {
+  /** Follow a pending request. */
+  poll(ref: PendingRef, request: IssueRequest, ctx: StepContext): Promise<IssueResult>;
+  /** Withdraw a pending request nobody will install (the process failed or waited too long). */
+  cancel(ref: PendingRef, reason: string, ctx: StepContext): Promise<void>;
+}
+
+/** A CA with work outside any one process (bulk status polling). */
+export interface BackgroundWork {
+  /** Starts background work. Called once after construction in `run`/`demo`. */
+  start(services: CaServices): Promise<void>;
   /** Stops background work and releases resources. */
-  close?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A CA that can check its credentials and reachability without side effects, for `check-config --probe`. */
+export interface Probe {
+  /** Resolves with a short description of what was checked, rejects with a classified error. */
+  probe(ctx: StepContext): Promise<string>;
+}
+
+/** A CA that can revoke a certificate it issued. */
+export interface Revocation {
   /**
-   * A side-effect-free check of credentials and reachability for `check-config --probe`; resolves with a short
-   * description of what was checked, rejects with a classified error.
+   * Revokes one certificate this connection issued (DESIGN.md §9); `certprov revoke` reports per certificate when a
+   * connection lacks this ability. Throws a classified error when the CA refuses or fails.
    */
-  probe?(ctx: StepContext): Promise<string>;
+  revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult>;
+}
+
+/**
+ * A CA that signs itself (local, Key Vault): the CA certificate and the signer of its key, so the adapter can sign
+ * the connection's CRL (src/lifecycle/crl.ts). Loads remote material at most once.
+ */
+export interface CrlIssuer {
+  crlIssuer(signal: AbortSignal): Promise<IssuingCa>;
+}
+
+/** The optional abilities of one CA connection, detected once. */
+export interface CaAbilities {
+  readonly pending?: PendingIssuance;
+  readonly background?: BackgroundWork;
+  readonly probe?: Probe;
+  readonly revocation?: Revocation;
+  readonly crlIssuer?: CrlIssuer;
 }
 
 /** What a backend may use for background work. */
@@ -164,8 +193,6 @@ export interface CaCapabilities {
    * `keyUsages` is rejected at config load rather than silently ignored.
    */
   readonly keyUsages: 'profile' | 'ca';
-  /** `issue` may return `pending`. */
-  readonly mayPend: boolean;
   /**
    * Ordering is not idempotent at the CA, so the intent must survive a crash: `run` refuses such a backend with
    * the memory store.
@@ -207,6 +234,11 @@ export interface ProfileProblem {
  */
 export interface CaBackend<Config extends { type: string } = { type: string }> {
   readonly type: Config['type'];
+  /**
+   * The component this backend's deployment faults are reported under (`/readyz`, the `component` metric label).
+   * The workflow clears it after the next successful CA step; it knows no backend by name.
+   */
+  readonly faultComponent: FaultComponent;
   /** Validates the connection's configuration block (including `type`). */
   readonly configSchema: z.ZodType<Config>;
   capabilities(config: Config): CaCapabilities;

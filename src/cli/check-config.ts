@@ -21,14 +21,13 @@ export function describeConfig(config: Config): string {
     '',
     'CA connections:',
     table([
-      ['  name', 'type', 'key types', 'SAN types', 'max validity', 'may pend'],
+      ['  name', 'type', 'key types', 'SAN types', 'max validity'],
       ...[...config.caConnections.values()].map((c) => [
         `  ${c.name}`,
         c.type,
         c.capabilities.keyTypes.join(','),
         c.capabilities.subjectAltNameTypes.join(',') || '-',
         `${c.capabilities.maxValidityDays}d`,
-        c.capabilities.mayPend ? 'yes' : 'no',
       ]),
     ]),
     '',

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { PubSub, type ClientConfig } from '@google-cloud/pubsub';
 import { GoogleAuth } from 'google-auth-library';
 import type { StepContext } from '../ca/types.ts';
-import { CA_BACKENDS } from '../ca/registry.ts';
+import { connectCa } from '../ca/connection.ts';
 import { CHROME_CREDENTIALS_HINT, createChromeAuth } from '../chrome/auth.ts';
 import { ChromeClient } from '../chrome/client.ts';
 import { ProcessNotFoundError } from '../chrome/errors.ts';
@@ -342,16 +342,11 @@ async function probeCaConnections(config: Config, options: ProbeOptions, timeout
   const rows: ProbeResult[] = [];
   for (const connection of config.caConnections.values()) {
     const component = `ca:${connection.name}`;
-    const backend = CA_BACKENDS.get(connection.type);
-    if (backend === undefined) {
-      rows.push({ component, check: 'backend', status: 'fail', detail: `no CA backend of type ${connection.type}` });
-      continue;
-    }
     const log = options.log.child({ caConnection: connection.name, backend: connection.type });
     let ca;
     try {
       ca = await bounded(timeoutMs, () =>
-        backend.create(connection.name, connection.settings, {
+        connectCa(connection.backend, connection.name, connection.settings, {
           log,
           metrics: options.metrics,
           baseDir: config.baseDir,
@@ -362,7 +357,8 @@ async function probeCaConnections(config: Config, options: ProbeOptions, timeout
       continue;
     }
     try {
-      if (ca.probe === undefined) {
+      const { probe } = ca.abilities;
+      if (probe === undefined) {
         rows.push({
           component,
           check: `${connection.type} credentials and reachability`,
@@ -370,14 +366,13 @@ async function probeCaConnections(config: Config, options: ProbeOptions, timeout
           detail: 'this backend has no side-effect-free check',
         });
       } else {
-        const probe = ca.probe.bind(ca);
-        const detail = await bounded(timeoutMs, (signal) => probe({ signal, log } satisfies StepContext));
+        const detail = await bounded(timeoutMs, (signal) => probe.probe({ signal, log } satisfies StepContext));
         rows.push({ component, check: `${connection.type} credentials and reachability`, status: 'ok', detail });
       }
     } catch (error) {
       rows.push(failure(component, `${connection.type} credentials and reachability`, error));
     } finally {
-      await ca.close?.().catch(() => undefined);
+      await ca.abilities.background?.close().catch(() => undefined);
     }
   }
   return rows;

@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { CA_BACKENDS } from '../ca/registry.ts';
-import type { CaCapabilities } from '../ca/types.ts';
+import type { CaBackend, CaCapabilities } from '../ca/types.ts';
 import { resolveExtendedKeyUsage } from '../pki/extended-key-usage.ts';
 import {
   parseSubjectTemplate,
@@ -27,6 +27,10 @@ import { rawConfigSchema, type LogLevelName, type RawConfig, type RawProfile } f
 export interface CaConnectionConfig {
   readonly name: string;
   readonly type: string;
+  /** The registry entry of `type`, resolved once when the configuration is compiled. */
+  // Each backend's config type differs; the connection only needs the common shape.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly backend: CaBackend<any>;
   /** The backend's own validated configuration. */
   readonly settings: { readonly type: string } & Readonly<Record<string, unknown>>;
   readonly capabilities: CaCapabilities;
@@ -174,23 +178,26 @@ function backendProfileProblems(
   profile: CompiledProfile,
   connection: CaConnectionConfig,
 ): string[] {
-  const backend = CA_BACKENDS.get(connection.type);
-  const found = backend?.profileProblems?.(connection.settings, profile) ?? [];
+  const found = connection.backend.profileProblems?.(connection.settings, profile) ?? [];
   return found.map(
     (p) =>
       `profiles.${profileName}.${p.field}: CA connection "${connection.name}" (type ${connection.type}) ${p.message}`,
   );
 }
 
-function unknownTypeProblem(name: string, type: string): string {
-  return `caConnections.${name}.type: unknown CA type "${type}"${suggestion(type, [...CA_BACKENDS.keys()])}`;
+// Each backend's config type differs; the registry only needs the common shape.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Backends = ReadonlyMap<string, CaBackend<any>>;
+
+function unknownTypeProblem(name: string, type: string, backends: Backends): string {
+  return `caConnections.${name}.type: unknown CA type "${type}"${suggestion(type, [...backends.keys()])}`;
 }
 
 /** A CA connection block's own problems (its backend's schema), for when the rest of the file failed. */
-function connectionProblems(name: string, block: unknown): string[] {
+function connectionProblems(name: string, block: unknown, backends: Backends): string[] {
   const type = (block as { type?: unknown } | null)?.type;
-  const backend = typeof type === 'string' ? CA_BACKENDS.get(type) : undefined;
-  if (backend === undefined) return typeof type === 'string' ? [unknownTypeProblem(name, type)] : [];
+  const backend = typeof type === 'string' ? backends.get(type) : undefined;
+  if (backend === undefined) return typeof type === 'string' ? [unknownTypeProblem(name, type, backends)] : [];
   const result = backend.configSchema.safeParse(block);
   return result.success
     ? []
@@ -203,15 +210,22 @@ function connectionProblems(name: string, block: unknown): string[] {
  */
 export function compileConfig(
   input: unknown,
-  options: { source: string; baseDir: string; purpose: ConfigPurpose },
+  options: {
+    source: string;
+    baseDir: string;
+    purpose: ConfigPurpose;
+    /** CA backends by type; default the shipped registry (tests add a test-only backend here). */
+    backends?: Backends;
+  },
 ): Config {
+  const backends = options.backends ?? CA_BACKENDS;
   const parsed = rawConfigSchema.safeParse(input);
   if (!parsed.success) {
     // Every problem at once: the CA connection blocks are checked by their backends even when the rest failed.
     const blocks = (input as { caConnections?: unknown } | null)?.caConnections;
     const more =
       blocks !== null && typeof blocks === 'object'
-        ? Object.entries(blocks).flatMap(([name, block]) => connectionProblems(name, block))
+        ? Object.entries(blocks).flatMap(([name, block]) => connectionProblems(name, block, backends))
         : [];
     throw new ConfigError([...describeIssues(parsed.error.issues, rawConfigSchema, input), ...more], options.source);
   }
@@ -229,9 +243,9 @@ export function compileConfig(
   const store = resolveStore(raw.store, options.purpose, options.baseDir);
   const caConnections = new Map<string, CaConnectionConfig>();
   for (const [name, block] of Object.entries(raw.caConnections)) {
-    const backend = CA_BACKENDS.get(block.type);
+    const backend = backends.get(block.type);
     if (backend === undefined) {
-      problems.push(unknownTypeProblem(name, block.type));
+      problems.push(unknownTypeProblem(name, block.type, backends));
       continue;
     }
     const result = backend.configSchema.safeParse(block) as
@@ -246,7 +260,7 @@ export function compileConfig(
         `caConnections.${name}: a ${block.type} connection needs a durable store (store.type: sqlite for one replica, firestore for several): a crash with the memory store could lose an order intent and pay twice`,
       );
     }
-    caConnections.set(name, { name, type: block.type, settings: result.data, capabilities });
+    caConnections.set(name, { name, type: block.type, backend, settings: result.data, capabilities });
   }
 
   const profiles = new Map<string, CompiledProfile>();

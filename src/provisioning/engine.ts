@@ -59,13 +59,6 @@ const HANDLERS: Readonly<Record<ActiveStep, StepHandler>> = {
 
 /** Steps that talk to the CA; the others talk to Google. Used to clear a component's deployment fault on success. */
 const CA_STEPS: ReadonlySet<Step> = new Set(['issue', 'await_ca']);
-const CA_COMPONENT: Readonly<Record<string, FaultComponent>> = {
-  local: 'local-ca',
-  digicert: 'digicert',
-  'azure-key-vault': 'keyvault',
-  'google-kms': 'google-kms',
-  'google-cas': 'google-cas',
-};
 /** At most this many next-steps in one lease hold; a guard against a step bug looping forever. */
 const MAX_STEPS_PER_RUN = 16;
 /** Least time between two scans of the store for due records (see schedule()). */
@@ -357,7 +350,8 @@ export class ProvisioningEngine {
     try {
       result = await HANDLERS[step](run);
       outcomeLabel = result.kind === 'wait' ? 'wait' : 'ok';
-      this.deps.health.clearFault(this.componentOf(current, step));
+      const component = this.componentOf(current, step);
+      if (component !== undefined) this.deps.health.clearFault(component);
       if ((current.faultAttempts ?? 0) > 0) result = { ...result, patch: { ...result.patch, faultAttempts: 0 } };
     } catch (error) {
       [result, outcomeLabel] = this.onStepError(current, step, error, abort, log);
@@ -367,10 +361,10 @@ export class ProvisioningEngine {
     return this.apply(current, step, result, log);
   }
 
-  private componentOf(record: ProcessRecord, step: Step): FaultComponent {
+  /** The component a successful step proves healthy: Google's API, or the fault component the CA's backend declares. */
+  private componentOf(record: ProcessRecord, step: Step): FaultComponent | undefined {
     if (!CA_STEPS.has(step)) return 'chrome';
-    const type = this.deps.cas.get(record.caConnection ?? '')?.type ?? 'local';
-    return CA_COMPONENT[type] ?? 'local-ca';
+    return this.deps.cas.get(record.caConnection ?? '')?.faultComponent;
   }
 
   private onStepError(

@@ -5,7 +5,7 @@
  * (served by a SCEP connector), belongs to another adapter: it is never claimed and never failed here. A known
  * connection with an unknown or disabled profile is ours and misconfigured (the start step fails it after claim).
  */
-import type { CertificateAuthority } from '../ca/types.ts';
+import type { CaConnection } from '../ca/connection.ts';
 import { caConnectionReferenceOf, type CertificateProvisioningProcess } from '../chrome/types.ts';
 import type { Config } from '../config/load.ts';
 import type { NotOursReason } from '../observability/metrics.ts';
@@ -22,7 +22,7 @@ export type Ownership =
 export function ownershipOf(
   process: CertificateProvisioningProcess,
   config: Config,
-  cas: ReadonlyMap<string, CertificateAuthority>,
+  cas: ReadonlyMap<string, CaConnection>,
 ): Ownership {
   if (process.scepCaConnection !== undefined || process.scepProfile !== undefined) {
     const reference = process.scepCaConnection?.caConnectionAdapterConfigReference;

@@ -3,7 +3,8 @@
  * engine (engine.ts) owns leases, persistence between steps, retries, metrics and the failure path.
  */
 import { performance } from 'node:perf_hooks';
-import type { CertificateAuthority, StepContext } from '../ca/types.ts';
+import type { CaConnection } from '../ca/connection.ts';
+import type { StepContext } from '../ca/types.ts';
 import type { ChromeApi, ProcessRef } from '../chrome/types.ts';
 import type { Config } from '../config/load.ts';
 import type { FailureReason } from '../errors.ts';
@@ -24,7 +25,7 @@ export interface EngineDependencies {
   readonly config: Config;
   readonly chrome: ChromeApi;
   /** CA connections by name, constructed from config. */
-  readonly cas: ReadonlyMap<string, CertificateAuthority>;
+  readonly cas: ReadonlyMap<string, CaConnection>;
   readonly store: ProcessStore;
   readonly metrics: Metrics;
   readonly log: Logger;

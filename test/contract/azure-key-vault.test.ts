@@ -15,6 +15,7 @@ import { FakeKeyVault } from '../fakes/key-vault/fake-key-vault.ts';
 import { createIssuingCa } from '../fakes/key-vault/issuing-ca-fixture.ts';
 import { testKeyPool } from '../support/keys.ts';
 import { openssl } from '../support/openssl.ts';
+import { connectCa } from '../../src/ca/connection.ts';
 import { describeCaContract, type CaContractEnvironment } from './ca-contract.ts';
 
 /** RSA CA keys come from the run's pool (generating RSA is slow); EC keys are made by the fake. */
@@ -35,18 +36,18 @@ async function environment(
   teardown: () => Promise<void>,
 ): Promise<CaContractEnvironment> {
   const config = keyVaultCaConfigSchema.parse(raw);
-  const ca = await azureKeyVaultBackend.create('kv_ca', config, {
+  const connection = await connectCa(azureKeyVaultBackend, 'kv_ca', config, {
     log: silentLogger(),
     metrics: new Metrics({ defaultMetrics: false }),
     baseDir,
   });
   return {
-    ca,
+    connection,
     capabilities: azureKeyVaultBackend.capabilities(config),
     caCertificatePem: trustAnchorPem,
     revocation: { expected: 'listed' },
     teardown: async () => {
-      await ca.close?.();
+      await connection.abilities.background?.close();
       await teardown();
       await vault.close();
     },

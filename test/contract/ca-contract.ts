@@ -7,7 +7,7 @@
  *
  * Usage: `describeCaContract('local CA', async () => ({ ca, capabilities, caCertificatePem, teardown }))`.
  * `setup` runs while the suite is collected (its capabilities decide which tests exist); `teardown` after it.
- * A backend with `mayPend` must be set up so that `issue` answers `pending` first (e.g. a fake that approves an
+ * A backend with the pending ability (`poll` + `cancel`) must be set up so that `issue` answers `pending` first (e.g. a fake that approves an
  * order only when `resolvePending` is called, or after a delay).
  */
 import { randomBytes } from 'node:crypto';
@@ -24,6 +24,7 @@ import {
   id_ce_subjectAltName,
 } from '@peculiar/asn1-x509';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { CaConnection } from '../../src/ca/connection.ts';
 import type {
   CaCapabilities,
   CertificateAuthority,
@@ -54,7 +55,8 @@ import { issueRequestFor, subjectAttribute } from '../support/issue-request.ts';
 import { certificateText, spkiDerOfCertificate, subjectLines, verifyCertificate } from '../support/openssl.ts';
 
 export interface CaContractEnvironment {
-  readonly ca: CertificateAuthority;
+  /** Built through the backend's registry entry (`connectCa`), as the daemon builds it. */
+  readonly connection: CaConnection;
   readonly capabilities: CaCapabilities;
   /** The trust anchor the issued leaves chain to (root; intermediates come from `chainPem`). */
   readonly caCertificatePem: string;
@@ -193,20 +195,20 @@ async function issueToCompletion(
   env: CaContractEnvironment,
   request: IssueRequest,
 ): Promise<{ result: IssueResult; pended: boolean; polls: number; lastRef: PendingRef | undefined }> {
-  let result = await env.ca.issue(request, context());
+  let result = await env.connection.ca.issue(request, context());
   let polls = 0;
   let lastRef: PendingRef | undefined;
   const pended = result.status === 'pending';
   while (result.status === 'pending') {
-    expect(env.capabilities.mayPend, 'a backend that declares mayPend: false returned pending').toBe(true);
-    expect(typeof env.ca.poll, 'a backend that returns pending must implement poll').toBe('function');
+    const pending = env.connection.abilities.pending;
+    expect(pending, 'a backend that returns pending must implement poll and cancel').toBeDefined();
     expect(polls, `still pending after ${MAX_POLLS} polls`).toBeLessThan(MAX_POLLS);
     const { ref, retryAfterMs } = result;
     lastRef = ref;
     expect(JSON.stringify(ref).length, 'PendingRef stays small').toBeLessThan(2_000);
     if (env.resolvePending !== undefined) await env.resolvePending(ref);
     else await new Promise((resolve) => setTimeout(resolve, Math.min(Math.max(retryAfterMs, 10), 2_000)));
-    result = await env.ca.poll!(ref, request, context());
+    result = await pending!.poll(ref, request, context());
     polls += 1;
   }
   return { result, pended, polls, lastRef };
@@ -300,11 +302,16 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
       expect(env.capabilities.maxValidityDays).toBeGreaterThan(0);
     });
 
+    it('declares a fault component of its own, not one the workflow owns', () => {
+      expect(env.connection.faultComponent).toMatch(/^[a-z][a-z0-9-]*$/);
+      expect(['chrome', 'store', 'pubsub']).not.toContain(env.connection.faultComponent);
+    });
+
     describe.each(keyCases)('$label device key', ({ poolType, keyType }) => {
       describe.each(profiles)('$label', ({ profile }) => {
         let issued: Promise<Issued> | undefined;
         // Issued once per (key, profile); the checks below each look at one property of the same certificate.
-        const get = () => (issued ??= issueOne(env, issueRequest(env.ca, pool.next(poolType), profile)));
+        const get = () => (issued ??= issueOne(env, issueRequest(env.connection.ca, pool.next(poolType), profile)));
 
         it('issues a leaf that openssl verifies against the CA (x509_strict, client purpose)', async () => {
           const { pem, chain } = await get();
@@ -372,7 +379,7 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
         "writes the profile's keyUsages $keyUsages for a $poolType key",
         async ({ poolType, keyUsages, openssl }) => {
           const profile = { ...usageProfile.profile, keyUsages };
-          const { pem } = await issueOne(env, issueRequest(env.ca, pool.next(poolType), profile));
+          const { pem } = await issueOne(env, issueRequest(env.connection.ca, pool.next(poolType), profile));
           expect(await certificateText(pem)).toMatch(new RegExp(`Key Usage: critical\\s+${openssl}\\n`));
         },
       );
@@ -383,7 +390,10 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
     if (firstKey !== undefined && firstProfile !== undefined) {
       it(`never outlives the issuing CA (profile asks for ${env.capabilities.maxValidityDays} days)`, async () => {
         const profile = { ...firstProfile.profile, validityMs: env.capabilities.maxValidityDays * DAY_MS };
-        const { leaf, issuer } = await issueOne(env, issueRequest(env.ca, pool.next(firstKey.poolType), profile));
+        const { leaf, issuer } = await issueOne(
+          env,
+          issueRequest(env.connection.ca, pool.next(firstKey.poolType), profile),
+        );
         expect(leaf.notAfter.getTime()).toBeLessThanOrEqual(issuer.notAfter.getTime());
       });
 
@@ -392,7 +402,7 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
         for (let i = 0; i < SERIAL_SAMPLE; i += 1) {
           const { leaf } = await issueOne(
             env,
-            issueRequest(env.ca, pool.next(firstKey.poolType), firstProfile.profile),
+            issueRequest(env.connection.ca, pool.next(firstKey.poolType), firstProfile.profile),
           );
           serials.push(serialBytes(leaf));
         }
@@ -414,12 +424,12 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
         }
       });
 
-      it.runIf(env.ca.revoke !== undefined)(
+      it.runIf(env.connection.abilities.revocation !== undefined)(
         'revokes a certificate it issued (declared ability), and refuses one it has no issuance of',
         async () => {
-          const revoke = env.ca.revoke?.bind(env.ca);
+          const revoke = env.connection.abilities.revocation?.revoke;
           if (revoke === undefined) throw new Error('unreachable');
-          const request = issueRequest(env.ca, pool.next(firstKey.poolType), firstProfile.profile);
+          const request = issueRequest(env.connection.ca, pool.next(firstKey.poolType), firstProfile.profile);
           const { result, lastRef } = await issueToCompletion(env, request);
           if (result.status !== 'issued') throw new Error('expected issued');
           const serial = parseCertificate(result.certificatePem).serialHex;
@@ -444,16 +454,19 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
         },
       );
 
-      it.runIf(env.capabilities.mayPend)('answers pending first and resolves through poll', async () => {
-        const request = issueRequest(env.ca, pool.next(firstKey.poolType), firstProfile.profile);
-        const { result, pended, polls } = await issueToCompletion(env, request);
-        expect(pended).toBe(true);
-        expect(polls).toBeGreaterThan(0);
-        expect(result.status).toBe('issued');
-        if (result.status === 'issued') {
-          expect(bytesEqual(parseCertificate(result.certificatePem).spkiDer, request.spkiDer)).toBe(true);
-        }
-      });
+      it.runIf(env.connection.abilities.pending !== undefined)(
+        'answers pending first and resolves through poll',
+        async () => {
+          const request = issueRequest(env.connection.ca, pool.next(firstKey.poolType), firstProfile.profile);
+          const { result, pended, polls } = await issueToCompletion(env, request);
+          expect(pended).toBe(true);
+          expect(polls).toBeGreaterThan(0);
+          expect(result.status).toBe('issued');
+          if (result.status === 'issued') {
+            expect(bytesEqual(parseCertificate(result.certificatePem).spkiDer, request.spkiDer)).toBe(true);
+          }
+        },
+      );
     }
   });
 }

@@ -14,6 +14,7 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { FakeCertCentral } from '../fakes/digicert/fake-certcentral.ts';
 import { TEST_API_KEY, digicertConnectionBlock } from '../fakes/digicert/connection.ts';
+import { connectCa } from '../../src/ca/connection.ts';
 import { describeCaContract } from './ca-contract.ts';
 
 describeCaContract('DigiCert CertCentral (client_authentication_plus, fake on loopback)', async () => {
@@ -21,13 +22,13 @@ describeCaContract('DigiCert CertCentral (client_authentication_plus, fake on lo
   const baseDir = await mkdtemp(path.join(tmpdir(), 'certprov-contract-digicert-'));
   await writeFile(path.join(baseDir, 'digicert.key'), TEST_API_KEY);
   const config = digicertConfigSchema.parse(digicertConnectionBlock(fake));
-  const ca = await digicertBackend.create('default_ca_config', config, {
+  const connection = await connectCa(digicertBackend, 'default_ca_config', config, {
     log: silentLogger(),
     metrics: new Metrics({ defaultMetrics: false }),
     baseDir,
   });
   return {
-    ca,
+    connection,
     capabilities: digicertBackend.capabilities(config),
     caCertificatePem: fake.ca.rootPem,
     resolvePending: (ref) => fake.approve(Number(ref.orderId)),
@@ -42,7 +43,7 @@ describeCaContract('DigiCert CertCentral (client_authentication_plus, fake on lo
       },
     },
     teardown: async () => {
-      await ca.close?.();
+      await connection.abilities.background?.close();
       await fake.close();
       await rm(baseDir, { recursive: true, force: true });
     },

@@ -12,6 +12,7 @@ import { Metrics } from '../../src/observability/metrics.ts';
 import { FakeKms } from '../fakes/google-kms/fake-kms.ts';
 import { createKmsIssuingCa, fakeGoogleAuth } from '../fakes/google-kms/kms-ca-fixture.ts';
 import { testKeyPool } from '../support/keys.ts';
+import { connectionOf } from '../../src/ca/connection.ts';
 import { describeCaContract } from './ca-contract.ts';
 
 for (const variant of [
@@ -36,7 +37,7 @@ for (const variant of [
     // The registry entry builds the same class; the test only adds the fake's credentials.
     const ca = await KmsCa.create('kms_ca', config, deps, { auth: fakeGoogleAuth() });
     return {
-      ca,
+      connection: connectionOf(googleKmsBackend, ca),
       capabilities: googleKmsBackend.capabilities(config),
       caCertificatePem: fixture.parent.rootPem,
       teardown: async () => {

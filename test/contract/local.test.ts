@@ -10,6 +10,7 @@ import { localCaConfigSchema } from '../../src/ca/local/config.ts';
 import { initLocalCa } from '../../src/ca/local/init.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { connectCa } from '../../src/ca/connection.ts';
 import { describeCaContract } from './ca-contract.ts';
 
 for (const keyType of ['ec', 'rsa'] as const) {
@@ -19,13 +20,13 @@ for (const keyType of ['ec', 'rsa'] as const) {
     const init = await initLocalCa({ directory: path.join(baseDir, 'ca'), keyType, validityDays: 400 });
     // A relative directory, resolved against the config file's directory (deps.baseDir).
     const config = localCaConfigSchema.parse({ type: 'local', directory: 'ca' });
-    const ca = await localBackend.create('trial_ca', config, {
+    const connection = await connectCa(localBackend, 'trial_ca', config, {
       log: silentLogger(),
       metrics: new Metrics({ defaultMetrics: false }),
       baseDir,
     });
     return {
-      ca,
+      connection,
       capabilities: localBackend.capabilities(config),
       caCertificatePem: init.certificatePem,
       // The serial goes on the connection's CRL, which the adapter signs (src/lifecycle/crl.ts).

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { ClientConfig } from '@google-cloud/pubsub';
 import { Adapter } from '../../src/adapter.ts';
 import { initLocalCa } from '../../src/ca/local/init.ts';
+import type { CaBackend } from '../../src/ca/types.ts';
 import { ChromeClient } from '../../src/chrome/client.ts';
 import type { ChromeApi } from '../../src/chrome/types.ts';
 import { compileConfig, type Config } from '../../src/config/load.ts';
@@ -38,6 +39,8 @@ export interface RigOptions {
   /** Replace (not merge) the base `profiles` (device_profile with a URI SAN, user_profile with an email SAN). */
   readonly profiles?: RawConfig;
   readonly store?: ProcessStore;
+  /** CA backends by type; default the shipped registry (a test adds a test-only backend). */
+  readonly backends?: ReadonlyMap<string, CaBackend<any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
   readonly chrome?: ChromeApi;
   /** Wraps the real Chrome client (pointed at the sandbox) to script a call's answer. */
   readonly wrapChrome?: (real: ChromeApi) => ChromeApi;
@@ -172,7 +175,12 @@ export class AdapterRig {
       }),
       options.config ?? {},
     );
-    const config = compileConfig(raw, { source: 'test rig', baseDir: workDir, purpose: 'demo' });
+    const config = compileConfig(raw, {
+      source: 'test rig',
+      baseDir: workDir,
+      purpose: 'demo',
+      ...(options.backends === undefined ? {} : { backends: options.backends }),
+    });
     const logs = new LogCapture();
     const rig = new AdapterRig({
       tenant,

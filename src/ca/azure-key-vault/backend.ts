@@ -7,6 +7,7 @@ import { keyVaultCaConfigSchema, type KeyVaultCaConfig } from './config.ts';
  */
 export const azureKeyVaultBackend: CaBackend<KeyVaultCaConfig> = {
   type: 'azure-key-vault',
+  faultComponent: 'keyvault',
   configSchema: keyVaultCaConfigSchema,
   capabilities: (config) => ({
     keyTypes: ['rsa', 'ec'],
@@ -16,7 +17,6 @@ export const azureKeyVaultBackend: CaBackend<KeyVaultCaConfig> = {
     extendedKeyUsages: 'any',
     // The shared certificate builder writes the profile's keyUsage; Key Vault only signs the TBS.
     keyUsages: 'profile',
-    mayPend: false,
     requiresDurableStore: false,
   }),
   // Loaded on use: the Azure SDKs cost a second to import, and only a configuration with a vault needs them.

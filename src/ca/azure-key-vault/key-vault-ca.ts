@@ -31,12 +31,16 @@ import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
 import { IssuingMaterialCache, issueLeaf, listOnOwnCrl, readChainFile, type IssuingCa } from '../issuing-core.ts';
 import type {
+  BackgroundWork,
   CaDependencies,
   CertificateAuthority,
   IssueRequest,
   IssueResult,
   RevocationRequest,
   RevocationResult,
+  Probe,
+  Revocation,
+  CrlIssuer,
   StepContext,
 } from '../types.ts';
 import type { KeyVaultCaConfig } from './config.ts';
@@ -92,7 +96,7 @@ function fault(message: string, hint?: string, cause?: unknown): DeploymentFault
   return new DeploymentFaultError(message, { component: 'keyvault', hint, cause });
 }
 
-export class KeyVaultCa implements CertificateAuthority {
+export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, Revocation, CrlIssuer {
   readonly type = 'azure-key-vault';
   readonly name: string;
   readonly config: KeyVaultCaConfig;

@@ -27,10 +27,14 @@ import type {
   CaBackend,
   CaDependencies,
   CaServices,
+  BackgroundWork,
   CertificateAuthority,
   IssueRequest,
   IssueResult,
+  PendingIssuance,
   PendingRef,
+  Probe,
+  Revocation,
   StepContext,
   RevocationRequest,
   RevocationResult,
@@ -99,7 +103,7 @@ function numberOf(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }
 
-export class DigicertCa implements CertificateAuthority {
+export class DigicertCa implements CertificateAuthority, PendingIssuance, BackgroundWork, Probe, Revocation {
   readonly type = 'digicert';
   readonly name: string;
   readonly keyId: string;
@@ -518,6 +522,7 @@ export class DigicertCa implements CertificateAuthority {
 
 export const digicertBackend: CaBackend<DigicertConfig> = {
   type: 'digicert',
+  faultComponent: 'digicert',
   configSchema: digicertConfigSchema,
   capabilities: (config) => {
     const product = DIGICERT_PRODUCTS[config.product];
@@ -530,7 +535,6 @@ export const digicertBackend: CaBackend<DigicertConfig> = {
       extendedKeyUsages: product?.extendedKeyUsages ?? [],
       // The order carries no keyUsage: DigiCert sets it from the product (the CSR's extensions are not read).
       keyUsages: 'ca',
-      mayPend: true,
       requiresDurableStore: true,
     };
   },

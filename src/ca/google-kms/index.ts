@@ -7,6 +7,7 @@ import { kmsCaConfigSchema, type KmsCaConfig } from './config.ts';
  */
 export const googleKmsBackend: CaBackend<KmsCaConfig> = {
   type: 'google-kms',
+  faultComponent: 'google-kms',
   configSchema: kmsCaConfigSchema,
   capabilities: (config) => ({
     keyTypes: ['rsa', 'ec'],
@@ -16,7 +17,6 @@ export const googleKmsBackend: CaBackend<KmsCaConfig> = {
     extendedKeyUsages: 'any',
     // The shared certificate builder writes the profile's keyUsage; KMS only signs the TBS.
     keyUsages: 'profile',
-    mayPend: false,
     requiresDurableStore: false,
   }),
   // Loaded on use, like every backend whose client pulls in an SDK: `certprov --help` and configurations without

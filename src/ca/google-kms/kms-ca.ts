@@ -29,7 +29,15 @@ import {
   readChainFile,
   type IssuingCa,
 } from '../issuing-core.ts';
-import type { CaDependencies, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../types.ts';
+import type {
+  BackgroundWork,
+  CaDependencies,
+  CertificateAuthority,
+  IssueRequest,
+  IssueResult,
+  Probe,
+  StepContext,
+} from '../types.ts';
 import { createKmsClient, type KmsClient, type KmsDigest } from './client.ts';
 import type { KmsCaConfig } from './config.ts';
 
@@ -198,7 +206,7 @@ export async function kmsCertificationRequest(
   };
 }
 
-export class KmsCa implements CertificateAuthority {
+export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
   readonly type = 'google-kms';
   readonly name: string;
   readonly config: KmsCaConfig;

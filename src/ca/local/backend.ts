@@ -7,6 +7,7 @@ import { LocalCa } from './local-ca.ts';
 /** The file-backed CA: issues synchronously, can carry any subject, SAN type and EKU. */
 export const localBackend: CaBackend<LocalCaConfig> = {
   type: 'local',
+  faultComponent: 'local-ca',
   configSchema: localCaConfigSchema,
   capabilities: (config) => ({
     keyTypes: ['rsa', 'ec'],
@@ -15,7 +16,6 @@ export const localBackend: CaBackend<LocalCaConfig> = {
     maxValidityDays: config.maxValidityDays,
     extendedKeyUsages: 'any',
     keyUsages: 'profile',
-    mayPend: false,
     requiresDurableStore: false,
   }),
   create: (name, config, deps) => LocalCa.open(name, config, deps),

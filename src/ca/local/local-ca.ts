@@ -26,6 +26,9 @@ import type {
   CertificateAuthority,
   IssueRequest,
   IssueResult,
+  Probe,
+  Revocation,
+  CrlIssuer,
   RevocationRequest,
   RevocationResult,
   StepContext,
@@ -77,7 +80,7 @@ function keyMatchesCertificate(privateKey: KeyObject, signer: TbsSigner, certifi
   return verifyWithKey(signer.algorithm, publicKey, challenge, signWithKey(signer.algorithm, privateKey, challenge));
 }
 
-export class LocalCa implements CertificateAuthority {
+export class LocalCa implements CertificateAuthority, Probe, Revocation, CrlIssuer {
   readonly type = 'local';
   readonly name: string;
   /** Absolute path of the CA directory. */

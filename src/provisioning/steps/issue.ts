@@ -5,7 +5,8 @@
  * Never two CA orders for one process (DESIGN.md §5): the intent (`issueAttempts + 1`) is written durably before
  * `issue`, the result right after; `priorAttempts` tells a non-idempotent backend to reconcile before ordering.
  */
-import type { CertificateAuthority, IssueRequest, IssueResult } from '../../ca/types.ts';
+import type { CaConnection } from '../../ca/connection.ts';
+import type { IssueRequest, IssueResult } from '../../ca/types.ts';
 import { TerminalError } from '../../errors.ts';
 import { certificateMatchesSpki } from '../../pki/certificate-builder.ts';
 import { parseDeviceKey } from '../../pki/device-key.ts';
@@ -13,7 +14,7 @@ import { decodeBase64 } from '../../pki/pem.ts';
 import type { ProcessRecord } from '../../store/types.ts';
 import { finishedProcess, type ProcessRun, type StepResult } from '../step.ts';
 
-function connectionOf(run: ProcessRun): CertificateAuthority {
+function connectionOf(run: ProcessRun): CaConnection {
   const name = run.record.caConnection ?? '';
   const ca = run.deps.cas.get(name);
   if (ca === undefined) {
@@ -46,7 +47,7 @@ function issueRequest(record: ProcessRecord): IssueRequest {
   };
 }
 
-function onResult(run: ProcessRun, ca: CertificateAuthority, request: IssueRequest, result: IssueResult): StepResult {
+function onResult(run: ProcessRun, ca: CaConnection, request: IssueRequest, result: IssueResult): StepResult {
   const { record } = run;
   switch (result.status) {
     case 'issued': {
@@ -106,7 +107,7 @@ export async function issueStep(run: ProcessRun): Promise<StepResult> {
   // Intent first: if we crash after the CA accepted the order, the next run sees priorAttempts > 0.
   const withIntent = await run.persist({ issueAttempts: run.record.issueAttempts + 1 });
   run.lease.assertHeld(run.ref.processId, run.deps.replicaId);
-  const result = await ca.issue(request, run.ctx);
+  const result = await ca.ca.issue(request, run.ctx);
   const step = onResult(run, ca, request, result);
   // The result is recorded with the step's own patch; issueResults catching up with issueAttempts clears the intent.
   const recorded = { issueResults: withIntent.issueAttempts, issueAttempts: withIntent.issueAttempts };
@@ -117,7 +118,8 @@ export async function awaitCaStep(run: ProcessRun): Promise<StepResult> {
   const ca = connectionOf(run);
   const request = issueRequest(run.record);
   const ref = run.record.pendingRef;
-  if (ref === undefined || ca.poll === undefined) {
+  const pending = ca.abilities.pending;
+  if (ref === undefined || pending === undefined) {
     throw new Error(`process ${run.record.processId} waits on CA connection "${ca.name}" without a pending reference`);
   }
   const deadline = run.record.caDeadline;
@@ -130,7 +132,7 @@ export async function awaitCaStep(run: ProcessRun): Promise<StepResult> {
         : undefined;
   if (giveUp !== undefined) {
     // Nobody will install this certificate: withdraw the order so nobody pays for it.
-    await ca.cancel?.(ref, giveUp, run.ctx);
+    await pending.cancel(ref, giveUp, run.ctx);
     run.ctx.log.warn({ caConnection: ca.name, ref }, `cancelled the pending CA request: ${giveUp}`);
     if (chromeProcess.failureMessage !== undefined)
       return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
@@ -139,5 +141,5 @@ export async function awaitCaStep(run: ProcessRun): Promise<StepResult> {
       userMessage: 'The certificate authority did not approve the request in time. Ask your administrator.',
     });
   }
-  return onResult(run, ca, request, await ca.poll(ref, request, run.ctx));
+  return onResult(run, ca, request, await pending.poll(ref, request, run.ctx));
 }

@@ -142,7 +142,6 @@ describe('digicert connection schema', () => {
       subjectAltNameTypes: ['email'],
       maxValidityDays: 1095,
       extendedKeyUsages: ['1.3.6.1.5.5.7.3.2'],
-      mayPend: true,
       keyUsages: 'ca',
       requiresDurableStore: true,
     });
@@ -151,7 +150,7 @@ describe('digicert connection schema', () => {
 
 describe('config load with a digicert connection', () => {
   it('accepts a user profile with an email SAN', () => {
-    expect(config({}).caConnections.get('dc')?.capabilities.mayPend).toBe(true);
+    expect(config({}).caConnections.get('dc')?.capabilities.requiresDurableStore).toBe(true);
   });
 
   it.each([
