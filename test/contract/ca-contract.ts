@@ -31,6 +31,7 @@ import type {
   IssueRequest,
   IssueResult,
   PendingRef,
+  RevocationRequest,
   RevocationResult,
   StepContext,
 } from '../../src/ca/types.ts';
@@ -427,8 +428,9 @@ export function describeCaContract(label: string, setup: () => Promise<CaContrac
       it.runIf(env.connection.abilities.revocation !== undefined)(
         'revokes a certificate it issued (declared ability), and refuses one it has no issuance of',
         async () => {
-          const revoke = env.connection.abilities.revocation?.revoke;
-          if (revoke === undefined) throw new Error('unreachable');
+          const revocation = env.connection.abilities.revocation;
+          if (revocation === undefined) throw new Error('unreachable');
+          const revoke = (request: RevocationRequest, ctx: StepContext) => revocation.revoke(request, ctx);
           const request = issueRequest(env.connection.ca, pool.next(firstKey.poolType), firstProfile.profile);
           const { result, lastRef } = await issueToCompletion(env, request);
           if (result.status !== 'issued') throw new Error('expected issued');
