@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { DeploymentFaultError, RetryableError, UnclearResultError } from '../errors.ts';
 import { keyVaultLifecycleConfigSchema, isManagedHsmUrl } from '../ca/azure-key-vault/config.ts';
 import { createKeyVaultCredential } from '../ca/azure-key-vault/credential.ts';
-import { clientSettingsOf, createCertificateClient } from '../ca/azure-key-vault/key-vault-clients.ts';
+import { clientSettingsOf, createCertificateClient, createKeyClient } from '../ca/azure-key-vault/key-vault-clients.ts';
 import { callEnvironmentOf } from '../ca/azure-key-vault/key-vault-call.ts';
 import {
   KeyVaultCaLifecycle,
@@ -97,6 +97,7 @@ async function loadConnection(
   const settings = clientSettingsOf(config);
   const lifecycle = new KeyVaultCaLifecycle({
     client: createCertificateClient(settings, credential),
+    keys: createKeyClient(settings, credential),
     certificateName,
     signal,
     env: callEnvironmentOf(config, settings.vaultUrl, {
@@ -214,14 +215,21 @@ async function runSubcommand(sub: Subcommand, args: readonly string[], signal: A
     }
     case 'status': {
       const pending = await lifecycle.status(values['request-id']);
+      // The key's permitted operations; a missing keys/get permission only hides them.
+      const key = await lifecycle.keyOperations().catch(() => undefined);
+      const keyOps =
+        key?.keyOps === undefined
+          ? 'unknown (needs keys/get)'
+          : `${key.keyOps.join(', ')}${key.keyOps.includes('sign') ? '' : '  ← cannot sign'}`;
       if (values['csr-out'] !== undefined && pending.csrPem !== undefined)
         await writeFile(values['csr-out'], pending.csrPem);
       const showCsr = pending.status?.toLowerCase() === 'inprogress' && values['csr-out'] === undefined;
       print(
         json,
-        pending,
+        { ...pending, keyOps: key?.keyOps },
         [
           ...describePending(pending),
+          `key_ops          ${keyOps}`,
           '',
           nextStep(pending, loaded),
           ...(showCsr ? ['', pending.csrPem ?? ''] : []),

@@ -13,6 +13,7 @@
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificationRequest } from '@peculiar/asn1-csr';
 import type { CertificateClient, CertificatePolicy } from '@azure/keyvault-certificates';
+import type { KeyClient } from '@azure/keyvault-keys';
 import { bytesEqual } from '../../pki/der.ts';
 import { describeName, parseCertificate, type ParsedCertificate } from '../../pki/certificate.ts';
 import { EXTENDED_KEY_USAGES } from '../../pki/extended-key-usage.ts';
@@ -184,6 +185,8 @@ export function parseChain(text: string): ParsedCertificate[] {
 
 export interface KeyVaultCaLifecycleOptions {
   readonly client: CertificateClient;
+  /** Reads the certificate's key (key_ops) after create and for status. */
+  readonly keys: KeyClient;
   readonly certificateName: string;
   readonly env: KeyVaultCallEnvironment;
   /** Cancels the commands' calls (Ctrl-C). */
@@ -193,12 +196,14 @@ export interface KeyVaultCaLifecycleOptions {
 export class KeyVaultCaLifecycle {
   readonly certificateName: string;
   readonly #client: CertificateClient;
+  readonly #keys: KeyClient;
   readonly #pending: PendingOperations;
   readonly #env: KeyVaultCallEnvironment;
   readonly #signal: AbortSignal;
 
   constructor(options: KeyVaultCaLifecycleOptions) {
     this.#client = options.client;
+    this.#keys = options.keys;
     this.#pending = pendingOperationsOf(options.client);
     this.certificateName = options.certificateName;
     this.#env = options.env;
@@ -272,7 +277,30 @@ export class KeyVaultCaLifecycle {
       throw error;
     });
     // The create poller keeps the pending object out of its public state: read it back (CSR, request id).
-    return this.status();
+    const pending = await this.status();
+    // A key that may not sign is useless as a CA key: say so now, not after the parent CA certified it.
+    const made = await this.keyOperations();
+    if (made.keyOps !== undefined && !made.keyOps.includes('sign')) {
+      throw new KvCaRefusal(
+        `the new key ${made.kid ?? this.certificateName} has key_ops [${made.keyOps.join(', ')}] without sign: Key Vault would refuse to sign device certificates with it`,
+        `do not have the CSR signed; allow signing on this key version (\`az keyvault key set-attributes --vault-name VAULT --name ${this.certificateName} --version ${made.version ?? 'VERSION'} --ops sign verify\`, needs keys/update) and check with \`certprov kv-ca status\`, or discard the request with \`certprov kv-ca delete-pending\` and create again once the vault's policy allows sign`,
+      );
+    }
+    return pending;
+  }
+
+  /** The certificate's current key (the pending request's, after a create): its kid, version and key_ops. */
+  async keyOperations(): Promise<{ kid?: string; version?: string; keyOps?: readonly string[] }> {
+    const key = await this.#call(
+      KEY_VAULT_OPERATIONS.getKey,
+      (abortSignal) => this.#keys.getKey(this.certificateName, { abortSignal }),
+      () => undefined,
+    );
+    return {
+      ...(key.id === undefined ? {} : { kid: key.id }),
+      ...(key.properties.version === undefined ? {} : { version: key.properties.version }),
+      ...(key.keyOperations === undefined ? {} : { keyOps: key.keyOperations }),
+    };
   }
 
   /** The 409 advice depends on who owns the pending request: us (merge or delete) or an issuer (wait or delete). */

@@ -179,6 +179,11 @@ export class FakeKeyVault {
   readonly #certificates = new Map<string, CertificateVersion[]>();
   readonly #pending = new Map<string, PendingObject>();
   readonly #issuers = new Map<string, string>();
+  /**
+   * key_ops of the keys the next certificate creates make (default: the key type's). Key Vault does not document
+   * how it derives them; a vault whose keys come out without `sign` is what `kv-ca create` must catch.
+   */
+  certificateKeyOps: readonly string[] | undefined;
   readonly #failures: ScriptedFailure[] = [];
   #throttle: { every: number; retryAfter: string | undefined; match: RegExp | undefined; seen: number } | undefined;
 
@@ -577,6 +582,7 @@ export class FakeKeyVault {
       { kty: kty as FakeKeyType, ...(crv === undefined ? {} : { crv }), ...(size === undefined ? {} : { size }) },
       keyProps.reuse_key === true ? previousKey?.privateKey : undefined,
     );
+    if (this.certificateKeyOps !== undefined) (key as { keyOps: readonly string[] }).keyOps = this.certificateKeyOps;
     const versions = this.#certificates.get(name) ?? [];
     versions.push({ name, version, policy, enabled: false, created: now(), updated: now() });
     this.#certificates.set(name, versions);

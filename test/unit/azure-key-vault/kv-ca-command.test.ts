@@ -187,6 +187,30 @@ describe('create', () => {
   });
 });
 
+describe('the new key must be able to sign', () => {
+  it('create reads the new key_ops and refuses a key without sign, with the fix; status prints the key_ops', async () => {
+    vault.certificateKeyOps = ['verify'];
+    try {
+      expect(await kvCa('create', 'no-sign', '--subject', 'CN=No Sign')).toBe(1);
+    } finally {
+      vault.certificateKeyOps = undefined;
+    }
+    expect(stderr()).toMatch(/key_ops \[verify\] without sign/);
+    expect(stderr()).toMatch(/--ops sign verify/);
+    expect(stderr()).toContain('kv-ca delete-pending');
+    out.length = 0;
+    expect(await kvCa('status', 'no-sign')).toBe(0);
+    expect(out.join('\n')).toMatch(/key_ops {10}verify {2}← cannot sign/);
+  });
+
+  it('a key that can sign: create succeeds and status prints its key_ops', async () => {
+    expect(await kvCa('create', 'can-sign', '--subject', 'CN=Can Sign')).toBe(0);
+    out.length = 0;
+    expect(await kvCa('status', 'can-sign')).toBe(0);
+    expect(out.join('\n')).toMatch(/key_ops {10}sign, verify\n/);
+  });
+});
+
 describe('status', () => {
   it('inProgress: request id, details, the CSR, and what to do next', async () => {
     const created = await json<Pending>('create', 'status-progress', '--subject', 'CN=Status');
