@@ -8,7 +8,11 @@ import { parseArgs } from 'node:util';
 import type { BenchFigure, BenchScenario } from './scenario.ts';
 
 const { values, positionals } = parseArgs({
-  options: { faults: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false } },
+  options: {
+    faults: { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false },
+  },
   allowPositionals: true,
 });
 const dir = path.join(import.meta.dirname, 'scenarios');
@@ -18,7 +22,11 @@ for (const file of (await readdir(dir)).filter((f) => f.endsWith('.ts')).sort())
   scenarios.push(module.default);
 }
 const selected = scenarios.filter((s) =>
-  positionals.length === 0 ? !s.faultsOnly || values.faults : positionals.includes(s.name),
+  positionals.length === 0
+    ? values.smoke
+      ? s.name === 'floor'
+      : !s.faultsOnly || values.faults
+    : positionals.includes(s.name),
 );
 if (selected.length === 0) {
   console.error(`no scenario selected; available: ${scenarios.map((s) => s.name).join(', ')}`);
@@ -27,7 +35,11 @@ if (selected.length === 0) {
 const results: Record<string, readonly BenchFigure[]> = {};
 for (const scenario of selected) {
   console.log(`\n## ${scenario.name} — ${scenario.description}`);
-  const figures = await scenario.run({ faults: values.faults, quick: values.quick });
+  const figures = await scenario.run({
+    faults: values.faults,
+    quick: values.quick || values.smoke,
+    smoke: values.smoke,
+  });
   results[scenario.name] = figures;
   const width = Math.max(...figures.map((f) => f.name.length));
   for (const f of figures) {

@@ -8,6 +8,8 @@ export interface BenchOptions {
   readonly faults: boolean;
   /** `--quick`: smaller sizes (used by the test that keeps the benchmark runnable). */
   readonly quick: boolean;
+  /** `--smoke`: the smallest sizes, seconds in all (CI runs it so the benchmark cannot rot). */
+  readonly smoke: boolean;
 }
 
 export interface BenchFigure {

@@ -46,6 +46,10 @@ export interface SandboxTenantOptions {
   readonly faults?: FaultSettings;
   /** Loopback port. Default 0 (any free port). */
   readonly port?: number;
+  /**
+   * Called as each request arrives, before anything else (the benchmark's per-process timeline). Default none.
+   */
+  readonly onRequest?: (method: SandboxMethod | 'other', processId: string | undefined) => void;
 }
 
 /** Bulk creation: a deterministic mix of RSA/EC keys × device/user subjects (exact shares, interleaved). */
@@ -228,6 +232,7 @@ export class SandboxTenant {
   forbidden: boolean;
 
   private readonly server: Server;
+  private readonly onRequest: SandboxTenantOptions['onRequest'];
   private readonly processes = new Map<string, SimulatedProcess>();
   private readonly waiters = new Set<Waiter>();
   private readonly injector = new FaultInjector();
@@ -239,6 +244,7 @@ export class SandboxTenant {
     this.endpoint = endpoint;
     this.expectedToken = options.expectedToken;
     this.forbidden = options.forbidden ?? false;
+    this.onRequest = options.onRequest;
     if (options.faults !== undefined) this.injector.set(options.faults);
     this.host = {
       defaultSignDelayMs: options.signDelayMs ?? DEFAULTS.signDelayMs,
@@ -421,6 +427,7 @@ export class SandboxTenant {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const route = parseRoute(req.method, req.url);
     this.requestCounts[route?.method ?? 'other'] += 1;
+    this.onRequest?.(route?.method ?? 'other', route?.processId);
     let raw: Buffer;
     try {
       raw = await readBody(req);

@@ -1,0 +1,146 @@
+/**
+ * The adapter against the cost floor, in one run (issue 15): the same processes (devices sign within 5 ms), the
+ * sandbox in another OS process, first the floor (bench/support/floor.ts: only the unavoidable work), then the
+ * adapter on the memory and the sqlite store. Reports adapter/floor throughput (target ≥ 0.8), adapter/floor CPU
+ * per certificate (target ≤ 1.5) and the latency the adapter adds (p50, p99), per-process latency being measured by
+ * the sandbox from the first request for a process to its uploadCertificate.
+ */
+import { performance } from 'node:perf_hooks';
+import { SandboxProcess } from '../support/sandbox-process.ts';
+import { runFloor } from '../support/floor.ts';
+import {
+  benchConfig,
+  benchLogger,
+  benchWorkDir,
+  standaloneCa,
+  startAdapter,
+  type BenchStore,
+} from '../support/adapter-under-test.ts';
+import type { BenchFigure, BenchScenario } from '../scenario.ts';
+
+const SIGN_DELAY_MS = 5;
+/** The first signature check (the tenant helper's 100–250 ms range); the floor waits as long before its first check. */
+const FIRST_POLL_MS = 200;
+const CONCURRENCY = 32;
+
+interface Run {
+  readonly seconds: number;
+  readonly cpuMsPerCert: number;
+  readonly latencies: number[];
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function measure(
+  sandbox: SandboxProcess,
+  count: number,
+  work: () => Promise<void>,
+): Promise<Omit<Run, 'latencies'>> {
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await work();
+  const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  return { seconds, cpuMsPerCert: (used.user + used.system) / 1000 / count };
+}
+
+async function latencies(sandbox: SandboxProcess, ids: readonly string[]): Promise<number[]> {
+  const timeline = await sandbox.timeline(ids);
+  return timeline
+    .filter((t): t is [number, number] => t[0] !== null && t[1] !== null)
+    .map(([a, b]) => b - a)
+    .sort((a, b) => a - b);
+}
+
+const scenario: BenchScenario = {
+  name: 'floor',
+  description: 'adapter vs the cost floor on the same processes (sandbox in another process)',
+  async run({ quick, smoke }) {
+    const count = smoke ? 40 : quick ? 500 : 5_000;
+    const sandbox = await SandboxProcess.start();
+    const work = await benchWorkDir();
+    const overrides = {
+      scheduler: { signaturePollInitial: `${FIRST_POLL_MS}ms`, maxConcurrent: CONCURRENCY },
+    };
+    try {
+      let finished = 0;
+      // The floor.
+      const floorConfig = benchConfig(sandbox.endpoint, work, 'memory', overrides);
+      const ca = await standaloneCa(floorConfig);
+      const floorOptions = {
+        endpoint: sandbox.endpoint,
+        customer: floorConfig.chrome.customer,
+        ca,
+        profiles: floorConfig.profiles,
+        concurrency: CONCURRENCY * 4,
+        pollMs: FIRST_POLL_MS,
+        log: benchLogger(floorConfig),
+      };
+      await runFloor(floorOptions, await sandbox.create(Math.min(20, count), SIGN_DELAY_MS)); // warm-up
+      finished += Math.min(20, count);
+      const floorIds = await sandbox.create(count, SIGN_DELAY_MS);
+      const floor = {
+        ...(await measure(sandbox, count, () => runFloor(floorOptions, floorIds))),
+        latencies: await latencies(sandbox, floorIds),
+      };
+      finished += count;
+
+      const runs: Record<string, Run> = {};
+      for (const store of ['memory', 'sqlite'] as BenchStore[]) {
+        const adapter = await startAdapter(benchConfig(sandbox.endpoint, work, store, overrides));
+        try {
+          const ids = await sandbox.create(count, SIGN_DELAY_MS);
+          const expected = finished + count;
+          const m = await measure(sandbox, count, async () => {
+            for (const id of ids) adapter.notify(id);
+            await sandbox.waitFinished(ids, 600_000, expected);
+          });
+          finished = expected;
+          runs[store] = { ...m, latencies: await latencies(sandbox, ids) };
+        } finally {
+          await adapter.stop();
+        }
+      }
+      const figures: BenchFigure[] = [
+        { name: 'processes per run', value: count, unit: '' },
+        { name: 'floor: throughput', value: count / floor.seconds, unit: 'certificates/s' },
+        { name: 'floor: CPU per certificate', value: floor.cpuMsPerCert, unit: 'ms' },
+        { name: 'floor: latency p50', value: percentile(floor.latencies, 50), unit: 'ms' },
+      ];
+      for (const [store, run] of Object.entries(runs)) {
+        figures.push(
+          {
+            name: `${store}: throughput / floor`,
+            value: count / run.seconds / (count / floor.seconds),
+            unit: '',
+            target: '≥ 0.8',
+          },
+          {
+            name: `${store}: CPU per certificate / floor`,
+            value: run.cpuMsPerCert / floor.cpuMsPerCert,
+            unit: '',
+            target: '≤ 1.5',
+          },
+          { name: `${store}: CPU per certificate`, value: run.cpuMsPerCert, unit: 'ms' },
+          {
+            name: `${store}: added latency p50`,
+            value: percentile(run.latencies, 50) - percentile(floor.latencies, 50),
+            unit: 'ms',
+          },
+          {
+            name: `${store}: added latency p99`,
+            value: percentile(run.latencies, 99) - percentile(floor.latencies, 99),
+            unit: 'ms',
+          },
+        );
+      }
+      return figures;
+    } finally {
+      await work.close();
+      await sandbox.close();
+    }
+  },
+};
+export default scenario;
