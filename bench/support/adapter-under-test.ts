@@ -106,5 +106,5 @@ export async function standaloneCa(config: Config): Promise<CertificateAuthority
   const cas = await createCertificateAuthorities(config, log, new Metrics({ defaultMetrics: false }));
   const ca = cas.get('default_ca_config');
   if (ca === undefined) throw new Error('no CA');
-  return ca;
+  return ca.ca;
 }
