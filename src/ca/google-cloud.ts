@@ -9,6 +9,7 @@
  * clear text.
  */
 import { z } from 'zod';
+import { isLoopbackUrl } from '../http/url-safety.ts';
 import { DeploymentFaultError, RetryableError, TerminalError, describeError, type FaultComponent } from '../errors.ts';
 
 /** gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html), as google-gax puts them on errors. */
@@ -33,21 +34,50 @@ export const GOOGLE_STATUS = {
 
 const STATUS_NAMES = new Map<number, string>(Object.entries(GOOGLE_STATUS).map(([name, code]) => [code, name]));
 
-/** The numeric status of a Google client error, or undefined for anything else (a bug, a local failure). */
+/** HTTP status → canonical code, for errors the REST transport hands back with the HTTP status (google/rpc/code.proto). */
+const STATUS_OF_HTTP: Readonly<Record<number, number>> = {
+  400: GOOGLE_STATUS.INVALID_ARGUMENT,
+  401: GOOGLE_STATUS.UNAUTHENTICATED,
+  403: GOOGLE_STATUS.PERMISSION_DENIED,
+  404: GOOGLE_STATUS.NOT_FOUND,
+  409: GOOGLE_STATUS.ALREADY_EXISTS,
+  429: GOOGLE_STATUS.RESOURCE_EXHAUSTED,
+  499: GOOGLE_STATUS.CANCELLED,
+  500: GOOGLE_STATUS.INTERNAL,
+  501: GOOGLE_STATUS.UNIMPLEMENTED,
+  503: GOOGLE_STATUS.UNAVAILABLE,
+  504: GOOGLE_STATUS.DEADLINE_EXCEEDED,
+};
+
+/**
+ * The canonical status of a Google client error, or undefined for anything else (a bug, a local failure). google-gax
+ * usually sets `code` to the canonical number; on some REST paths (gax 5 without retries) it passes the HTTP error
+ * on instead, with the HTTP status as `code` and Google's JSON error body as the message — then the body's
+ * `status` name is read (400 is INVALID_ARGUMENT or FAILED_PRECONDITION, 409 ALREADY_EXISTS or ABORTED), else the
+ * HTTP status is mapped.
+ */
 export function googleStatusOf(error: unknown): number | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
   const code = (error as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
+  if (typeof code !== 'number') return undefined;
+  if (code < 100) return code;
+  const message = (error as { message?: unknown }).message;
+  if (typeof message === 'string' && message.startsWith('{')) {
+    try {
+      const status = (JSON.parse(message) as { error?: { status?: unknown } }).error?.status;
+      if (typeof status === 'string' && status in GOOGLE_STATUS) {
+        return GOOGLE_STATUS[status as keyof typeof GOOGLE_STATUS];
+      }
+    } catch {
+      // not Google's error body: fall back to the HTTP status
+    }
+  }
+  return STATUS_OF_HTTP[code] ?? (code >= 500 ? GOOGLE_STATUS.UNAVAILABLE : GOOGLE_STATUS.UNKNOWN);
 }
 
 /** `PERMISSION_DENIED`, or `status 99` for a code outside the table. */
 export function googleStatusName(code: number): string {
   return STATUS_NAMES.get(code) ?? `status ${code}`;
-}
-
-function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /**
@@ -57,7 +87,7 @@ function isLoopbackHost(hostname: string): boolean {
 export const googleEndpointSchema = z
   .url()
   .transform((value) => new URL(value))
-  .refine((url) => url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname)), {
+  .refine((url) => url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackUrl(url.href)), {
     message: 'must be an https:// URL (plain http only on a loopback address)',
   })
   .refine((url) => url.pathname === '/' && url.search === '' && url.hash === '', {

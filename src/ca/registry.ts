@@ -6,6 +6,7 @@ import type { CaBackend } from './types.ts';
 import { digicertBackend } from './digicert/backend.ts';
 import { localBackend } from './local/backend.ts';
 import { azureKeyVaultBackend } from './azure-key-vault/backend.ts';
+import { googleCasBackend } from './google-cas/index.ts';
 import { googleKmsBackend } from './google-kms/index.ts';
 
 // Each backend's config type differs; the registry only needs the common shape.
@@ -15,4 +16,5 @@ export const CA_BACKENDS: ReadonlyMap<string, CaBackend<any>> = new Map<string, 
   [azureKeyVaultBackend.type, azureKeyVaultBackend],
   [digicertBackend.type, digicertBackend],
   [googleKmsBackend.type, googleKmsBackend],
+  [googleCasBackend.type, googleCasBackend],
 ]);
