@@ -4,6 +4,8 @@
  * 200 days while the connection allows 397, so "never outlives the issuing CA" is really exercised; the pool
  * backdates by 10 minutes as the docs tell operators to configure it.
  */
+import { expect } from 'vitest';
+import { connectionOf } from '../../src/ca/connection.ts';
 import { CasCa } from '../../src/ca/google-cas/cas-ca.ts';
 import { casCaConfigSchema } from '../../src/ca/google-cas/config.ts';
 import { googleCasBackend } from '../../src/ca/google-cas/index.ts';
@@ -30,9 +32,16 @@ describeCaContract('Google Certificate Authority Service', async () => {
     { auth: fakeGoogleAuth() },
   );
   return {
-    ca,
+    connection: connectionOf(googleCasBackend, ca),
     capabilities: googleCasBackend.capabilities(config),
     caCertificatePem: pool.caPem,
+    revocation: {
+      expected: 'revoked',
+      // CAS itself holds the revocation, with the RFC 5280 reason mapped to its own.
+      check: (serial) => {
+        expect(cas.revocationOfSerial(serial)).toBe('KEY_COMPROMISE');
+      },
+    },
     teardown: async () => {
       await ca.close();
       await cas.close();

@@ -40,6 +40,7 @@ for (const variant of [
       connection: connectionOf(googleKmsBackend, ca),
       capabilities: googleKmsBackend.capabilities(config),
       caCertificatePem: fixture.parent.rootPem,
+      revocation: { expected: 'listed' },
       teardown: async () => {
         await ca.close();
         await fixture.close();

@@ -19,7 +19,7 @@ import { abortableSleep } from '../../http/abortable-sleep.ts';
 import { parseCertificate } from '../../pki/certificate.ts';
 import { bytesEqual } from '../../pki/der.ts';
 import { encodePem } from '../../pki/pem.ts';
-import { CRL_REASONS, isCrlReason, type CrlReason } from '../../pki/crl-reason.ts';
+import type { CrlReason } from '../../pki/crl-reason.ts';
 import { MemoryProcessStore } from '../../store/memory.ts';
 import type { CoordinationStore, RateWindow } from '../../store/types.ts';
 import {
@@ -35,7 +35,8 @@ import type {
   CertificateAuthority,
   IssueRequest,
   IssueResult,
-  IssuedCertificate,
+  RevocationRequest,
+  RevocationResult,
   StepContext,
 } from '../types.ts';
 import { certificateConfigFor } from './certificate-config.ts';
@@ -280,36 +281,64 @@ export class CasCa implements CertificateAuthority {
   }
 
   /**
-   * RevokeCertificate with the RFC 5280 reason; CAS puts it on the pool's CRL itself. Revoking a certificate CAS
-   * already revoked is done, not an error.
+   * RevokeCertificate with the RFC 5280 reason; CAS puts it on the pool's CRL itself. The certificate is found in
+   * the pool by its serial (ListCertificates). Revoking a certificate CAS already revoked is done, not an error.
    */
-  async revoke(issued: IssuedCertificate, reason: string, ctx: StepContext): Promise<void> {
-    const casReason = isCrlReason(reason) ? CAS_REVOCATION_REASONS[reason] : undefined;
+  async revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult> {
+    const casReason = CAS_REVOCATION_REASONS[request.reason];
     if (casReason === undefined) {
       throw new TerminalError(
-        `CAS cannot revoke with reason ${reason} (RFC 5280 names: ${Object.keys(CRL_REASONS)
-          .filter((r) => r !== 'removeFromCRL')
-          .join(', ')})`,
-        { reason: 'internal', userMessage: 'The revocation reason is not supported.' },
+        `CAS cannot revoke with reason ${request.reason} (it cannot take a certificate off a CRL)`,
+        {
+          reason: 'internal',
+          userMessage: 'The revocation reason is not supported.',
+        },
       );
     }
-    const name = `${this.config.caPool}/certificates/${certificateIdFor(issued.processId)}`;
+    let found: CasCertificate[];
     try {
-      await this.#send(ctx.signal, () =>
-        this.#client.revokeCertificate(name, casReason, requestIdFor(issued.processId, 'revoke'), ctx.signal),
+      found = await this.#send(ctx.signal, () =>
+        this.#client.findBySerial(this.config.caPool, request.serial, ctx.signal),
       );
     } catch (error) {
-      // FAILED_PRECONDITION: already revoked (CAS refuses a second revocation).
-      if (googleStatusOf(error) === GOOGLE_STATUS.FAILED_PRECONDITION) {
-        const current = await this.#client.getCertificate(name, ctx.signal).catch(() => undefined);
-        if (current?.revoked === true) return;
+      throw this.#error(error, `ListCertificates in ${this.config.caPool}`, CAS_MANAGER_ROLE);
+    }
+    const certificate = found.find((c) => {
+      try {
+        return parseCertificate(c.pemCertificate).serialHex.toLowerCase() === request.serial.toLowerCase();
+      } catch {
+        return false;
       }
-      throw this.#error(error, `RevokeCertificate ${name}`, CAS_MANAGER_ROLE);
+    });
+    if (certificate === undefined) {
+      throw new TerminalError(`CAS pool ${this.config.caPool} holds no certificate with serial ${request.serial}`, {
+        reason: 'ca_rejected',
+        userMessage: 'The certificate authority does not know this certificate.',
+      });
+    }
+    if (certificate.revoked) return { status: 'revoked' };
+    try {
+      await this.#send(ctx.signal, () =>
+        this.#client.revokeCertificate(
+          certificate.name,
+          casReason,
+          requestIdFor(`${certificate.name}:${request.reason}`, 'revoke'),
+          ctx.signal,
+        ),
+      );
+    } catch (error) {
+      // FAILED_PRECONDITION: revoked meanwhile (CAS refuses a second revocation).
+      if (googleStatusOf(error) === GOOGLE_STATUS.FAILED_PRECONDITION) {
+        const current = await this.#client.getCertificate(certificate.name, ctx.signal).catch(() => undefined);
+        if (current?.revoked === true) return { status: 'revoked' };
+      }
+      throw this.#error(error, `RevokeCertificate ${certificate.name}`, CAS_MANAGER_ROLE);
     }
     ctx.log.info(
-      { caConnection: this.name, certificate: name, processId: issued.processId, reason },
+      { caConnection: this.name, certificate: certificate.name, serial: request.serial, reason: request.reason },
       'CAS revoked certificate',
     );
+    return { status: 'revoked' };
   }
 
   /**

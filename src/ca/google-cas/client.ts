@@ -46,6 +46,8 @@ export interface CasClient {
   getCertificate(name: string, signal: AbortSignal): Promise<CasCertificate>;
   /** RevokeCertificate with a CAS RevocationReason name (`KEY_COMPROMISE`, …). */
   revokeCertificate(name: string, reason: string, requestId: string, signal: AbortSignal): Promise<CasCertificate>;
+  /** The pool's certificates with this serial (hex, any case): ListCertificates with a filter. */
+  findBySerial(parent: string, serialHex: string, signal: AbortSignal): Promise<CasCertificate[]>;
   getCaPool(name: string, signal: AbortSignal): Promise<CasPool>;
   /** The subset of `permissions` the caller holds on `resource` (IAM testIamPermissions). */
   testIamPermissions(resource: string, permissions: readonly string[], signal: AbortSignal): Promise<string[]>;
@@ -143,6 +145,20 @@ export async function createCasClient(options: CasClientOptions): Promise<CasCli
         signal,
       );
       return certificateOf(certificate);
+    },
+    async findBySerial(parent, serialHex, signal) {
+      const [certificates] = await abortable(
+        client.listCertificates(
+          {
+            parent,
+            filter: `certificate_description.subject_description.hex_serial_number="${serialHex.toLowerCase()}"`,
+            pageSize: 10,
+          },
+          { ...read, autoPaginate: false },
+        ),
+        signal,
+      );
+      return certificates.map((c) => certificateOf(c));
     },
     async getCaPool(name, signal) {
       const [pool] = await abortable(client.getCaPool({ name }, read), signal);

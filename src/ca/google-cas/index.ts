@@ -11,6 +11,7 @@ import { CasCa } from './cas-ca.ts';
  */
 export const googleCasBackend: CaBackend<CasCaConfig> = {
   type: 'google-cas',
+  faultComponent: 'google-cas',
   configSchema: casCaConfigSchema,
   capabilities: (config) => ({
     keyTypes: ['rsa', 'ec'],

@@ -26,6 +26,7 @@ import {
   IssuingMaterialCache,
   caCertificateProblem,
   issueLeaf,
+  listOnOwnCrl,
   readChainFile,
   type IssuingCa,
 } from '../issuing-core.ts';
@@ -36,6 +37,8 @@ import type {
   IssueRequest,
   IssueResult,
   Probe,
+  RevocationRequest,
+  RevocationResult,
   StepContext,
 } from '../types.ts';
 import { createKmsClient, type KmsClient, type KmsDigest } from './client.ts';
@@ -323,6 +326,15 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
     return kmsSigner(this.#client, this.config.keyVersion, algorithm, this.#material.signal, () => {
       this.#signCalls += 1;
     });
+  }
+
+  /** A self-run CA: the serial goes on the connection's CRL, signed through KMS like the leaves. */
+  async revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult> {
+    return listOnOwnCrl(await this.material(ctx.signal), request, 'Cloud KMS CA');
+  }
+
+  crlIssuer(signal: AbortSignal): Promise<IssuingCa> {
+    return this.material(signal);
   }
 
   async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {

@@ -188,6 +188,20 @@ export class FakeCas {
   async handle(request: GoogleRestRequest): Promise<unknown> {
     const create = /^\/v1\/(projects\/[^/]+\/locations\/[^/]+\/caPools\/[^/]+)\/certificates$/.exec(request.path);
     if (request.method === 'POST' && create !== null) return this.#create(request, create[1]!);
+    if (request.method === 'GET' && create !== null) {
+      // ListCertificates; the one filter the adapter sends: by hex serial.
+      this.#pool(create[1]!);
+      const filter = request.query.get('filter') ?? '';
+      const serial = /^certificate_description\.subject_description\.hex_serial_number="([0-9a-f]+)"$/.exec(
+        filter,
+      )?.[1];
+      if (serial === undefined) throw new GoogleApiError('INVALID_ARGUMENT', `unsupported filter ${filter}`);
+      const certificates = [...this.#certificates.entries()]
+        .filter(([name]) => name.startsWith(`${create[1]!}/certificates/`))
+        .filter(([, c]) => parseCertificate(c.json.pemCertificate as string).serialHex.toLowerCase() === serial)
+        .map(([, c]) => this.#json(c));
+      return { certificates };
+    }
     const revoke = /^\/v1\/(projects\/[^/]+\/locations\/[^/]+\/caPools\/[^/]+\/certificates\/[^/:]+):revoke$/.exec(
       request.path,
     );
@@ -389,6 +403,16 @@ export class FakeCas {
       revocationTime: new Date().toISOString(),
     };
     return this.#json(stored);
+  }
+
+  /** The revocation reason CAS holds for the certificate with this serial (hex), or undefined. */
+  revocationOfSerial(serialHex: string): string | undefined {
+    for (const [name, stored] of this.#certificates) {
+      if (parseCertificate(stored.json.pemCertificate as string).serialHex.toLowerCase() === serialHex.toLowerCase()) {
+        return this.revocationOf(name);
+      }
+    }
+    return undefined;
   }
 
   /** The revocation reason CAS holds for a certificate, or undefined. */
