@@ -40,6 +40,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import('./cli/check-config.ts')).checkConfigCommand,
   },
   {
+    name: 'config',
+    usage: 'config schema',
+    summary: 'print the JSON Schema of the configuration file (editor validation and completion)',
+    load: async () => (await import('./cli/config.ts')).configCommand,
+  },
+  {
     name: 'local-ca',
     usage: 'local-ca init --dir DIR [--key ec|rsa]',
     summary: 'create a local file-backed CA (trials, tests, air-gapped labs)',
