@@ -6,11 +6,12 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { connectCa, type CaConnection } from './ca/connection.ts';
 import { createChromeAuth } from './chrome/auth.ts';
-import { ChromeClient } from './chrome/client.ts';
+import { ChromeClient, chromeRateLimiter } from './chrome/client.ts';
 import type { ChromeApi } from './chrome/types.ts';
 import type { Config } from './config/load.ts';
 import { describeError } from './errors.ts';
 import { Health } from './observability/health.ts';
+import type { SharedRateLimiter } from './http/shared-rate-limiter.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { startOpsServer, type OpsServer } from './observability/server.ts';
@@ -31,6 +32,8 @@ export interface AdapterOptions {
   readonly store?: ProcessStore;
   /** Serve /metrics, /healthz, /readyz on config.http. Default true. */
   readonly serveHttp?: boolean;
+  /** The workflow's wall clock (deadlines, due times); tests and the benchmark simulate hours with it. */
+  readonly now?: () => number;
 }
 
 /** A lease owner id unique to this OS process: host, pid and randomness (a restarted pod is a new owner). */
@@ -56,6 +59,13 @@ export async function createCertificateAuthorities(
     );
   }
   return cas;
+}
+
+/** The Chrome API budget shared by the replica set through `store` (config `chrome.rateLimit`). */
+export function chromeLimiter(config: Config, metrics: Metrics, store: ProcessStore): SharedRateLimiter {
+  const limiter = chromeRateLimiter(config.chrome.rateLimit, metrics);
+  limiter.useStore(store);
+  return limiter;
 }
 
 export class Adapter {
@@ -91,6 +101,7 @@ export class Adapter {
       log,
       health: parts.health,
       replicaId: this.replicaId,
+      ...(options.now === undefined ? {} : { now: options.now }),
     });
     this.intake = new Intake({
       config,
@@ -116,6 +127,7 @@ export class Adapter {
         metrics,
         log,
         authHeaders: createChromeAuth({ credentials: config.chrome.credentials }),
+        limiter: chromeLimiter(config, metrics, store),
       });
     return new Adapter(options, { store, cas, chrome, health });
   }

@@ -12,6 +12,7 @@ import type { StepContext } from '../ca/types.ts';
 import { RetryableError, TerminalError, UnclearResultError } from '../errors.ts';
 import type { Sleep } from '../http/abortable-sleep.ts';
 import { HttpClient, type AuthHeaders, type HttpRequest, type RetryPolicy } from '../http/http-client.ts';
+import { isRateLimited, SharedRateLimiter } from '../http/shared-rate-limiter.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import {
@@ -45,14 +46,50 @@ export interface ChromeClientOptions {
   readonly retry?: Partial<RetryPolicy>;
   /** Waits for Retry-After; tests inject one. */
   readonly sleep?: Sleep;
+  /** The replica set's request budget ({@link chromeRateLimiter}); none when absent. */
+  readonly limiter?: SharedRateLimiter;
+}
+
+/** Per 5 seconds at most this share of the per-minute budget: a smooth rate, not the whole minute in one burst. */
+const FIVE_SECOND_SHARE = 1 / 12;
+
+/**
+ * The Chrome Management API budget of a replica set (config `chrome.rateLimit`): Google's quota is per Cloud
+ * project, so every replica draws from one bucket in the store — the same mechanism as the DigiCert budget
+ * (src/http/shared-rate-limiter.ts). Call {@link SharedRateLimiter.useStore} with the process store.
+ */
+export function chromeRateLimiter(
+  budget: { readonly requestsPerMinute: number; readonly maxConcurrent: number; readonly maxWaitMs: number },
+  metrics: Metrics,
+  clock: { readonly now?: () => number; readonly sleep?: Sleep } = {},
+): SharedRateLimiter {
+  return new SharedRateLimiter({
+    bucket: 'chrome:management-api',
+    windows: [
+      { limit: Math.max(1, Math.floor(budget.requestsPerMinute * FIVE_SECOND_SHARE)), windowMs: 5_000 },
+      { limit: budget.requestsPerMinute, windowMs: 60_000 },
+    ],
+    maxConcurrent: budget.maxConcurrent,
+    maxWaitMs: budget.maxWaitMs,
+    metricPrefix: 'chrome',
+    describe: () => 'chrome: the Chrome Management API budget (chrome.rateLimit)',
+    metrics,
+    // Google answers 429 with Retry-After (honoured); without one, 1 s doubling up to 30 s.
+    penaltyInitialMs: 1_000,
+    penaltyMaxMs: 30_000,
+    ...(clock.now === undefined ? {} : { now: clock.now }),
+    ...(clock.sleep === undefined ? {} : { sleep: clock.sleep }),
+  });
 }
 
 const API_VERSION_PATH = '/v1';
 
 export class ChromeClient implements ChromeApi {
   readonly #http: HttpClient;
+  readonly #limiter: SharedRateLimiter | undefined;
 
   constructor(options: ChromeClientOptions) {
+    this.#limiter = options.limiter;
     this.#http = new HttpClient({
       api: 'chrome',
       component: 'chrome',
@@ -157,8 +194,18 @@ export class ChromeClient implements ChromeApi {
   }
 
   async #call<T>(ctx: StepContext, request: Omit<HttpRequest, 'signal' | 'log'>): Promise<T | undefined> {
-    const response = await this.#http.request<T>({ ...request, signal: ctx.signal, log: ctx.log });
-    return response.body;
+    const release = await this.#limiter?.acquire(request.operation, ctx.signal);
+    try {
+      const response = await this.#http.request<T>({ ...request, signal: ctx.signal, log: ctx.log });
+      this.#limiter?.succeeded();
+      return response.body;
+    } catch (error) {
+      // Every request of this replica pauses for Google's Retry-After, not only the one that was refused.
+      if (isRateLimited(error)) this.#limiter?.rateLimited(error.retryAfterMs);
+      throw error;
+    } finally {
+      release?.();
+    }
   }
 }
 

@@ -32,6 +32,7 @@ import {
   type ProcessRecord,
   type Step,
 } from '../store/types.ts';
+import { RateBudgetExhaustedError } from '../http/shared-rate-limiter.ts';
 import { backoffDelay } from './backoff.ts';
 import { newCorrelationId } from './correlation-id.ts';
 import {
@@ -423,6 +424,13 @@ export class ProvisioningEngine {
         { kind: 'wait', step, delayMs, patch: { faultAttempts, lastError: describeError(error) } },
         'deployment_fault',
       ];
+    }
+    if (error instanceof RateBudgetExhaustedError) {
+      // Our own client-side budget (Chrome API, DigiCert) had no room: nothing was sent, nothing failed. The process
+      // waits for room without spending its retry budget — a renewal wave must not exhaust processes.
+      metrics.retries.inc({ where: 'step', error_class: 'rate_budget' });
+      log.debug({ retryInMs: error.retryAfterMs }, 'rate budget has no room; step rescheduled');
+      return [{ kind: 'wait', step, delayMs: error.retryAfterMs ?? config.scheduler.retryInitialMs }, 'retry'];
     }
     const attempts = record.attempts + 1;
     const retryAfterMs = error instanceof RetryableError ? error.retryAfterMs : undefined;

@@ -16,6 +16,7 @@ import { RetryableError, UnclearResultError } from '../../errors.ts';
 import { isNothingApplied } from '../../http/classify.ts';
 import { abortableSleep, type Sleep } from '../../http/abortable-sleep.ts';
 import { HttpClient, type HttpMethod, type HttpResponse } from '../../http/http-client.ts';
+import { isRateLimited } from '../../http/shared-rate-limiter.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import {
@@ -108,10 +109,6 @@ interface Call {
 }
 
 /** The summary line of a 429 (src/http/classify.ts summarizeResponse writes `<api> <operation> → 429 …`). */
-function isRateLimited(error: unknown): boolean {
-  return error instanceof RetryableError && isNothingApplied(error) && / → 429\b/.test(error.message);
-}
-
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

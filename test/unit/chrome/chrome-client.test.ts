@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { StepContext } from '../../../src/ca/types.ts';
-import { ChromeClient } from '../../../src/chrome/client.ts';
+import { ChromeClient, chromeRateLimiter } from '../../../src/chrome/client.ts';
+import { MemoryProcessStore } from '../../../src/store/memory.ts';
 import { ProcessNotFoundError } from '../../../src/chrome/errors.ts';
 import {
   CERTPROV_SCOPE,
@@ -364,5 +365,71 @@ describe('ChromeClient: observability and cancellation', () => {
     setTimeout(() => controller.abort(reason), 50);
     const error = await failureOf(chrome().get(REF, { ...ctx, signal: controller.signal }));
     expect(error).toBe(reason);
+  });
+});
+
+describe('ChromeClient: one request budget for the replica set', () => {
+  /** A clock the limiter's waits advance, so minutes of budget pass in milliseconds. */
+  function sharedBudget(requestsPerMinute: number) {
+    const clock = { t: Date.UTC(2030, 0, 1) };
+    const now = () => clock.t;
+    const sleep = (ms: number) => {
+      clock.t += ms;
+      return Promise.resolve();
+    };
+    const store = new MemoryProcessStore({ now });
+    const replica = () => {
+      const limiter = chromeRateLimiter({ requestsPerMinute, maxConcurrent: 4, maxWaitMs: 600_000 }, metrics, {
+        now,
+        sleep,
+      });
+      limiter.useStore(store);
+      return new ChromeClient({
+        endpoint: server.url,
+        requestTimeoutMs: 2_000,
+        metrics,
+        log: ctx.log,
+        retry: { attempts: 1 },
+        limiter,
+      });
+    };
+    return { clock, replica };
+  }
+
+  it('two replicas together never exceed the budget: at most a twelfth of the minute in any 5 s, the minute in any 60 s', async () => {
+    const { clock, replica } = sharedBudget(120);
+    const sentAt: number[] = [];
+    server.script(...Array.from({ length: 60 }, () => () => (sentAt.push(clock.t), { status: 200, json: {} })));
+    const [a, b] = [replica(), replica()];
+    for (let i = 0; i < 30; i += 1) {
+      await a.get(REF, ctx);
+      await b.get(REF, ctx);
+    }
+    expect(sentAt).toHaveLength(60);
+    const inWindow = (start: number, ms: number) => sentAt.filter((t) => t >= start && t < start + ms).length;
+    expect(Math.max(...sentAt.map((t) => inWindow(t, 5_000)))).toBeLessThanOrEqual(10);
+    expect(Math.max(...sentAt.map((t) => inWindow(t, 60_000)))).toBeLessThanOrEqual(120);
+    // Tokens keep flowing: 60 requests at 10 per 5 s take about 30 s of clock, not minutes.
+    expect((sentAt.at(-1) ?? 0) - (sentAt[0] ?? 0)).toBeLessThan(40_000);
+  });
+
+  it("a 429 holds this replica's next request back for Google's Retry-After", async () => {
+    const { clock, replica } = sharedBudget(6_000);
+    const sentAt: number[] = [];
+    server.script(
+      () => (
+        sentAt.push(clock.t),
+        {
+          status: 429,
+          headers: { 'retry-after': '7' },
+          json: googleError(429, 'RESOURCE_EXHAUSTED', 'Quota exceeded.'),
+        }
+      ),
+      () => (sentAt.push(clock.t), { status: 200, json: {} }),
+    );
+    const client = replica();
+    await expect(client.get(REF, ctx)).rejects.toBeInstanceOf(RetryableError);
+    await client.get(REF, ctx);
+    expect((sentAt[1] ?? 0) - (sentAt[0] ?? 0)).toBeGreaterThanOrEqual(7_000);
   });
 });
