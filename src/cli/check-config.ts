@@ -13,8 +13,8 @@ export function describeConfig(config: Config): string {
   const lines = [
     `configuration ${config.source} is valid`,
     '',
-    `instanceId       ${config.instanceId}`,
-    `chrome           ${config.chrome.endpoint} (customer ${config.chrome.customer}, credentials ${config.chrome.credentials}, signature timeout ${formatDuration(config.chrome.signatureTimeoutMs)})`,
+    `instanceId       ${config.instanceId} (${config.instanceIdSource})`,
+    `chrome           ${config.chrome.endpoint} (customer ${config.chrome.customer}, credentials ${config.chrome.credentials}, signature timeout ${formatDuration(config.chrome.signatureTimeoutMs)}, budget ${config.chrome.rateLimit.requestsPerMinute} requests/min for all replicas)`,
     `pubsub           ${config.pubsub.subscription ?? '(none)'} (maxInFlight ${config.pubsub.maxInFlight})`,
     `store            ${describeStore(config.store)}`,
     `http             ${config.http.host}:${config.http.port}`,

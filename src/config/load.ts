@@ -22,6 +22,7 @@ import type { LeafKeyUsage, SubjectAltNameType } from '../pki/types.ts';
 import { CLEAR_TEXT_PROBLEM, isLoopbackUrl, sendsCredentialsInClear } from '../http/url-safety.ts';
 import { describeIssues, suggestion } from './problems.ts';
 import type { SecretReference } from './zod-helpers.ts';
+import { instanceIdFromSubscription, LOOPBACK_INSTANCE_ID } from './instance-id.ts';
 import { rawConfigSchema, type LogLevelName, type RawConfig, type RawProfile } from './schema.ts';
 
 export interface CaConnectionConfig {
@@ -89,12 +90,19 @@ export interface Config {
   /** Relative paths in the configuration resolve against this directory. */
   readonly baseDir: string;
   readonly instanceId: string;
+  /** Where {@link instanceId} came from, for check-config: configured, derived from the subscription, or loopback default. */
+  readonly instanceIdSource: string;
   readonly chrome: {
     readonly customer: string;
     readonly endpoint: string;
     readonly credentials: 'google-default' | 'none';
     readonly signatureTimeoutMs: number;
     readonly requestTimeoutMs: number;
+    readonly rateLimit: {
+      readonly requestsPerMinute: number;
+      readonly maxConcurrent: number;
+      readonly maxWaitMs: number;
+    };
   };
   readonly pubsub: {
     readonly subscription: string | undefined;
@@ -330,21 +338,33 @@ export function compileConfig(
     profiles.set(name, profile);
   }
 
-  if (problems.length > 0) throw new ConfigError(problems, options.source);
-
+  const identity = resolveInstanceId(raw);
+  if (typeof identity === 'string') problems.push(identity);
   const s = raw.scheduler;
+  if (s.signaturePollInitial > s.signaturePollMax) {
+    problems.push('scheduler.signaturePollInitial: must not exceed scheduler.signaturePollMax');
+  }
+
+  if (problems.length > 0 || typeof identity === 'string') throw new ConfigError(problems, options.source);
+
   if (s.retryInitial > s.retryMax)
     throw new ConfigError(['scheduler.retryInitial: must not exceed scheduler.retryMax'], options.source);
   const config: Config = {
     source: options.source,
     baseDir: options.baseDir,
-    instanceId: raw.instanceId,
+    instanceId: identity.id,
+    instanceIdSource: identity.source,
     chrome: {
       customer: raw.chrome.customer,
       endpoint: raw.chrome.endpoint.replace(/\/+$/, ''),
       credentials: raw.chrome.credentials,
       signatureTimeoutMs: raw.chrome.signatureTimeout,
       requestTimeoutMs: raw.chrome.requestTimeout,
+      rateLimit: {
+        requestsPerMinute: raw.chrome.rateLimit.requestsPerMinute,
+        maxConcurrent: raw.chrome.rateLimit.maxConcurrent,
+        maxWaitMs: raw.chrome.rateLimit.maxWait,
+      },
     },
     pubsub: {
       subscription: raw.pubsub.subscription,
@@ -372,6 +392,24 @@ export function compileConfig(
     shutdown: { gracePeriodMs: raw.shutdown.gracePeriod },
   };
   return deepFreeze(config);
+}
+
+/**
+ * The deployment's callerInstanceId and where it came from, or the problem when `run` would have to guess
+ * (src/config/instance-id.ts).
+ */
+function resolveInstanceId(raw: RawConfig): { id: string; source: string } | string {
+  if (raw.instanceId !== undefined) return { id: raw.instanceId, source: 'configured' };
+  if (raw.pubsub.subscription !== undefined) {
+    return {
+      id: instanceIdFromSubscription(raw.pubsub.subscription),
+      source: `derived from pubsub.subscription ${raw.pubsub.subscription}`,
+    };
+  }
+  if (isLoopbackUrl(raw.chrome.endpoint)) {
+    return { id: LOOPBACK_INSTANCE_ID, source: 'default (loopback Chrome endpoint)' };
+  }
+  return 'instanceId: required for a real Chrome endpoint when pubsub.subscription cannot name the deployment; two deployments with one id would both ask a device to sign';
 }
 
 function deepFreeze<T>(value: T): T {

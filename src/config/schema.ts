@@ -8,13 +8,13 @@ import { durationMs, secretReference } from './zod-helpers.ts';
 
 /** Defaults as typed constants; documented in config/*.example.yaml and docs/configuration.md. */
 export const DEFAULTS = {
-  instanceId: 'certprov',
   chrome: {
     customer: 'my_customer',
     endpoint: 'https://chromemanagement.googleapis.com',
     credentials: 'google-default',
-    signatureTimeout: '15m',
+    signatureTimeout: '24h',
     requestTimeout: '30s',
+    rateLimit: { requestsPerMinute: 2400, maxConcurrent: 64, maxWait: '10s' },
   },
   pubsub: {
     maxInFlight: 100,
@@ -28,8 +28,8 @@ export const DEFAULTS = {
     retryInitial: '1s',
     retryMax: '5m',
     maxAttempts: 30,
-    signaturePollInitial: '2s',
-    signaturePollMax: '30s',
+    signaturePollInitial: '200ms',
+    signaturePollMax: '15m',
     caMaxWait: '72h',
     finishedRetention: '7d',
   },
@@ -48,10 +48,37 @@ const chromeSchema = z
     endpoint: z.url().default(DEFAULTS.chrome.endpoint),
     /** `google-default` (Application Default Credentials, GKE Workload Identity) or `none` (loopback only). */
     credentials: z.enum(['google-default', 'none']).default(DEFAULTS.chrome.credentials),
-    /** How long to wait for the device to sign before setFailure. Default 15m. */
-    signatureTimeout: durationMs.prefault(DEFAULTS.chrome.signatureTimeout),
+    /**
+     * How long the device may take to sign, counted from a signData that took effect; then setFailure. A Chromebook
+     * with its lid closed signs hours later, and a device whose process failed retries only after about a day.
+     * Default 24h; 1s to 7d.
+     */
+    signatureTimeout: durationMs
+      .pipe(
+        z
+          .number()
+          .min(1_000, 'at least 1s')
+          .max(7 * 86_400_000, 'at most 7d'),
+      )
+      .prefault(DEFAULTS.chrome.signatureTimeout),
     /** Timeout of one HTTP request. Default 30s. */
     requestTimeout: durationMs.prefault(DEFAULTS.chrome.requestTimeout),
+    /**
+     * Client-side budget of Chrome Management API requests for the whole replica set (shared through the store, like
+     * the DigiCert budget), so that a renewal wave meets a smooth rate instead of 429 storms; a 429 still pauses for
+     * its Retry-After. Set it below the project's quota for chromemanagement.googleapis.com.
+     */
+    rateLimit: z
+      .object({
+        /** Requests per minute, all replicas together; at most a twelfth of it in any 5 s. Default 2,400. */
+        requestsPerMinute: z.number().int().min(12).default(DEFAULTS.chrome.rateLimit.requestsPerMinute),
+        /** Requests in flight per replica. Default 64. */
+        maxConcurrent: z.number().int().min(1).max(1000).default(DEFAULTS.chrome.rateLimit.maxConcurrent),
+        /** Longest wait for budget inside a step; beyond it the step is rescheduled (nothing sent). Default 10s. */
+        maxWait: durationMs.prefault(DEFAULTS.chrome.rateLimit.maxWait),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .prefault({});
@@ -117,9 +144,12 @@ const schedulerSchema = z
     retryMax: durationMs.prefault(DEFAULTS.scheduler.retryMax),
     /** Consecutive transient failures of one step before the process fails. Default 30. */
     maxAttempts: z.number().int().min(1).default(DEFAULTS.scheduler.maxAttempts),
-    /** First delay between signature checks; grows to signaturePollMax. Default 2s. */
+    /**
+     * First signature check this long after signData (most devices answer within a second); the gap then doubles
+     * with the time waited, up to signaturePollMax. Default 200ms.
+     */
     signaturePollInitial: durationMs.prefault(DEFAULTS.scheduler.signaturePollInitial),
-    /** Longest delay between signature checks (the device asks every 30 s). Default 30s. */
+    /** Longest gap between signature checks of a device that sleeps (lid closed: hours). Default 15m. */
     signaturePollMax: durationMs.prefault(DEFAULTS.scheduler.signaturePollMax),
     /** Longest wait for a pending CA request before it is cancelled and the process failed. Default 72h. */
     caMaxWait: durationMs.prefault(DEFAULTS.scheduler.caMaxWait),
@@ -159,11 +189,15 @@ const profileSchema = z
 
 export const rawConfigSchema = z
   .object({
-    /** callerInstanceId sent with claim; stable across restarts and replicas. Default `certprov`. */
+    /**
+     * callerInstanceId sent with claim: one stable value for every replica of a deployment, unique among the
+     * deployments on the tenant. Default: derived from pubsub.subscription (project + name); `certprov` only for a
+     * loopback Chrome endpoint (src/config/instance-id.ts).
+     */
     instanceId: z
       .string()
       .regex(/^[A-Za-z0-9._-]{1,63}$/, 'use 1–63 letters, digits, dot, dash or underscore')
-      .default(DEFAULTS.instanceId),
+      .optional(),
     chrome: chromeSchema,
     pubsub: pubsubSchema,
     store: storeSchema,

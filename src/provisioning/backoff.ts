@@ -20,10 +20,12 @@ export function backoffDelay(
 }
 
 /**
- * How long to wait before looking for the device signature again: short at first (a device that is online signs
- * within seconds), growing to `maxMs` (the device asks for instructions every 30 s), proportional to the time
- * already waited.
+ * How long to wait before looking for the device signature again, given how long the device has had since signData:
+ * `initialMs` for the first check (most devices answer within a fraction of a second), then as long as already waited
+ * — the checks come at initial × 1, 2, 4, 8 … — up to `maxMs` (a device with its lid closed signs hours later).
+ * Requests therefore grow with the logarithm of the wait, then linearly at one per `maxMs`: with 200 ms and 15 min,
+ * 6 checks for a device that signs within 5 s, 45 for one that signs after 8 hours.
  */
 export function signaturePollDelay(policy: BackoffPolicy, waitedMs: number): number {
-  return Math.round(Math.min(policy.maxMs, Math.max(policy.initialMs, waitedMs / 4)));
+  return Math.round(Math.min(policy.maxMs, Math.max(policy.initialMs, waitedMs)));
 }

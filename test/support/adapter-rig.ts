@@ -41,6 +41,8 @@ export interface RigOptions {
   readonly store?: ProcessStore;
   /** CA backends by type; default the shipped registry (a test adds a test-only backend). */
   readonly backends?: ReadonlyMap<string, CaBackend<any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** The workflow's clock (give the store the same one). */
+  readonly now?: () => number;
   readonly chrome?: ChromeApi;
   /** Wraps the real Chrome client (pointed at the sandbox) to script a call's answer. */
   readonly wrapChrome?: (real: ChromeApi) => ChromeApi;
@@ -218,6 +220,7 @@ export class AdapterRig {
       metrics,
       source,
       serveHttp: options.serveHttp ?? false,
+      ...(options.now === undefined ? {} : { now: options.now }),
       ...(options.store === undefined ? {} : { store: options.store }),
       ...(options.chrome === undefined ? {} : { chrome: options.chrome }),
       ...(options.wrapChrome === undefined

@@ -38,30 +38,54 @@ async function signedProcess(
   return process.signature !== undefined ? process : 'waiting';
 }
 
+/** When the last signData was sent: recorded, or (records of older versions) derived from the deadline. */
+function signDataSentAt(run: ProcessRun): number {
+  const { record } = run;
+  if (record.signDataAt !== undefined) return record.signDataAt;
+  return (record.signatureDeadline ?? run.now()) - run.deps.config.chrome.signatureTimeoutMs;
+}
+
 export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
   const { config } = run.deps;
   const { record } = run;
   const result = await signedProcess(run);
+  const sentAt = signDataSentAt(run);
+  const waited = run.now() - sentAt;
 
   if (result === 'refused') {
     // The process already carries the device's failure; setFailure would change nothing.
     return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
   }
-  if (result === 'not-asked' && record.signatureDeadline !== undefined && run.now() < record.signatureDeadline) {
-    // signData's result was unclear (a 5xx, a reset, a timeout) and the process shows no signData: the request did
-    // not take effect. Once it can no longer be in flight (twice the request timeout), asking again is safe and is
-    // what DESIGN.md §5 prescribes ("read the process back, then decide"); before that, keep waiting. The start step
-    // keeps the first signatureDeadline, so repeated refusals still end at chrome.signatureTimeout.
-    const waited = run.now() - (record.signatureDeadline - config.chrome.signatureTimeoutMs);
-    if (waited >= 2 * config.chrome.requestTimeoutMs) {
+  if (result === 'not-asked') {
+    // signData's result was unclear (a 5xx, a reset, a timeout) and the process shows no signData: the request has
+    // not taken effect. Once it can no longer be in flight (twice the request timeout), asking again is safe and is
+    // what DESIGN.md §5 prescribes ("read the process back, then decide"); before that, keep looking. The device was
+    // never asked, so no signature deadline runs: the next signData starts a full one.
+    const inFlightFor = 2 * config.chrome.requestTimeoutMs;
+    if (waited >= inFlightFor) {
+      if (record.attempts >= config.scheduler.maxAttempts) {
+        throw new TerminalError('signData never took effect after scheduler.maxAttempts unclear attempts', {
+          reason: 'retries_exhausted',
+          userMessage: 'The certificate service could not complete the request. Try again later.',
+        });
+      }
       run.ctx.log.warn(
         { waitedMs: waited },
         'the unclear signData request never reached the process; asking the device again',
       );
-      return { kind: 'next', step: 'start', patch: { attempts: 0 } };
+      return { kind: 'next', step: 'start' };
     }
+    const delay = signaturePollDelay(
+      { initialMs: config.scheduler.signaturePollInitialMs, maxMs: config.scheduler.signaturePollMaxMs },
+      waited,
+    );
+    return {
+      kind: 'wait',
+      step: 'await_signature',
+      delayMs: Math.min(delay, Math.max(0, sentAt + inFlightFor - run.now())),
+    };
   }
-  if (result === 'waiting' || result === 'not-asked') {
+  if (result === 'waiting') {
     const deadline = record.signatureDeadline ?? run.now();
     if (run.now() >= deadline) {
       throw new TerminalError('the device did not sign within chrome.signatureTimeout', {
@@ -69,7 +93,6 @@ export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
         userMessage: 'The device did not answer the certificate request in time. It will try again later.',
       });
     }
-    const waited = run.now() - (deadline - config.chrome.signatureTimeoutMs);
     const delay = signaturePollDelay(
       { initialMs: config.scheduler.signaturePollInitialMs, maxMs: config.scheduler.signaturePollMaxMs },
       waited,
@@ -98,11 +121,7 @@ export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
     keyType: deviceKey.type,
   });
   const csr = assembleCertificationRequest(info, deviceKey.type, signatureDer);
-  const waitedMs =
-    record.signatureDeadline === undefined
-      ? undefined
-      : run.now() - (record.signatureDeadline - config.chrome.signatureTimeoutMs);
-  if (waitedMs !== undefined && waitedMs >= 0) run.deps.metrics.signatureWait.observe(waitedMs / 1000);
+  if (waited >= 0) run.deps.metrics.signatureWait.observe(waited / 1000);
   run.ctx.log.info('proof of possession verified; CSR assembled');
   return { kind: 'next', step: 'issue', patch: { csr: encodeBase64(csr), attempts: 0 } };
 }

@@ -136,16 +136,19 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
     rendered,
     holder: holderOf(process),
   };
-  const waitForSignature = (operation?: string): StepResult => ({
+  // The signature deadline counts from this signData (a full chrome.signatureTimeout each time the device is asked).
+  const sentAt = run.now();
+  const waitForSignature = (operation?: string, unclear = false): StepResult => ({
     kind: 'wait',
     step: 'await_signature',
     delayMs: config.scheduler.signaturePollInitialMs,
     patch: {
       ...base,
       ...(operation === undefined ? {} : { signDataOperation: operation }),
-      // Kept when the device is asked again after a signData that never took effect (await-signature.ts).
-      signatureDeadline: run.record.signatureDeadline ?? run.now() + config.chrome.signatureTimeoutMs,
-      attempts: 0,
+      signDataAt: sentAt,
+      signatureDeadline: sentAt + config.chrome.signatureTimeoutMs,
+      // Unclear results count against scheduler.maxAttempts: a device is not asked again without end.
+      attempts: unclear ? run.record.attempts + 1 : 0,
     },
   });
 
@@ -155,13 +158,14 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
       { resumed: true, hasSignature: process.signature !== undefined },
       'signData already requested; resuming',
     );
+    // Keep the deadline of the signData that took effect when the record knows it; else count from now.
+    const deadline = run.record.signatureDeadline ?? sentAt + config.chrome.signatureTimeoutMs;
     return process.signature === undefined
-      ? waitForSignature()
-      : {
-          kind: 'next',
-          step: 'await_signature',
-          patch: { ...base, signatureDeadline: run.now() + config.chrome.signatureTimeoutMs },
-        };
+      ? {
+          ...waitForSignature(),
+          patch: { ...base, signDataAt: run.record.signDataAt ?? sentAt, signatureDeadline: deadline, attempts: 0 },
+        }
+      : { kind: 'next', step: 'await_signature', patch: { ...base, signatureDeadline: deadline } };
   }
 
   const info = buildCertificationRequestInfo({
@@ -198,8 +202,9 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
   } catch (error) {
     if (!(error instanceof UnclearResultError)) throw error;
     // The request may have reached Google. Resending could make the device fail the process, so never resend:
-    // follow the process resource instead. If the request never arrived, the signature timeout fails the process.
+    // follow the process resource instead. If it shows no signData once the request can no longer be in flight,
+    // the device is asked again with a full deadline (await-signature.ts).
     ctx.log.warn({ error: error.message }, 'signData result unclear; not resending, following the process resource');
-    return waitForSignature();
+    return waitForSignature(undefined, true);
   }
 }
