@@ -338,7 +338,7 @@ export function compileConfig(
     profiles.set(name, profile);
   }
 
-  const identity = resolveInstanceId(raw);
+  const identity = resolveInstanceId(raw, options.purpose);
   if (typeof identity === 'string') problems.push(identity);
   const s = raw.scheduler;
   if (s.signaturePollInitial > s.signaturePollMax) {
@@ -398,7 +398,7 @@ export function compileConfig(
  * The deployment's callerInstanceId and where it came from, or the problem when `run` would have to guess
  * (src/config/instance-id.ts).
  */
-function resolveInstanceId(raw: RawConfig): { id: string; source: string } | string {
+function resolveInstanceId(raw: RawConfig, purpose: ConfigPurpose): { id: string; source: string } | string {
   if (raw.instanceId !== undefined) return { id: raw.instanceId, source: 'configured' };
   if (raw.pubsub.subscription !== undefined) {
     return {
@@ -409,6 +409,8 @@ function resolveInstanceId(raw: RawConfig): { id: string; source: string } | str
   if (isLoopbackUrl(raw.chrome.endpoint)) {
     return { id: LOOPBACK_INSTANCE_ID, source: 'default (loopback Chrome endpoint)' };
   }
+  // `run` (and check-config, which validates for it) never guesses; the demo talks to its own sandbox.
+  if (purpose === 'demo') return { id: LOOPBACK_INSTANCE_ID, source: 'default (not for run)' };
   return 'instanceId: required for a real Chrome endpoint when pubsub.subscription cannot name the deployment; two deployments with one id would both ask a device to sign';
 }
 

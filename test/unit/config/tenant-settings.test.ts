@@ -45,9 +45,7 @@ describe('instanceId: no silent default against a real endpoint', () => {
     expect(problemsOf({ pubsub: {} })).toEqual(
       expect.arrayContaining([expect.stringMatching(/^instanceId: required for a real Chrome endpoint/)]),
     );
-    expect(problemsOf({ pubsub: {} }, 'demo')).toEqual([
-      expect.stringMatching(/^instanceId: required for a real Chrome endpoint/),
-    ]);
+    expect(compile({ pubsub: {} }, 'demo').instanceIdSource).toBe('default (not for run)');
   });
 
   it('falls back to certprov only for a loopback endpoint', () => {
