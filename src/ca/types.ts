@@ -3,6 +3,7 @@
  * leases, upload, setFailure — lives in src/provisioning/, never in a backend (cert-manager's Issuer.Sign,
  * smallstep's CAS registry).
  */
+import type { StepContext } from '../step-context.ts';
 import type { z } from 'zod';
 import type { DeploymentFaultError, FaultComponent } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -13,12 +14,7 @@ import type { IssuingCa } from './issuing-core.ts';
 import type { SanTemplate, SubjectTemplate } from '../pki/subject-template.ts';
 import type { DeviceKeyInfo, KeyType, LeafKeyUsage, RenderedProfile, SubjectAltNameType } from '../pki/types.ts';
 
-/** Passed into every unit of work: cancellation and a logger already bound to the process. */
-export interface StepContext {
-  /** Aborted on shutdown or when the lease on the process is lost; pass it into every I/O call. */
-  readonly signal: AbortSignal;
-  readonly log: Logger;
-}
+export type { StepContext } from '../step-context.ts';
 
 export interface IssueRequest {
   /** Chrome process id; idempotency and audit key (DigiCert stores it in a custom field). */

@@ -3,7 +3,7 @@
  * ../shared/reference/chrome-cert-provisioning-api.md. Every field is optional: the resource is filled according
  * to the process state, and older revisions carried the two adapter config references as flat top-level strings.
  */
-import type { StepContext } from '../ca/types.ts';
+import type { StepContext } from '../step-context.ts';
 
 export const CERTPROV_SCOPE = 'https://www.googleapis.com/auth/chrome.management.certprov.provisioningprocess';
 export const DEFAULT_CHROME_ENDPOINT = 'https://chromemanagement.googleapis.com';
