@@ -3,7 +3,7 @@
  * clients holding real keys), an in-process message source and a local CA, wired through the same Adapter as `run`.
  * No cloud account, no Java, no network beyond loopback.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,6 +17,7 @@ import { InProcessMessageSource } from '../pubsub/in-process-source.ts';
 import { SandboxTenant, KeyPool, type NotificationEncoding } from '../sandbox/index.ts';
 import { VERSION } from '../version.ts';
 import { parseOptions, UsageError, type Command } from './command.ts';
+import { leafFileName, prepareDemoOutput } from './demo-output.ts';
 
 const ENCODINGS: readonly NotificationEncoding[] = ['json-camel', 'json-snake', 'protobuf'];
 
@@ -57,6 +58,11 @@ function positiveInt(value: string | undefined, fallback: number, flag: string):
   return n;
 }
 
+const DEFAULT_OUT = 'demo-output';
+/** The wait for every process: 120 s, plus 20 ms per process (about 50 per second, several times slower than here). */
+const BASE_CAP_MS = 120_000;
+const CAP_PER_PROCESS_MS = 20;
+
 export const demoCommand: Command = {
   name: 'demo',
   usage: 'demo [--count N] [--out DIR]',
@@ -66,27 +72,35 @@ export const demoCommand: Command = {
 Runs the whole adapter on the embedded default, with no cloud account: a sandbox Chrome tenant on loopback
 (simulated ChromeOS devices and users holding real RSA-2048 and EC P-256 keys), an in-process notification source
 (JSON and protobuf encodings) and a local CA created for the run. Provisions N processes, shows progress, prints a
-summary and writes every issued leaf to DIR/<process-id>.pem and the CA certificate to DIR/ca.pem, so that
-  openssl verify -CAfile DIR/ca.pem DIR/<process-id>.pem
-accepts each one. Exits 0 when every process was issued.
+summary and writes every issued leaf to DIR/process-<process-id>.pem and the CA certificate to DIR/ca.pem, so that
+  openssl verify -CAfile DIR/ca.pem DIR/process-<process-id>.pem
+accepts each one. Exits 0 when every process was issued. DIR must be new, empty, or an earlier demo's output
+(only the files that demo wrote are replaced); it is checked before any work. When the default DIR cannot be
+written (a read-only working directory) the demo writes to a temporary directory and says where. The wait for
+the processes grows with N (120 s + 20 ms per process); at the cap, what finished is kept and the rest reported.
 
 Options:
   --count N           processes to provision (default 50)
-  --out DIR           output directory (default demo-output)
+  --out DIR           output directory (default demo-output; see above)
+  --max-wait SECONDS  stop waiting after this long (default 120 + 0.02 per process); what finished is kept
   --log-level LEVEL   adapter log level on stderr (default warn; info shows every state change)`,
   async run(args) {
     const { values } = parseOptions(args, {
       count: { type: 'string' },
-      out: { type: 'string', default: 'demo-output' },
+      out: { type: 'string' },
+      'max-wait': { type: 'string' },
       'log-level': { type: 'string', default: 'warn' },
     });
     const count = positiveInt(values.count, 50, '--count');
     const level = values['log-level'];
     if (!['trace', 'debug', 'info', 'warn', 'error', 'silent'].includes(level))
       throw new UsageError('--log-level must be trace, debug, info, warn, error or silent');
-    const out = path.resolve(values.out);
     const say = (line: string) => process.stdout.write(line + '\n');
     const setupStarted = performance.now();
+    // Decided before the work: a directory that cannot be written must not cost a whole run.
+    const output = await prepareDemoOutput(values.out ?? DEFAULT_OUT, values.out !== undefined);
+    if (output.note !== undefined) say(`note: ${output.note}`);
+    const out = output.directory;
 
     const work = await mkdtemp(path.join(tmpdir(), 'certprov-demo-'));
     const keyPool = KeyPool.generate({ 'rsa-2048': 4, 'ec-p256': 4 });
@@ -124,24 +138,31 @@ Options:
         const s = tenant.stats();
         say(`  provisioned ${s.issued + s.failed}/${count} (issued ${s.issued}, failed ${s.failed})`);
       }, 500);
+      // The cap grows with the count (a large run is slow, not stuck); at the cap the demo keeps and reports what
+      // finished instead of throwing it away.
+      const capMs =
+        values['max-wait'] === undefined
+          ? BASE_CAP_MS + count * CAP_PER_PROCESS_MS
+          : positiveInt(values['max-wait'], 1, '--max-wait') * 1000;
+      let timedOut = false;
       try {
-        await tenant.waitUntilFinished(ids, 120_000);
+        await tenant.waitUntilFinished(ids, capMs);
+      } catch {
+        timedOut = true;
       } finally {
         clearInterval(progress);
       }
       const wallMs = performance.now() - started;
       await adapter.stop(5_000);
 
-      await mkdir(out, { recursive: true });
-      for (const name of await readdir(out)) if (name.endsWith('.pem')) await rm(path.join(out, name));
-      await writeFile(path.join(out, 'ca.pem'), ca.certificatePem);
+      await output.write('ca.pem', ca.certificatePem);
       const failures = new Map<string, number>();
       let issued = 0;
       for (const id of ids) {
         const resource = tenant.process(id);
         if (resource?.issuedCertificate !== undefined) {
           issued += 1;
-          await writeFile(path.join(out, `${id}.pem`), resource.issuedCertificate);
+          await output.write(leafFileName(id), resource.issuedCertificate);
         } else {
           const reason = (await adapter.store.get(id))?.reason ?? 'unfinished';
           failures.set(reason, (failures.get(reason) ?? 0) + 1);
@@ -159,10 +180,18 @@ Options:
       );
       say(`  processes/second    ${(count / (wallMs / 1000)).toFixed(1)}`);
       say(`  signData calls      ${stats.signDataCalls} (double: ${stats.doubleSignData})`);
-      say(`  output              ${path.relative(process.cwd(), out) || '.'}/<process-id>.pem, ca.pem`);
-      say(
-        `  check one           openssl verify -CAfile ${path.relative(process.cwd(), out)}/ca.pem ${path.relative(process.cwd(), out)}/${ids[0] ?? '<id>'}.pem`,
-      );
+      if (timedOut) {
+        say(
+          `  unfinished          ${count - stats.issued - stats.failed} (stopped waiting after ${Math.round(capMs / 1000)} s; what finished is kept)`,
+        );
+      }
+      const relative = path.relative(process.cwd(), out);
+      const shown = relative.startsWith('..') ? out : relative || '.';
+      say(`  output              ${shown}/process-<process-id>.pem, ca.pem`);
+      const first = ids.find((id) => tenant.process(id)?.issuedCertificate !== undefined);
+      if (first !== undefined) {
+        say(`  check one           openssl verify -CAfile ${shown}/ca.pem ${shown}/${leafFileName(first)}`);
+      }
       return issued === count ? 0 : 1;
     } finally {
       await adapter.stop(1_000).catch(() => undefined);
