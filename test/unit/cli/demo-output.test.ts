@@ -75,7 +75,7 @@ describe('the demo output directory', () => {
     expect(run.code).toBe(1);
     const unfinished = /unfinished\s+(\d+) \(stopped waiting after 1 s; what finished is kept\)/.exec(run.stdout);
     expect(unfinished, run.stdout).not.toBeNull();
-    const issued = Number(/^  issued\s+(\d+)$/m.exec(run.stdout)?.[1]);
+    const issued = Number(/^ {2}issued\s+(\d+)$/m.exec(run.stdout)?.[1]);
     expect(Number(unfinished?.[1])).toBeGreaterThan(0);
     const leaves = (await readdir(out)).filter((f) => f.startsWith('process-'));
     expect(leaves).toHaveLength(issued);
