@@ -178,17 +178,16 @@ describe('certprov check-config --probe', () => {
     expect(result.stdout).toContain('all checks passed (1 warning)');
   });
 
-  it('fails with a hint for each problem: refused credentials, missing subscription, unusable CA', async () => {
+  // A CA directory that does not exist never reaches the probe: check-config refuses it first, with exit 2 (as run
+  // does; test/unit/cli/startup-failures.test.ts). The probe reports what only the remote services can tell.
+  it('fails with a hint for each problem: refused credentials, missing subscription', async () => {
     tenant.forbidden = true;
     try {
       const result = await certprov([
         'check-config',
         '--probe',
         '--config',
-        await configFile('bad', {
-          subscription: 'projects/certprov-test/subscriptions/no-such-subscription',
-          caDirectory: path.join(work, 'no-ca-here'),
-        }),
+        await configFile('bad', { subscription: 'projects/certprov-test/subscriptions/no-such-subscription' }),
       ]);
       expect(result.code).toBe(1);
       expect(row(result.stdout, 'google', 'access token')).toMatch(/\bok\b/);
@@ -196,14 +195,27 @@ describe('certprov check-config --probe', () => {
       expect(row(result.stdout, 'pubsub', 'subscription exists')).toMatch(
         /\bFAIL\s+projects\/certprov-test\/subscriptions\/no-such-subscription does not exist/,
       );
-      expect(row(result.stdout, 'ca:default_ca_config', 'local')).toMatch(/\bFAIL\b.*cannot be read/);
+      expect(row(result.stdout, 'ca:default_ca_config', 'local')).toMatch(/\bok\b/);
       expect(result.stdout).toContain('hint: create it with `certprov setup-pubsub`');
-      expect(result.stdout).toContain('hint: create the CA with `certprov local-ca init');
       expect(result.stdout).toMatch(/hint: grant the adapter's service account access to the Chrome Management API/);
-      expect(result.stdout).toContain('3 checks failed');
+      expect(result.stdout).toContain('2 checks failed');
     } finally {
       tenant.forbidden = false;
     }
+  });
+
+  it('refuses a missing CA directory before probing, naming the field (exit 2)', async () => {
+    const result = await certprov([
+      'check-config',
+      '--probe',
+      '--config',
+      await configFile('noca', {
+        subscription: withDeadLetter.subscriptionName,
+        caDirectory: path.join(work, 'no-ca-here'),
+      }),
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr + result.stdout).toMatch(/caConnections\.default_ca_config/);
   });
 
   it('fails when no token can be obtained (Workload Identity not bound)', async () => {

@@ -384,7 +384,7 @@ describe('certprov run and signals', () => {
     const a = start(config);
     const { code } = await a.exitWithin(30_000);
     expect(code).toBe(1);
-    const fatal = a.lines.find((l) => l.message === 'the adapter could not start');
+    const fatal = a.lines.find((l) => String(l.message).startsWith('the adapter could not start:'));
     expect(fatal?.severity).toBe('CRITICAL');
     expect(String(fatal?.error)).toContain('does-not-exist');
     expect(String(fatal?.hint)).toContain('certprov setup-pubsub');

@@ -133,7 +133,7 @@ export interface FakeCertCentralOptions {
 }
 
 export const FAKE_DEFAULTS = {
-  organization: { id: 112233, name: 'Example Org', validated: true },
+  organization: { id: 408115, name: 'Example Org', validated: true },
   customField: { id: 77, label: 'Chrome process id', required: true },
   products: {
     client_authentication_plus: {

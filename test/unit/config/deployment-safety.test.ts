@@ -14,9 +14,10 @@ const ROOT = path.resolve(import.meta.dirname, '../../..');
 const base = {
   caConnections: { trial_ca: { type: 'local', directory: './ca' } },
   profiles: {
-    device_profile: {
-      subject: 'CN={{device.serialNumber}}',
-      subjectAltNames: [{ email: 'device-{{device.deviceDirectoryApiId}}@devices.example.com' }],
+    // A user profile: DigiCert's client_authentication_plus (below) issues to users only.
+    user_profile: {
+      subject: 'CN={{user.userPrimaryEmail}}',
+      subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],
       validity: '30d',
     },
   },

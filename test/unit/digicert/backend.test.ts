@@ -85,7 +85,7 @@ describe('issue', () => {
         organization_units: ['Sales', 'EMEA'],
         signature_hash: 'sha256',
       },
-      organization: { id: 112233 },
+      organization: { id: 408115 },
       validity_days: 90,
       skip_approval: true,
       payment_method: 'balance',
@@ -419,7 +419,7 @@ describe('secrets', () => {
 
   it('probe checks the key and the organization without ordering', async () => {
     const before = env.fake.count('order');
-    await expect(env.ca.probe(ctx())).resolves.toMatch(/organization 112233 validations: ov: completed/);
+    await expect(env.ca.probe(ctx())).resolves.toMatch(/organization 408115 validations: ov: completed/);
     expect(env.fake.count('order')).toBe(before);
   });
 });
