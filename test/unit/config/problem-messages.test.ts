@@ -65,7 +65,7 @@ describe('configuration problems say what to write instead', () => {
     {
       case: 'a misspelt store type',
       input: { ...valid, store: { type: 'firestor' } },
-      expected: ['store.type: the text "firestor" is not one of memory, firestore; did you mean "firestore"?'],
+      expected: ['store.type: the text "firestor" is not one of memory, sqlite, firestore; did you mean "firestore"?'],
     },
     {
       case: 'a SAN entry with a misspelt type',
