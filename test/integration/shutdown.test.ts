@@ -387,7 +387,10 @@ describe('certprov run and signals', () => {
     const fatal = a.lines.find((l) => String(l.message).startsWith('the adapter could not start:'));
     expect(fatal?.severity).toBe('CRITICAL');
     expect(String(fatal?.error)).toContain('does-not-exist');
-    expect(String(fatal?.hint)).toContain('certprov setup-pubsub');
-    expect(a.stderr).toContain('does not exist');
+    // The hint is said once: in the fault's own message when it already ends with it, else in `hint`.
+    expect(`${String(fatal?.message)} ${String(fatal?.hint)}`).toContain('certprov setup-pubsub');
+    // One JSON line says it all (docs/troubleshooting.md); no stack trace anywhere.
+    expect(String(fatal?.message)).toContain('does not exist');
+    expect(a.stderr).not.toMatch(/\n\s+at /);
   });
 });
