@@ -148,7 +148,16 @@ export class ReplicaCluster {
   adapterConfig(chromeEndpoint: string = this.tenant.endpoint): Record<string, unknown> {
     return {
       instanceId: 'certprov-replicas',
-      chrome: { endpoint: chromeEndpoint, credentials: 'none', signatureTimeout: '2m', requestTimeout: '10s' },
+      chrome: {
+        endpoint: chromeEndpoint,
+        credentials: 'none',
+        signatureTimeout: '2m',
+        requestTimeout: '10s',
+        // These tests measure replicas against the sandbox, not the project's Chrome API quota: the default budget
+        // (2,400 requests a minute) would make a 1,000-process run wait on tokens for two minutes. The budget keeps
+        // working here (tokens still come from the shared store); its limits are tested in the rate-limiter tests.
+        rateLimit: { requestsPerMinute: 120_000 },
+      },
       pubsub: { subscription: this.subscriptionName, maxInFlight: 100, maxExtension: '10m', closeTimeout: '3s' },
       store: this.storeConfig(),
       scheduler: { ...TEST_SCHEDULER, ...this.options.scheduler },
