@@ -53,11 +53,13 @@ export function renderOverlay(overlay: Overlay): Promise<K8sObject[]> {
   return kustomize(path.join(DEPLOY, 'overlays', overlay));
 }
 
+export type Component = 'prometheus-operator' | 'hpa-cpu-only';
+
 /**
- * Renders an overlay with the Prometheus Operator component added (what the overlay's comment tells operators to
- * switch to), from a temporary kustomization next to nothing: kustomize wants relative paths.
+ * Renders an overlay with components added (what an overlay's comment or docs/operations.md tell operators to add),
+ * from a temporary kustomization next to nothing: kustomize wants relative paths.
  */
-export async function renderOverlayWithPrometheusOperator(overlay: Overlay): Promise<K8sObject[]> {
+export async function renderOverlayWith(overlay: Overlay, components: readonly Component[]): Promise<K8sObject[]> {
   const dir = await mkdtemp(path.join(tmpdir(), 'certprov-kustomize-'));
   try {
     const rel = (p: string) => path.relative(dir, p);
@@ -70,7 +72,7 @@ export async function renderOverlayWithPrometheusOperator(overlay: Overlay): Pro
         'resources:',
         `  - ${rel(path.join(DEPLOY, 'overlays', overlay))}`,
         'components:',
-        `  - ${rel(path.join(DEPLOY, 'components', 'prometheus-operator'))}`,
+        ...components.map((c) => `  - ${rel(path.join(DEPLOY, 'components', c))}`),
         '',
       ].join('\n'),
     );

@@ -22,7 +22,7 @@ import {
   only,
   promtool,
   renderOverlay,
-  renderOverlayWithPrometheusOperator,
+  renderOverlayWith,
   type K8sObject,
   type Overlay,
 } from './kustomize.ts';
@@ -35,6 +35,8 @@ const BACKLOG_METRIC = 'pubsub_googleapis_com:subscription_num_undelivered_messa
 interface Rendered {
   readonly objects: K8sObject[];
   readonly withOperator: K8sObject[];
+  /** With the CPU-only HPA component (clusters without the Custom Metrics Stackdriver Adapter). */
+  readonly cpuOnly: K8sObject[];
   readonly rawConfig: Record<string, unknown>;
   readonly config: Config;
 }
@@ -43,9 +45,10 @@ const rendered = new Map<Overlay, Rendered>();
 
 beforeAll(async () => {
   for (const overlay of OVERLAYS) {
-    const [objects, withOperator] = await Promise.all([
+    const [objects, withOperator, cpuOnly] = await Promise.all([
       renderOverlay(overlay),
-      renderOverlayWithPrometheusOperator(overlay),
+      renderOverlayWith(overlay, ['prometheus-operator']),
+      renderOverlayWith(overlay, ['hpa-cpu-only']),
     ]);
     const configMap = only(objects, 'ConfigMap');
     const text = (configMap.data as Record<string, string>)['config.yaml'] ?? '';
@@ -55,7 +58,7 @@ beforeAll(async () => {
       baseDir: '/etc/certprov',
       purpose: 'run',
     });
-    rendered.set(overlay, { objects, withOperator, rawConfig, config });
+    rendered.set(overlay, { objects, withOperator, cpuOnly, rawConfig, config });
   }
 }, 60_000);
 
@@ -261,6 +264,18 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     const cpu = (hpa.spec.metrics as any[]).find((m) => m.type === 'Resource');
     expect(cpu.resource.name).toBe('cpu');
     expect(only(objects, 'Deployment').spec.replicas).toBeUndefined();
+  });
+
+  it('autoscales on CPU alone with the hpa-cpu-only component, and changes nothing else', () => {
+    const { objects, cpuOnly } = get(overlay);
+    const base = only(objects, 'HorizontalPodAutoscaler');
+    const hpa = only(cpuOnly, 'HorizontalPodAutoscaler');
+    // No External metric left: an HPA with an unavailable metric never scales down.
+    expect(hpa.spec.metrics).toEqual([(base.spec.metrics as any[]).find((m) => m.type === 'Resource')]);
+    expect(hpa.spec.metrics[0].resource.name).toBe('cpu');
+    expect({ ...hpa.spec, metrics: undefined }).toEqual({ ...base.spec, metrics: undefined });
+    const rest = (list: K8sObject[]) => list.filter((o) => o.kind !== 'HorizontalPodAutoscaler');
+    expect(rest(cpuOnly)).toEqual(rest(objects));
   });
 
   it('scrapes the pods with PodMonitoring (Google Managed Prometheus) or a ServiceMonitor (Prometheus Operator)', () => {
