@@ -42,6 +42,22 @@ export interface IssueRequest {
    * workflow.
    */
   readonly processCreatedAt?: number;
+  /**
+   * The certificate this process renews: the active certificate of the same holder and profile this connection
+   * issued, as the inventory knows it when the process reaches the CA. Looked up only for a CA that
+   * {@link CertificateAuthority.linksRenewals}; absent on a first issuance.
+   */
+  readonly renews?: RenewedCertificate;
+}
+
+/** The inventory's view of the certificate a process replaces (src/store/inventory.ts). */
+export interface RenewedCertificate {
+  /** Serial number, lowercase hex. */
+  readonly serial: string;
+  /** Epoch ms. */
+  readonly notAfter: number;
+  /** The CA's reference recorded at its issuance (DigiCert: order and certificate ids). */
+  readonly caRef?: PendingRef;
 }
 
 /** Opaque to the workflow; stored in the process record as JSON. Keep it small and free of secrets. */
@@ -54,6 +70,12 @@ export type IssueResult =
       readonly certificatePem: string;
       /** Issuer chain (PEM, leaf's issuer first), for logs and audit; never uploaded. */
       readonly chainPem?: readonly string[];
+      /**
+       * The CA's reference for the request that produced it (DigiCert: order and certificate ids), kept in the
+       * inventory (`caRef`) for revocation and renewal linkage. A certificate that was pending first keeps its
+       * pending ref when this is absent.
+       */
+      readonly ref?: PendingRef;
     }
   | {
       readonly status: 'pending';
@@ -104,6 +126,13 @@ export interface CertificateAuthority {
   readonly name: string;
   /** The backend type (`local`, `digicert`, …); a metric label. */
   readonly type: string;
+
+  /**
+   * The CA links a renewal to the certificate it replaces (DigiCert's `renewal_of_order_id`): the workflow then
+   * looks the predecessor up in the inventory before `issue` (one store query per issuance) and hands it over as
+   * {@link IssueRequest.renews}. Absent or false: no lookup.
+   */
+  readonly linksRenewals?: boolean;
 
   /** Issue a certificate for a verified CSR; never throws for a CA's definitive rejection (returns `failed`). */
   issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult>;

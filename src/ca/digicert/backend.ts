@@ -106,6 +106,8 @@ function numberOf(value: unknown): number | undefined {
 export class DigicertCa implements CertificateAuthority, PendingIssuance, BackgroundWork, Probe, Revocation {
   readonly type = 'digicert';
   readonly name: string;
+  /** The product takes `renewal_of_order_id` (products.ts): the workflow hands over the renewed certificate. */
+  readonly linksRenewals: boolean;
   readonly keyId: string;
   readonly limiter: DigicertRateLimiter;
   readonly client: DigicertClient;
@@ -130,6 +132,7 @@ export class DigicertCa implements CertificateAuthority, PendingIssuance, Backgr
   ) {
     this.name = name;
     this.config = config;
+    this.linksRenewals = DIGICERT_PRODUCTS[config.product]?.linksRenewals === true;
     this.deps = deps;
     this.now = options.now ?? Date.now;
     this.sleep = options.sleep;
@@ -210,6 +213,7 @@ export class DigicertCa implements CertificateAuthority, PendingIssuance, Backgr
           requestId: created.requests?.[0]?.id,
           certificateId: created.certificate_id,
           issuedAtOnce: (created.certificate_chain?.length ?? 0) > 0,
+          ...(body.renewal_of_order_id === undefined ? {} : { renewalOfOrderId: body.renewal_of_order_id }),
         },
         'DigiCert order placed',
       );
@@ -378,6 +382,10 @@ export class DigicertCa implements CertificateAuthority, PendingIssuance, Backgr
           chain.map((c) => c.pem),
           request.spkiDer,
         ),
+        ref: {
+          orderId: created.id,
+          ...(created.certificate_id === undefined ? {} : { certificateId: created.certificate_id }),
+        },
       };
     }
     return this.pending({
@@ -435,7 +443,7 @@ export class DigicertCa implements CertificateAuthority, PendingIssuance, Backgr
   ): Promise<IssueResult> {
     const pem = await this.client.downloadPemAll(certificateId, ctx);
     ctx.log.info({ caConnection: this.name, orderId, certificateId }, 'DigiCert certificate downloaded');
-    return { status: 'issued', ...leafAndChain([pem], request.spkiDer) };
+    return { status: 'issued', ...leafAndChain([pem], request.spkiDer), ref: { orderId, certificateId } };
   }
 
   // --- never two orders for one process ---------------------------------------------------------------------

@@ -31,6 +31,8 @@ export interface OrderBody {
   readonly payment_method: string;
   readonly comments: string;
   readonly disable_renewal_notifications: boolean;
+  /** The order this one renews (products that link renewals, when the inventory knows the predecessor's order). */
+  readonly renewal_of_order_id?: number;
   readonly custom_fields: readonly { readonly metadata_id: number; readonly value: string }[];
 }
 
@@ -78,6 +80,16 @@ function validityOf(
   }
 }
 
+/**
+ * The order a renewal links to: the predecessor's DigiCert order id from the inventory, when the product takes the
+ * link. A predecessor from an older configuration without an order id (or a first issuance) links nothing.
+ */
+export function renewalOrderId(config: DigicertConfig, request: IssueRequest): number | undefined {
+  if (DIGICERT_PRODUCTS[config.product]?.linksRenewals !== true) return undefined;
+  const orderId = request.renews?.caRef?.orderId;
+  return typeof orderId === 'number' && Number.isSafeInteger(orderId) && orderId > 0 ? orderId : undefined;
+}
+
 /** Builds the order body. `now` (epoch ms) dates a `custom_expiration_date`. */
 export function buildOrderBody(config: DigicertConfig, request: IssueRequest, now: number): OrderBody {
   const product = DIGICERT_PRODUCTS[config.product];
@@ -94,6 +106,7 @@ export function buildOrderBody(config: DigicertConfig, request: IssueRequest, no
 
   const days = validityDays(config, request.profile.validityMs);
   const validity = validityOf(validityFieldOf(config), days, now);
+  const renewalOf = renewalOrderId(config, request);
 
   return {
     certificate: {
@@ -112,6 +125,7 @@ export function buildOrderBody(config: DigicertConfig, request: IssueRequest, no
     comments: renderComments(config.commentsTemplate, request),
     // Chrome renews device certificates itself; renewal e-mails to the order contact would only be noise.
     disable_renewal_notifications: true,
+    ...(renewalOf === undefined ? {} : { renewal_of_order_id: renewalOf }),
     custom_fields: [{ metadata_id: config.processIdCustomFieldId, value: request.processId }],
   };
 }

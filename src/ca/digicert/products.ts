@@ -38,6 +38,11 @@ export interface DigicertProduct {
    * a device process carries none, so a device profile cannot be ordered there (profile-checks.ts).
    */
   readonly serves: readonly ('users' | 'devices')[];
+  /**
+   * The product's order page documents `renewal_of_order_id`: a renewal names the order it renews, so CertCentral
+   * shows one lineage and bills it as a renewal. False: every renewal is a new order (docs/backends/digicert.md).
+   */
+  readonly linksRenewals: boolean;
 }
 
 const CLIENT_AUTH = EXTENDED_KEY_USAGES.clientAuth as string;
@@ -55,6 +60,8 @@ export const DIGICERT_PRODUCTS: Readonly<Record<string, DigicertProduct>> = {
     // client certificates, validity_days and custom_expiration_date.
     validityFields: ['validity_days', 'custom_expiration_date', 'validity_years'],
     serves: ['users'],
+    // "Order client certificate" takes renewal_of_order_id (the order being renewed).
+    linksRenewals: true,
   },
   /** Private SSL Plus: a private hierarchy's TLS certificate (server and client authentication). */
   private_ssl_plus: {
@@ -69,6 +76,8 @@ export const DIGICERT_PRODUCTS: Readonly<Record<string, DigicertProduct>> = {
     // DNS names built from device fields (d-{{device.deviceDirectoryApiId}}.devices.example.com); user sessions
     // too, from an affiliated user's device or the user's directory id.
     serves: ['devices', 'users'],
+    // "Order Private SSL" documents no renewal linkage: each renewal is a new order in the private hierarchy.
+    linksRenewals: false,
   },
 };
 

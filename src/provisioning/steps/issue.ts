@@ -6,11 +6,12 @@
  * `issue`, the result right after; `priorAttempts` tells a non-idempotent backend to reconcile before ordering.
  */
 import type { CaConnection } from '../../ca/connection.ts';
-import type { IssueRequest, IssueResult } from '../../ca/types.ts';
+import type { IssueRequest, IssueResult, RenewedCertificate } from '../../ca/types.ts';
 import { TerminalError } from '../../errors.ts';
 import { certificateMatchesSpki } from '../../pki/certificate-builder.ts';
 import { parseDeviceKey } from '../../pki/device-key.ts';
 import { decodeBase64 } from '../../pki/pem.ts';
+import { holderKeyOf } from '../../store/inventory.ts';
 import type { ProcessRecord } from '../../store/types.ts';
 import { finishedProcess, type ProcessRun, type StepResult } from '../step.ts';
 
@@ -47,6 +48,30 @@ function issueRequest(record: ProcessRecord): IssueRequest {
   };
 }
 
+/**
+ * The certificate this process renews, for a CA that links renewals: the holder's active certificate of the same
+ * profile from this connection that has not expired yet (the latest, if out-of-order writes left several). One
+ * inventory query (the one recording the certificate makes too); undefined for a first issuance or a record without
+ * a holder.
+ */
+async function renewedCertificate(run: ProcessRun, ca: CaConnection): Promise<RenewedCertificate | undefined> {
+  const { record } = run;
+  const profile = record.profile ?? record.rendered?.name;
+  if (ca.ca.linksRenewals !== true || record.holder === undefined || profile === undefined) return undefined;
+  const holder = holderKeyOf(record.holder);
+  if (holder === 'unknown:') return undefined;
+  // The query recordCertificate makes (one composite index: holderKey, profile, status); the rest is filtered here.
+  const active = await run.deps.store.findCertificates({ holder, profile, status: 'active' });
+  const now = run.now();
+  const latest = active.filter((c) => c.caConnection === ca.name && c.notAfter > now).at(-1);
+  if (latest === undefined) return undefined;
+  return {
+    serial: latest.serial,
+    notAfter: latest.notAfter,
+    ...(latest.caRef === undefined ? {} : { caRef: latest.caRef }),
+  };
+}
+
 function onResult(run: ProcessRun, ca: CaConnection, request: IssueRequest, result: IssueResult): StepResult {
   const { record } = run;
   switch (result.status) {
@@ -65,7 +90,16 @@ function onResult(run: ProcessRun, ca: CaConnection, request: IssueRequest, resu
         );
       }
       run.deps.metrics.certificatesIssued.inc({ ca_connection: ca.name, backend: ca.type });
-      return { kind: 'next', step: 'upload', patch: { certificatePem: result.certificatePem, attempts: 0 } };
+      return {
+        kind: 'next',
+        step: 'upload',
+        // The CA's reference goes to the inventory with the certificate (revocation, renewal linkage).
+        patch: {
+          certificatePem: result.certificatePem,
+          attempts: 0,
+          ...(result.ref === undefined ? {} : { pendingRef: result.ref }),
+        },
+      };
     }
     case 'pending': {
       run.ctx.log.info(
@@ -97,13 +131,15 @@ function onResult(run: ProcessRun, ca: CaConnection, request: IssueRequest, resu
 
 export async function issueStep(run: ProcessRun): Promise<StepResult> {
   const ca = connectionOf(run);
-  const request = issueRequest(run.record);
+  const base = issueRequest(run.record);
   if (run.freshLease) {
     // Resumed (a retry, or after a lost lease): a process that finished meanwhile needs no certificate at all.
     const finished = await finishedProcess(run);
     if (finished?.failed === true) return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
     if (finished?.issued === true) return { kind: 'done', outcome: 'skipped', reason: 'already_finished' };
   }
+  const renews = await renewedCertificate(run, ca);
+  const request: IssueRequest = renews === undefined ? base : { ...base, renews };
   // Intent first: if we crash after the CA accepted the order, the next run sees priorAttempts > 0.
   const withIntent = await run.persist({ issueAttempts: run.record.issueAttempts + 1 });
   run.lease.assertHeld(run.ref.processId, run.deps.replicaId);

@@ -60,6 +60,11 @@ export interface FakeProduct {
   readonly maxValidityYears: number;
   /** Private products: the ca_cert_id the order must name. */
   readonly caCertId?: string;
+  /**
+   * The order page documents `renewal_of_order_id`. When true, a renewal must name an issued order of this account
+   * and product; when false, the field is refused (the adapter must not send what the product does not document).
+   */
+  readonly linksRenewals: boolean;
 }
 
 export interface FakeOrganization {
@@ -93,6 +98,8 @@ export interface FakeOrder {
   readonly validityMs: number;
   readonly customFields: readonly { metadata_id: number; value: string }[];
   readonly comments: string | undefined;
+  /** The order this one renews (`renewal_of_order_id`). */
+  readonly renewalOfOrderId: number | undefined;
   readonly body: Record<string, unknown>;
   /** leaf, intermediate, root once issued. */
   pems: readonly string[] | undefined;
@@ -142,6 +149,7 @@ export const FAKE_DEFAULTS = {
       maxValidityDays: 1095,
       validityFields: ['validity_days', 'custom_expiration_date', 'validity_years'],
       maxValidityYears: 3,
+      linksRenewals: true,
     },
     private_ssl_plus: {
       kind: 'ssl',
@@ -150,6 +158,7 @@ export const FAKE_DEFAULTS = {
       validityFields: ['validity_years'],
       maxValidityYears: 2,
       caCertId: 'A1B2C3D4E5F6',
+      linksRenewals: false,
     },
   } satisfies Record<string, FakeProduct>,
 } as const;
@@ -594,6 +603,7 @@ export class FakeCertCentral {
     const validityMs = this.validityOf(body, product);
     const customFields = this.customFieldsOf(body.custom_fields);
     const comments = typeof body.comments === 'string' ? body.comments : undefined;
+    const renewalOfOrderId = this.renewedOrderOf(body.renewal_of_order_id, productId, product);
 
     const id = this.nextId++;
     const order: FakeOrder = {
@@ -613,6 +623,7 @@ export class FakeCertCentral {
       validityMs,
       customFields,
       comments,
+      renewalOfOrderId,
       body,
       pems: undefined,
       readsUntilIssued: this.pendingReads,
@@ -646,6 +657,23 @@ export class FakeCertCentral {
         requests: [{ id: order.requestId, status: order.status === 'needs_approval' ? 'pending' : 'approved' }],
       },
     };
+  }
+
+  /** `renewal_of_order_id`: an issued order of this account and product, on a product that takes the link. */
+  private renewedOrderOf(raw: unknown, productId: string, product: FakeProduct): number | undefined {
+    if (raw === undefined) return undefined;
+    if (!product.linksRenewals) {
+      throw invalid('renewal_of_order_id', `renewal_of_order_id is not accepted for ${productId}.`);
+    }
+    const orderId = positiveInt(raw);
+    const renewed = orderId === undefined ? undefined : this.orders.get(orderId);
+    if (orderId === undefined || renewed === undefined) {
+      throw invalid('renewal_of_order_id', 'renewal_of_order_id does not name an order of this account.');
+    }
+    if (renewed.product !== productId || renewed.status !== 'issued') {
+      throw invalid('renewal_of_order_id', `order ${orderId} cannot be renewed by a ${productId} order.`);
+    }
+    return orderId;
   }
 
   /** Parses the PEM CSR and verifies its self-signature; returns the SPKI (DER). */
