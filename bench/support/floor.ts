@@ -9,7 +9,8 @@ import type { CertificateProvisioningProcess, Operation } from '../../src/chrome
 import type { CompiledProfile } from '../../src/config/load.ts';
 import type { Logger } from '../../src/observability/logger.ts';
 import { assembleCertificationRequest, buildCertificationRequestInfo } from '../../src/pki/certification-request.ts';
-import { chromeSignatureAlgorithm, parseDeviceKey } from '../../src/pki/device-key.ts';
+import { chromeSignatureAlgorithm } from '../../src/chrome/signature-algorithm.ts';
+import { parseDeviceKey } from '../../src/pki/device-key.ts';
 import { decodeBase64, encodeBase64 } from '../../src/pki/pem.ts';
 import { verifyProofOfPossession } from '../../src/pki/proof-of-possession.ts';
 import { profileReferenceOf } from '../../src/chrome/types.ts';

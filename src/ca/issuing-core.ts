@@ -22,17 +22,18 @@ import {
 import { bytesEqual } from '../pki/der.ts';
 import { encodePem, splitPemBundle } from '../pki/pem.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { IssueRequest, IssueResult, RevocationRequest, RevocationResult, StepContext } from './types.ts';
+import type {
+  IssueRequest,
+  IssueResult,
+  IssuingCa,
+  RevocationRequest,
+  RevocationResult,
+  StepContext,
+} from './types.ts';
 
 const DAY_MS = 86_400_000;
 
-/** What a self-signing CA issues with: its certificate, the chain above the leaf, and a signer for its key. */
-export interface IssuingCa {
-  readonly certificate: ParsedCertificate;
-  /** The CA certificate first, then its parents (IssueResult.chainPem). */
-  readonly chainPem: readonly string[];
-  readonly signer: TbsSigner;
-}
+export type { IssuingCa } from './types.ts';
 
 export interface LeafIssuerSettings {
   /** Connection name, for logs and messages. */

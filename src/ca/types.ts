@@ -10,7 +10,8 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { CoordinationStore } from '../store/types.ts';
 import type { CrlReason } from '../pki/crl-reason.ts';
-import type { IssuingCa } from './issuing-core.ts';
+import type { PendingRef } from './pending-ref.ts';
+import type { ParsedCertificate, TbsSigner } from '../pki/certificate-builder.ts';
 import type { SanTemplate, SubjectTemplate } from '../pki/subject-template.ts';
 import type { DeviceKeyInfo, KeyType, LeafKeyUsage, RenderedProfile, SubjectAltNameType } from '../pki/types.ts';
 
@@ -60,8 +61,7 @@ export interface RenewedCertificate {
   readonly caRef?: PendingRef;
 }
 
-/** Opaque to the workflow; stored in the process record as JSON. Keep it small and free of secrets. */
-export type PendingRef = Readonly<Record<string, string | number | boolean>>;
+export type { PendingRef } from './pending-ref.ts';
 
 export type IssueResult =
   | {
@@ -167,6 +167,14 @@ export interface Revocation {
    * connection lacks this ability. Throws a classified error when the CA refuses or fails.
    */
   revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult>;
+}
+
+/** What a self-signing CA issues with: its certificate, the chain above the leaf, and a signer for its key. */
+export interface IssuingCa {
+  readonly certificate: ParsedCertificate;
+  /** The CA certificate first, then its parents (IssueResult.chainPem). */
+  readonly chainPem: readonly string[];
+  readonly signer: TbsSigner;
 }
 
 /**

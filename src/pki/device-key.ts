@@ -4,10 +4,9 @@
  * asked for, with a message the ChromeOS user can act on.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import type { SignatureAlgorithm } from '../chrome/types.ts';
 import { TerminalError } from '../errors.ts';
 import { DerError, TAG, assertWellFormed, readSingle } from './der.ts';
-import type { DeviceKeyInfo, KeyType } from './types.ts';
+import type { DeviceKeyInfo } from './types.ts';
 
 /** Smallest RSA modulus accepted (NIST SP 800-131A). */
 export const MIN_RSA_BITS = 2048;
@@ -75,12 +74,6 @@ export function parseDeviceKey(spkiDer: Uint8Array): DeviceKeyInfo {
     default:
       throw refuse(`${key.asymmetricKeyType ?? 'unknown'} keys are not allowed; only RSA and EC P-256`);
   }
-}
-
-/** The algorithm Chrome asks the device to sign with, by key type (reference: signatureAlgorithm enum). */
-export function chromeSignatureAlgorithm(key: DeviceKeyInfo | KeyType): SignatureAlgorithm {
-  const type = typeof key === 'string' ? key : key.type;
-  return type === 'rsa' ? 'SIGNATURE_ALGORITHM_RSA_PKCS1_V1_5_SHA256' : 'SIGNATURE_ALGORITHM_ECDSA_SHA256';
 }
 
 /** Short, non-personal description for logs and metrics: `RSA-2048`, `EC P-256`. */

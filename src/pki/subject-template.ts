@@ -6,7 +6,6 @@
  * In a template, `\` escapes the next character (`O=Example\, Inc.`).
  */
 import { TerminalError } from '../errors.ts';
-import type { ChromeOsDevice, ChromeOsUserSession } from '../chrome/types.ts';
 import type { DistinguishedName, SubjectAltName, SubjectAltNameType, SubjectAttribute } from './types.ts';
 
 export type StringEncoding = 'utf8' | 'printable' | 'ia5';
@@ -174,10 +173,25 @@ export function parseSubjectTemplate(source: string): SubjectTemplate {
   });
 }
 
-/** The values a template may use, taken from one Chrome process. */
+/** The device fields a template may use ({@link TEMPLATE_VARIABLES} `device.*`). */
+export interface TemplateDevice {
+  readonly deviceDirectoryApiId?: string;
+  readonly serialNumber?: string;
+}
+
+/** The user fields a template may use ({@link TEMPLATE_VARIABLES} `user.*`). */
+export interface TemplateUser {
+  readonly userPrimaryEmail?: string;
+  readonly userDirectoryApiId?: string;
+}
+
+/**
+ * The values a template may use for one process. PKI's own shape: the workflow fills it from the Chrome process
+ * (src/provisioning/render-profile.ts), so this module knows no Chrome type.
+ */
 export interface TemplateVariables {
-  readonly device?: ChromeOsDevice;
-  readonly user?: ChromeOsUserSession;
+  readonly device?: TemplateDevice;
+  readonly user?: TemplateUser;
   readonly process: { readonly id: string; readonly customer: string; readonly provisioningProfileId?: string };
 }
 

@@ -12,7 +12,7 @@
  * The inventory holds the clear identity (directory ids, device serial, user email) because lookups need it; logs
  * and metrics only ever carry it hashed (DESIGN.md §5).
  */
-import type { PendingRef } from '../ca/types.ts';
+import type { PendingRef } from '../ca/pending-ref.ts';
 import type { CrlReason } from '../pki/crl-reason.ts';
 
 export type CertificateStatus = 'active' | 'superseded' | 'revoked';

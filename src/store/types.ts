@@ -7,7 +7,7 @@
  * a safety margin, and re-reads the process right before the unsafe calls (docs/failure-model.md).
  */
 import type { FailureReason } from '../errors.ts';
-import type { PendingRef } from '../ca/types.ts';
+import type { PendingRef } from '../ca/pending-ref.ts';
 import type { RenderedProfile } from '../pki/types.ts';
 import type { CertificateHolder, InventoryStore } from './inventory.ts';
 

@@ -9,7 +9,8 @@ import { profileReferenceOf, type CertificateProvisioningProcess, type ClaimResu
 import { ProcessNotFoundError } from '../../chrome/errors.ts';
 import { TerminalError, UnclearResultError, describeError } from '../../errors.ts';
 import { buildCertificationRequestInfo } from '../../pki/certification-request.ts';
-import { parseDeviceKey, chromeSignatureAlgorithm } from '../../pki/device-key.ts';
+import { parseDeviceKey } from '../../pki/device-key.ts';
+import { chromeSignatureAlgorithm } from '../../chrome/signature-algorithm.ts';
 import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
 import { hashPersonal } from '../../observability/logger.ts';
 import { ownershipOf } from '../ownership.ts';

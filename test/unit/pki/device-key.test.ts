@@ -1,7 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { TerminalError } from '../../../src/errors.ts';
-import { chromeSignatureAlgorithm, describeDeviceKey, parseDeviceKey } from '../../../src/pki/device-key.ts';
+import { describeDeviceKey, parseDeviceKey } from '../../../src/pki/device-key.ts';
 import { testKeyPool } from '../../support/keys.ts';
 
 function spkiOf(publicKey: KeyObject): Uint8Array {
@@ -24,7 +24,6 @@ describe('device key policy (DESIGN.md §5)', () => {
     const info = parseDeviceKey(key.spkiDer);
     expect(info).toEqual({ type: 'rsa', modulusBits: 2048, publicExponent: 65537 });
     expect(describeDeviceKey(info)).toBe('RSA-2048');
-    expect(chromeSignatureAlgorithm(info)).toBe('SIGNATURE_ALGORITHM_RSA_PKCS1_V1_5_SHA256');
   });
 
   it('accepts EC P-256', async () => {
@@ -32,8 +31,6 @@ describe('device key policy (DESIGN.md §5)', () => {
     const info = parseDeviceKey(key.spkiDer);
     expect(info).toEqual({ type: 'ec', namedCurve: 'P-256' });
     expect(describeDeviceKey(info)).toBe('EC P-256');
-    expect(chromeSignatureAlgorithm(info)).toBe('SIGNATURE_ALGORITHM_ECDSA_SHA256');
-    expect(chromeSignatureAlgorithm('ec')).toBe('SIGNATURE_ALGORITHM_ECDSA_SHA256');
   });
 
   it('refuses RSA-1024 with a user message and a detailed log message', async () => {
