@@ -17,7 +17,6 @@ import {
   parseCertificate,
   type BuiltCertificate,
   type ParsedCertificate,
-  type TbsSigner,
 } from '../pki/certificate-builder.ts';
 import { bytesEqual } from '../pki/der.ts';
 import { encodePem, splitPemBundle } from '../pki/pem.ts';
