@@ -75,6 +75,24 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: 'republish parked notifications from the dead-letter subscription to the provisioning topic',
     load: async () => (await import('./cli/dead-letter.ts')).deadLetterCommand,
   },
+  {
+    name: 'status',
+    usage: 'status ID --config FILE [--json]',
+    summary: 'show one process (by process id or correlation id) and its certificate',
+    load: async () => (await import('./cli/status.ts')).statusCommand,
+  },
+  {
+    name: 'certs',
+    usage: 'certs list --config FILE [filters] [--json]',
+    summary: 'list issued certificates (by device, user, profile, connection, status, expiry)',
+    load: async () => (await import('./cli/certs.ts')).certsCommand,
+  },
+  {
+    name: 'revoke',
+    usage: 'revoke --config FILE (--serial S | --device ID | --user ID) --reason R [--dry-run] [--yes]',
+    summary: 'revoke certificates of a serial, a device or a user',
+    load: async () => (await import('./cli/revoke.ts')).revokeCommand,
+  },
 ];
 
 function overview(): string {
