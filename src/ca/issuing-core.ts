@@ -29,8 +29,7 @@ import type {
   RevocationResult,
   StepContext,
 } from './types.ts';
-
-const DAY_MS = 86_400_000;
+import { DAY_MS } from '../time.ts';
 
 export type { IssuingCa } from './types.ts';
 

@@ -2,7 +2,9 @@
  * Durations in configuration are strings with units (`500ms`, `30s`, `15m`, `2h`, `365d`, `1h30m`): a bare number
  * is ambiguous (seconds? milliseconds?) and is rejected with a hint.
  */
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+import { DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS } from '../time.ts';
+
+const UNIT_MS = { ms: 1, s: SECOND_MS, m: MINUTE_MS, h: HOUR_MS, d: DAY_MS } as const;
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
 
 /** Parses a duration string into milliseconds; returns undefined when it is not one. */

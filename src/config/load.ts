@@ -24,6 +24,7 @@ import { describeIssues, suggestion } from './problems.ts';
 import type { SecretReference } from './zod-helpers.ts';
 import { instanceIdFromSubscription, LOOPBACK_INSTANCE_ID } from './instance-id.ts';
 import { rawConfigSchema, type LogLevelName, type RawConfig, type RawProfile } from './schema.ts';
+import { DAY_MS } from '../time.ts';
 
 export interface CaConnectionConfig {
   readonly name: string;
@@ -132,8 +133,6 @@ export interface Config {
 
 /** What the configuration is loaded for: `run` (and `check-config`) enforce what production needs. */
 export type ConfigPurpose = 'run' | 'demo';
-
-const DAY_MS = 86_400_000;
 
 function sanTypeOf(entry: RawProfile['subjectAltNames'][number]): [SubjectAltNameType, string] {
   const [type, value] = Object.entries(entry)[0] as [SubjectAltNameType, string];

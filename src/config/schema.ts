@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { LEAF_KEY_USAGES } from '../pki/key-usage.ts';
 import { durationMs, secretReference } from './zod-helpers.ts';
+import { DAY_MS } from '../time.ts';
 
 /** Defaults as typed constants; documented in config/*.example.yaml and docs/configuration.md. */
 export const DEFAULTS = {
@@ -58,7 +59,7 @@ const chromeSchema = z
         z
           .number()
           .min(1_000, 'at least 1s')
-          .max(7 * 86_400_000, 'at most 7d'),
+          .max(7 * DAY_MS, 'at most 7d'),
       )
       .prefault(DEFAULTS.chrome.signatureTimeout),
     /** Timeout of one HTTP request. Default 30s. */

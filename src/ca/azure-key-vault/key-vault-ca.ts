@@ -56,10 +56,9 @@ import {
 } from './key-vault-clients.ts';
 import { publicJwkOf, signingAlgorithmFor } from './key-vault-signer.ts';
 import { KEY_VAULT_OPERATIONS, type KeyVaultOperation } from './operations.ts';
+import { DAY_MS } from '../../time.ts';
 
 const CLIENT_AUTH_OID = EXTENDED_KEY_USAGES.clientAuth as string;
-
-const DAY_MS = 86_400_000;
 
 export interface KeyVaultCaOptions {
   /** The Entra credential. Default: built from `config.credential`. */

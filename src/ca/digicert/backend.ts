@@ -60,8 +60,8 @@ import { digicertProfileProblems } from './profile-checks.ts';
 import { DIGICERT_PRODUCTS } from './products.ts';
 import { DigicertRateLimiter } from './rate-limiter.ts';
 import { StatusChangesPoller } from './status-poller.ts';
+import { DAY_MS } from '../../time.ts';
 
-const DAY_MS = 86_400_000;
 /** Orders listed when reconciling (one list request), at most; only those created after the process are read. */
 const MAX_RECONCILE_CANDIDATES = 100;
 /** Clock difference tolerated between this replica and DigiCert when comparing creation times. */

@@ -9,8 +9,7 @@ import { TerminalError } from '../../errors.ts';
 import { encodePem } from '../../pki/pem.ts';
 import { maxValidityDaysOf, validityFieldOf, type DigicertConfig } from './config.ts';
 import { DIGICERT_PRODUCTS } from './products.ts';
-
-const DAY_MS = 86_400_000;
+import { DAY_MS } from '../../time.ts';
 
 export interface OrderBody {
   readonly certificate: {

@@ -21,8 +21,7 @@ import type { ProfileProblem, ProfileTemplate } from '../types.ts';
 import type { ValueTemplate } from '../../pki/subject-template.ts';
 import { validityFieldOf, type DigicertConfig } from './config.ts';
 import { DIGICERT_PRODUCTS } from './products.ts';
-
-const DAY_MS = 86_400_000;
+import { DAY_MS } from '../../time.ts';
 
 /** Products that can serve device processes, for messages. */
 const DEVICE_PRODUCTS = Object.entries(DIGICERT_PRODUCTS)

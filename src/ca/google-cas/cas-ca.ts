@@ -42,8 +42,7 @@ import type {
 import { certificateConfigFor } from './certificate-config.ts';
 import { createCasClient, type CasCertificate, type CasClient } from './client.ts';
 import type { CasCaConfig } from './config.ts';
-
-const DAY_MS = 86_400_000;
+import { DAY_MS } from '../../time.ts';
 
 /** The role that allows CreateCertificate (and reading the certificates it made) in a pool. */
 export const CAS_REQUESTER_ROLE = 'roles/privateca.certificateRequester';

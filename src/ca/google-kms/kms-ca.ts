@@ -43,8 +43,7 @@ import type {
 } from '../types.ts';
 import { createKmsClient, type KmsClient, type KmsDigest } from './client.ts';
 import type { KmsCaConfig } from './config.ts';
-
-const DAY_MS = 86_400_000;
+import { DAY_MS } from '../../time.ts';
 
 /** The role that allows AsymmetricSign and GetPublicKey on a key. */
 export const KMS_SIGNER_ROLE = 'roles/cloudkms.signerVerifier';

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { buildSelfSignedCaCertificate, signerFromPrivateKey } from '../../pki/certificate-builder.ts';
 import { parseSubjectTemplate, renderSubject } from '../../pki/subject-template.ts';
 import type { DistinguishedName } from '../../pki/types.ts';
+import { DAY_MS } from '../../time.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -60,7 +61,6 @@ export class LocalCaExistsError extends Error {
 
 export const DEFAULT_CA_VALIDITY_DAYS = 3650;
 const RSA_CA_BITS = 3072;
-const DAY_MS = 86_400_000;
 
 function resolveSubject(subject: InitLocalCaOptions['subject']): DistinguishedName {
   const source = subject ?? `CN=certprov local CA ${randomBytes(4).toString('hex')}`;

@@ -35,8 +35,8 @@ import type {
 } from '../types.ts';
 import type { LocalCaConfig } from './config.ts';
 import { LOCAL_CA_FILES } from './init.ts';
+import { DAY_MS } from '../../time.ts';
 
-const DAY_MS = 86_400_000;
 /** Sub-directory holding every issued certificate as `<serial>.pem`. */
 const ISSUED_DIRECTORY = 'issued';
 
