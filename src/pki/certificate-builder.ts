@@ -180,7 +180,7 @@ export interface CaCertificateOptions {
   readonly subject: DistinguishedName;
   /** The CA's own SubjectPublicKeyInfo (DER). */
   readonly spkiDer: Uint8Array;
-  /** Signs with the CA's own key (self-signed). */
+  /** Signs with the CA's own key (self-signed), or with the issuer's key when {@link issuer} is given. */
   readonly signer: TbsSigner;
   readonly validityMs: number;
   /** Default: now. */
@@ -191,23 +191,33 @@ export interface CaCertificateOptions {
   readonly pathLength?: number;
   /** Default: {@link randomSerialNumber}. */
   readonly serial?: Uint8Array;
+  /**
+   * The CA certificate that signs this one (a root issuing a subordinate CA); `signer` then holds its key. The
+   * subordinate's validity ends no later than the issuer's, and its AKI names the issuer's key. Default: self-signed.
+   */
+  readonly issuer?: ParsedCertificate;
 }
 
 /**
- * A self-signed CA certificate: basicConstraints CA:true with pathLenConstraint (critical), keyUsage
- * keyCertSign + cRLSign (critical), SKI. (AKI is optional for self-signed certificates, RFC 5280 §4.2.1.1.)
+ * A CA certificate: basicConstraints CA:true with pathLenConstraint (critical), keyUsage keyCertSign + cRLSign
+ * (critical), SKI; self-signed unless `issuer` is given, then signed by the issuer with AKI = the issuer's key
+ * identifier. (AKI is optional for self-signed certificates, RFC 5280 §4.2.1.1.)
  */
-export async function buildSelfSignedCaCertificate(options: CaCertificateOptions): Promise<BuiltCertificate> {
+export async function buildCaCertificate(options: CaCertificateOptions): Promise<BuiltCertificate> {
   if (options.subject.length === 0) throw new DerError('a CA certificate needs a subject');
+  const { issuer } = options;
   const now = (options.now ?? new Date()).getTime();
-  const notBefore = floorToSecond(now - (options.backdateMs ?? DEFAULT_BACKDATE_MS));
-  const notAfter = floorToSecond(now + options.validityMs);
+  if (issuer !== undefined && issuer.notAfter.getTime() <= now) throw new IssuerExpiredError(issuer.notAfter);
+  const notBefore = floorToSecond(
+    Math.max(now - (options.backdateMs ?? DEFAULT_BACKDATE_MS), issuer?.notBefore.getTime() ?? 0),
+  );
+  const notAfter = floorToSecond(Math.min(now + options.validityMs, issuer?.notAfter.getTime() ?? Infinity));
   const serial = options.serial ?? randomSerialNumber();
   const nameDer = encodeName(options.subject);
   const tbs = buildTbs({
     serial,
     algorithm: options.signer.algorithm,
-    issuerNameDer: nameDer,
+    issuerNameDer: issuer?.subjectNameDer ?? nameDer,
     notBefore,
     notAfter,
     subjectNameDer: nameDer,
@@ -216,8 +226,16 @@ export async function buildSelfSignedCaCertificate(options: CaCertificateOptions
       basicConstraintsExtension({ ca: true, pathLength: options.pathLength ?? 0 }),
       keyUsageExtension(['keyCertSign', 'cRLSign']),
       subjectKeyIdentifierExtension(keyIdentifierOf(options.spkiDer)),
+      ...(issuer === undefined
+        ? []
+        : [authorityKeyIdentifierExtension(issuer.subjectKeyIdentifier ?? keyIdentifierOf(issuer.spkiDer))]),
     ],
   });
-  const signed = await signAndVerify(tbs, options.signer, options.spkiDer);
+  const signed = await signAndVerify(tbs, options.signer, issuer?.spkiDer ?? options.spkiDer);
   return finish(signed.der, serial, notBefore, notAfter);
+}
+
+/** A self-signed CA certificate ({@link buildCaCertificate} without an issuer). */
+export function buildSelfSignedCaCertificate(options: Omit<CaCertificateOptions, 'issuer'>): Promise<BuiltCertificate> {
+  return buildCaCertificate(options);
 }

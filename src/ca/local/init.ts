@@ -2,12 +2,17 @@
  * `certprov local-ca init`: creates the key and self-signed certificate of a file-backed CA for trials, the demo
  * and tests. The key is written as unencrypted PKCS#8 with mode 0600 — this CA is not meant to protect anything
  * valuable; production uses DigiCert or a Key Vault-held CA.
+ *
+ * With `intermediate`, the production shape for a lab: a root (pathLen 1) signs an issuing CA (pathLen 0), and
+ * leaves chain root → issuing → leaf. The issuing CA takes the usual file names, so a `type: local` connection
+ * issues from it unchanged; the root's key is only needed to sign a new issuing CA, and belongs offline.
  */
 import { createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import { link, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { buildSelfSignedCaCertificate, signerFromPrivateKey } from '../../pki/certificate-builder.ts';
+import { buildCaCertificate, signerFromPrivateKey } from '../../pki/certificate-builder.ts';
+import { parseCertificate } from '../../pki/certificate.ts';
 import { parseSubjectTemplate, renderSubject } from '../../pki/subject-template.ts';
 import type { DistinguishedName } from '../../pki/types.ts';
 import { DAY_MS } from '../../time.ts';
@@ -19,6 +24,9 @@ export const LOCAL_CA_FILES = {
   key: 'ca.key.pem',
   certificate: 'ca.cert.pem',
   journal: 'issued.jsonl',
+  /** With `--intermediate`: the root that signed the issuing CA (never read by the adapter). */
+  rootKey: 'root.key.pem',
+  rootCertificate: 'root.cert.pem',
 } as const;
 
 export type LocalCaKeyType = 'ec' | 'rsa';
@@ -37,6 +45,13 @@ export interface InitLocalCaOptions {
   readonly validityDays?: number;
   /** Replace an existing CA in the directory. Default false: refuse. */
   readonly force?: boolean;
+  /**
+   * Create a root and an issuing CA signed by it (pathLen 0) instead of one self-signed CA. The root lives twice
+   * `validityDays`. Default false.
+   */
+  readonly intermediate?: boolean;
+  /** The root's subject with `intermediate`. Default `CN=certprov local root CA <8 random hex digits>`. */
+  readonly rootSubject?: string | DistinguishedName;
   /** Issuance time. Default: now. */
   readonly now?: Date;
 }
@@ -49,6 +64,15 @@ export interface InitLocalCaResult {
   readonly serialHex: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** With `intermediate`: the root that signed the issuing CA above. */
+  readonly root?: {
+    readonly keyPath: string;
+    readonly certificatePath: string;
+    readonly certificatePem: string;
+    readonly serialHex: string;
+    readonly notBefore: Date;
+    readonly notAfter: Date;
+  };
 }
 
 /** The directory already holds a CA and `force` was not given. */
@@ -62,8 +86,8 @@ export class LocalCaExistsError extends Error {
 export const DEFAULT_CA_VALIDITY_DAYS = 3650;
 const RSA_CA_BITS = 3072;
 
-function resolveSubject(subject: InitLocalCaOptions['subject']): DistinguishedName {
-  const source = subject ?? `CN=certprov local CA ${randomBytes(4).toString('hex')}`;
+function resolveSubject(subject: InitLocalCaOptions['subject'], kind = 'local CA'): DistinguishedName {
+  const source = subject ?? `CN=certprov ${kind} ${randomBytes(4).toString('hex')}`;
   if (typeof source !== 'string') return source;
   const template = parseSubjectTemplate(source);
   if (template.some((rdn) => rdn.some((attribute) => attribute.value.variables.length > 0))) {
@@ -115,39 +139,62 @@ async function writeNew(file: string, data: string, mode: number, replace: boole
 
 /**
  * Creates a CA key and a self-signed CA certificate (basicConstraints CA:true pathlen:0, keyUsage keyCertSign +
- * cRLSign, SKI) in `directory`, as `ca.key.pem` (PKCS#8, mode 0600) and `ca.cert.pem`.
- * @throws LocalCaExistsError when either file exists and `force` is not set.
+ * cRLSign, SKI) in `directory`, as `ca.key.pem` (PKCS#8, mode 0600) and `ca.cert.pem`. With `intermediate`, that
+ * CA is an issuing CA signed by a new root (pathlen:1) written beside it as `root.key.pem` and `root.cert.pem`.
+ * @throws LocalCaExistsError when any of the files exists and `force` is not set.
  */
 export async function initLocalCa(options: InitLocalCaOptions): Promise<InitLocalCaResult> {
   const directory = path.resolve(options.directory);
   const keyPath = path.join(directory, LOCAL_CA_FILES.key);
   const certificatePath = path.join(directory, LOCAL_CA_FILES.certificate);
+  const rootKeyPath = path.join(directory, LOCAL_CA_FILES.rootKey);
+  const rootCertificatePath = path.join(directory, LOCAL_CA_FILES.rootCertificate);
   const force = options.force ?? false;
+  const intermediate = options.intermediate ?? false;
   const keyType = options.keyType ?? 'ec';
   const validityDays = options.validityDays ?? DEFAULT_CA_VALIDITY_DAYS;
   if (!Number.isInteger(validityDays) || validityDays <= 0)
     throw new Error(`validityDays must be a positive integer, got ${validityDays}`);
-  const subject = resolveSubject(options.subject);
+  const subject = resolveSubject(options.subject, intermediate ? 'local issuing CA' : 'local CA');
+  const rootSubject = intermediate ? resolveSubject(options.rootSubject, 'local root CA') : undefined;
 
   await mkdir(directory, { recursive: true, mode: 0o700 });
   if (!force) {
-    for (const file of [keyPath, certificatePath]) {
+    for (const file of intermediate
+      ? [keyPath, certificatePath, rootKeyPath, rootCertificatePath]
+      : [keyPath, certificatePath]) {
       if (await exists(file)) throw new LocalCaExistsError(directory, path.basename(file));
     }
   }
 
-  const { privateKey } =
-    keyType === 'ec'
-      ? await generateKeyPairAsync('ec', { namedCurve: 'P-256' })
-      : await generateKeyPairAsync('rsa', { modulusLength: RSA_CA_BITS });
-  const certificate = await buildSelfSignedCaCertificate({
+  const privateKey = await newCaKey(keyType);
+  let root: { key: KeyObject; built: Awaited<ReturnType<typeof buildCaCertificate>> } | undefined;
+  if (rootSubject !== undefined) {
+    const rootKey = await newCaKey(keyType);
+    const built = await buildCaCertificate({
+      subject: rootSubject,
+      spkiDer: spkiOf(rootKey),
+      signer: signerFromPrivateKey(rootKey),
+      validityMs: 2 * validityDays * DAY_MS,
+      // One CA below the root: the issuing CA, which itself issues only leaves.
+      pathLength: 1,
+      now: options.now,
+    });
+    root = { key: rootKey, built };
+  }
+  const certificate = await buildCaCertificate({
     subject,
     spkiDer: spkiOf(privateKey),
-    signer: signerFromPrivateKey(privateKey),
+    signer: signerFromPrivateKey(root?.key ?? privateKey),
     validityMs: validityDays * DAY_MS,
     now: options.now,
+    ...(root === undefined ? {} : { issuer: parseCertificate(root.built.pem) }),
   });
 
+  if (root !== undefined) {
+    await writeNew(rootKeyPath, root.key.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600, force);
+    await writeNew(rootCertificatePath, root.built.pem, 0o644, force);
+  }
   await writeNew(keyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600, force);
   await writeNew(certificatePath, certificate.pem, 0o644, force);
   return {
@@ -158,7 +205,27 @@ export async function initLocalCa(options: InitLocalCaOptions): Promise<InitLoca
     serialHex: certificate.serialHex,
     notBefore: certificate.notBefore,
     notAfter: certificate.notAfter,
+    ...(root === undefined
+      ? {}
+      : {
+          root: {
+            keyPath: rootKeyPath,
+            certificatePath: rootCertificatePath,
+            certificatePem: root.built.pem,
+            serialHex: root.built.serialHex,
+            notBefore: root.built.notBefore,
+            notAfter: root.built.notAfter,
+          },
+        }),
   };
+}
+
+async function newCaKey(keyType: LocalCaKeyType): Promise<KeyObject> {
+  const { privateKey } =
+    keyType === 'ec'
+      ? await generateKeyPairAsync('ec', { namedCurve: 'P-256' })
+      : await generateKeyPairAsync('rsa', { modulusLength: RSA_CA_BITS });
+  return privateKey;
 }
 
 function spkiOf(privateKey: KeyObject): Uint8Array {
