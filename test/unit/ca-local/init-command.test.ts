@@ -25,14 +25,20 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
+/** A fresh directory, and stdout/stderr lines of the command captured. */
+async function capturedRun(): Promise<{ dir: string; out: string[]; err: string[] }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'certprov-local-ca-init-'));
+  dirs.push(dir);
+  const out: string[] = [];
+  const err: string[] = [];
+  vi.spyOn(console, 'log').mockImplementation((line: string) => void out.push(line));
+  vi.spyOn(console, 'error').mockImplementation((line: string) => void err.push(line));
+  return { dir, out, err };
+}
+
 describe('local-ca init', () => {
   it('warns on stderr that it is for trials and labs; stdout is the JSON result', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'certprov-local-ca-init-'));
-    dirs.push(dir);
-    const out: string[] = [];
-    const err: string[] = [];
-    vi.spyOn(console, 'log').mockImplementation((line: string) => void out.push(line));
-    vi.spyOn(console, 'error').mockImplementation((line: string) => void err.push(line));
+    const { dir, out, err } = await capturedRun();
     expect(await localCaCommand.run(['init', '--dir', path.join(dir, 'ca')])).toBe(0);
     expect(() => JSON.parse(out.join('\n')) as unknown).not.toThrow();
     expect(err).toEqual([LAB_ONLY_WARNING]);
@@ -44,12 +50,7 @@ describe('local-ca init', () => {
   });
 
   it('--intermediate: a root and an issuing CA (pathLen 0, keyCertSign/cRLSign); leaves chain root → issuing → leaf', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'certprov-local-ca-init-'));
-    dirs.push(dir);
-    const out: string[] = [];
-    const err: string[] = [];
-    vi.spyOn(console, 'log').mockImplementation((line: string) => void out.push(line));
-    vi.spyOn(console, 'error').mockImplementation((line: string) => void err.push(line));
+    const { dir, out, err } = await capturedRun();
     const caDir = path.join(dir, 'ca');
     const args = ['init', '--dir', caDir, '--intermediate', '--subject', 'CN=Lab Issuing CA,O=Example'];
     expect(await localCaCommand.run([...args, '--root-subject', 'CN=Lab Root CA,O=Example'])).toBe(0);
@@ -99,8 +100,7 @@ describe('local-ca init', () => {
   });
 
   it('--root-subject without --intermediate is a usage error', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'certprov-local-ca-init-'));
-    dirs.push(dir);
+    const { dir } = await capturedRun();
     await expect(
       localCaCommand.run(['init', '--dir', path.join(dir, 'ca'), '--root-subject', 'CN=Root']),
     ).rejects.toBeInstanceOf(UsageError);
