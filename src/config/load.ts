@@ -106,7 +106,10 @@ export interface Config {
     };
   };
   readonly pubsub: {
+    /** The full name `projects/P/subscriptions/S` (a configured bare id is resolved against GOOGLE_CLOUD_PROJECT). */
     readonly subscription: string | undefined;
+    /** The project of {@link subscription} came from GOOGLE_CLOUD_PROJECT (the configuration wrote the id alone). */
+    readonly projectFromEnvironment: boolean;
     readonly maxInFlight: number;
     readonly maxExtensionMs: number;
     readonly closeTimeoutMs: number;
@@ -223,6 +226,8 @@ export function compileConfig(
     purpose: ConfigPurpose;
     /** CA backends by type; default the shipped registry (tests add a test-only backend here). */
     backends?: Backends;
+    /** Where GOOGLE_CLOUD_PROJECT is read (a bare `pubsub.subscription` id); default `process.env`. */
+    env?: NodeJS.ProcessEnv;
   },
 ): Config {
   const backends = options.backends ?? CA_BACKENDS;
@@ -246,6 +251,9 @@ export function compileConfig(
   if (options.purpose === 'run' && raw.pubsub.subscription === undefined) {
     problems.push('pubsub.subscription: required by run (projects/PROJECT/subscriptions/NAME)');
   }
+  const subscription = resolveSubscription(raw.pubsub.subscription, options.env ?? process.env);
+  if (typeof subscription === 'string') problems.push(subscription);
+  const subscriptionName = typeof subscription === 'string' ? undefined : subscription.name;
 
   const store = resolveStore(raw.store, options.purpose, options.baseDir);
   const caConnections = new Map<string, CaConnectionConfig>();
@@ -337,7 +345,7 @@ export function compileConfig(
     profiles.set(name, profile);
   }
 
-  const identity = resolveInstanceId(raw, options.purpose);
+  const identity = resolveInstanceId(raw, subscriptionName, options.purpose);
   if (typeof identity === 'string') problems.push(identity);
   const s = raw.scheduler;
   if (s.signaturePollInitial > s.signaturePollMax) {
@@ -366,7 +374,8 @@ export function compileConfig(
       },
     },
     pubsub: {
-      subscription: raw.pubsub.subscription,
+      subscription: subscriptionName,
+      projectFromEnvironment: typeof subscription !== 'string' && subscription.projectFromEnvironment,
       maxInFlight: raw.pubsub.maxInFlight,
       maxExtensionMs: raw.pubsub.maxExtension,
       closeTimeoutMs: raw.pubsub.closeTimeout,
@@ -397,12 +406,16 @@ export function compileConfig(
  * The deployment's callerInstanceId and where it came from, or the problem when `run` would have to guess
  * (src/config/instance-id.ts).
  */
-function resolveInstanceId(raw: RawConfig, purpose: ConfigPurpose): { id: string; source: string } | string {
+function resolveInstanceId(
+  raw: RawConfig,
+  subscription: string | undefined,
+  purpose: ConfigPurpose,
+): { id: string; source: string } | string {
   if (raw.instanceId !== undefined) return { id: raw.instanceId, source: 'configured' };
-  if (raw.pubsub.subscription !== undefined) {
+  if (subscription !== undefined) {
     return {
-      id: instanceIdFromSubscription(raw.pubsub.subscription),
-      source: `derived from pubsub.subscription ${raw.pubsub.subscription}`,
+      id: instanceIdFromSubscription(subscription),
+      source: `derived from pubsub.subscription ${subscription}`,
     };
   }
   if (isLoopbackUrl(raw.chrome.endpoint)) {
@@ -411,6 +424,27 @@ function resolveInstanceId(raw: RawConfig, purpose: ConfigPurpose): { id: string
   // `run` (and check-config, which validates for it) never guesses; the demo talks to its own sandbox.
   if (purpose === 'demo') return { id: LOOPBACK_INSTANCE_ID, source: 'default (not for run)' };
   return 'instanceId: required for a real Chrome endpoint when pubsub.subscription cannot name the deployment; two deployments with one id would both ask a device to sign';
+}
+
+/**
+ * The full subscription name. A bare id takes its project from GOOGLE_CLOUD_PROJECT — the variable Google's client
+ * libraries read, which the overlays set from settings.env — so a deployment names its project in one place.
+ */
+function resolveSubscription(
+  configured: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { name: string | undefined; projectFromEnvironment: boolean } | string {
+  if (configured === undefined || configured.startsWith('projects/')) {
+    return { name: configured, projectFromEnvironment: false };
+  }
+  const project = env.GOOGLE_CLOUD_PROJECT?.trim();
+  if (project === undefined || project === '') {
+    return `pubsub.subscription: "${configured}" is a subscription id without its project: set GOOGLE_CLOUD_PROJECT (the overlays set it from settings.env), or write projects/PROJECT/subscriptions/${configured}`;
+  }
+  if (project.includes('/')) {
+    return `pubsub.subscription: GOOGLE_CLOUD_PROJECT "${project}" is not a project id (write the id alone, e.g. my-project)`;
+  }
+  return { name: `projects/${project}/subscriptions/${configured}`, projectFromEnvironment: true };
 }
 
 function deepFreeze<T>(value: T): T {

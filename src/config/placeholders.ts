@@ -43,17 +43,28 @@ function problemOf(field: string, value: unknown): string | undefined {
   return undefined;
 }
 
+/** The subscription's project came from GOOGLE_CLOUD_PROJECT: the place to edit is the variable (settings.env). */
+function projectVariableProblem(subscription: unknown): string | undefined {
+  const project = typeof subscription === 'string' ? subscription.split('/')[1] : undefined;
+  if (project === undefined || problemOf('', project) === undefined) return undefined;
+  return `pubsub.subscription: GOOGLE_CLOUD_PROJECT is "${project}", a placeholder: write your project id as PROJECT_ID in the overlay's settings.env (or set the variable)`;
+}
+
 /** One problem per placeholder left in the parts of the configuration that name remote resources. */
 export function placeholderProblems(config: Config): string[] {
   const problems: string[] = [];
   const sections: Record<string, unknown> = {
-    instanceId: config.instanceId,
+    // A derived id repeats the subscription's placeholder: one problem, at the subscription, is enough.
+    ...(config.instanceIdSource === 'configured' ? { instanceId: config.instanceId } : {}),
     chrome: config.chrome,
     pubsub: config.pubsub,
     store: config.store,
   };
   for (const [field, value] of leaves(sections, '')) {
-    const problem = problemOf(field, value);
+    const problem =
+      field === 'pubsub.subscription' && config.pubsub.projectFromEnvironment
+        ? projectVariableProblem(value)
+        : problemOf(field, value);
     if (problem !== undefined) problems.push(problem);
   }
   for (const connection of config.caConnections.values()) {

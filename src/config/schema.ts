@@ -84,12 +84,25 @@ const chromeSchema = z
   .strict()
   .prefault({});
 
+/**
+ * A full subscription name, or a bare subscription id (Pub/Sub's rule: 3–255 characters, starting with a letter, of
+ * letters, digits and `-_.~+%`) resolved against GOOGLE_CLOUD_PROJECT when the configuration is compiled.
+ */
+const SUBSCRIPTION_NAME = /^projects\/[^/]+\/subscriptions\/[^/]+$|^[A-Za-z][\w.~+%-]{2,254}$/;
+
 const pubsubSchema = z
   .object({
-    /** `projects/P/subscriptions/S`. Required by `run`; PUBSUB_EMULATOR_HOST is honoured. */
+    /**
+     * `projects/P/subscriptions/S`, or the subscription id `S` alone in the project GOOGLE_CLOUD_PROJECT names (the
+     * overlays set it from settings.env, so the project is written in one place). Required by `run`;
+     * PUBSUB_EMULATOR_HOST is honoured.
+     */
     subscription: z
       .string()
-      .regex(/^projects\/[^/]+\/subscriptions\/[^/]+$/, 'write the full name: projects/PROJECT/subscriptions/NAME')
+      .regex(
+        SUBSCRIPTION_NAME,
+        'write the full name projects/PROJECT/subscriptions/NAME, or the id NAME alone with GOOGLE_CLOUD_PROJECT set',
+      )
       .optional(),
     /** Most messages held at once (flow control, allowExcessMessages false). Default 100. */
     maxInFlight: z.number().int().min(1).max(10_000).default(DEFAULTS.pubsub.maxInFlight),

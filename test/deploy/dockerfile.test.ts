@@ -11,7 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../src/config/schema.ts';
-import { REPO, only, renderOverlay } from './kustomize.ts';
+import { REPO, only, readSettings, renderOverlay } from './kustomize.ts';
 
 const run = promisify(execFile);
 
@@ -274,19 +274,22 @@ describe('the image’s contents', () => {
       const help = await run(process.execPath, [main, '--help']);
       expect(help.stdout).toContain('certprov run --config FILE');
       expect((await run(process.execPath, [main, '--version'])).stdout.trim()).toBe(pkg.version);
-      // The overlay's configuration still holds its placeholders: the built check-config refuses them (exit 2),
-      // naming the field to edit — as it must before anyone applies it.
-      const check = await run(process.execPath, [
-        main,
-        'check-config',
-        '--config',
-        path.join(REPO, 'deploy/overlays/digicert/config.yaml'),
-      ]).then(
+      // The overlay as shipped still holds its placeholders: with the project its settings.env gives the pod, the
+      // built check-config refuses them (exit 2), naming the place to edit — as it must before anyone applies it.
+      const project = (await readSettings('digicert')).get('PROJECT_ID');
+      const check = await run(
+        process.execPath,
+        [main, 'check-config', '--config', path.join(REPO, 'deploy/overlays/digicert/config.yaml')],
+        { env: { ...process.env, GOOGLE_CLOUD_PROJECT: project } },
+      ).then(
         () => ({ code: 0, stderr: '' }),
         (error: { code: number; stderr: string }) => error,
       );
       expect(check.code).toBe(2);
-      expect(check.stderr).toMatch(/pubsub\.subscription: ".*PROJECT_ID.*" still holds the placeholder PROJECT_ID/);
+      expect(check.stderr).toMatch(
+        /pubsub\.subscription: GOOGLE_CLOUD_PROJECT is "PROJECT_ID", a placeholder: .*settings\.env/,
+      );
+      expect(check.stderr).toMatch(/organizationId: 123456 is the example's organization id/);
     });
   });
 });

@@ -3,7 +3,7 @@
  * objects. Missing tools fail the run with how to install them — they are never skipped silently.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -38,11 +38,13 @@ async function tool(command: string, args: string[], hint: string): Promise<{ st
 
 /** `kubectl kustomize DIR`, parsed. */
 export async function kustomize(dir: string): Promise<K8sObject[]> {
-  const { stdout } = await tool(
-    'kubectl',
-    ['kustomize', dir],
-    'install kubectl (it bundles kustomize), or run .ci/run',
-  );
+  const { stdout } = await tool('kubectl', ['kustomize', dir], KUBECTL_HINT);
+  return parseObjects(stdout);
+}
+
+const KUBECTL_HINT = 'install kubectl (it bundles kustomize), or run .ci/run';
+
+function parseObjects(stdout: string): K8sObject[] {
   return parseAllDocuments(stdout)
     .map((doc) => doc.toJS() as K8sObject | null)
     .filter((o): o is K8sObject => o !== null);
@@ -77,6 +79,30 @@ export async function renderOverlayWith(overlay: Overlay, components: readonly C
       ].join('\n'),
     );
     return await kustomize(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The KEY=value lines of an overlay's settings.env (components/settings copies them into the manifests). */
+export async function readSettings(overlay: Overlay): Promise<Map<string, string>> {
+  const text = await readFile(path.join(DEPLOY, 'overlays', overlay, 'settings.env'), 'utf8');
+  const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+  return new Map(lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+/** Renders an overlay from a copy of deploy/ whose settings.env holds `settings`, as an admin would edit it. */
+export async function renderOverlayWithSettings(
+  overlay: Overlay,
+  settings: ReadonlyMap<string, string>,
+): Promise<{ objects: K8sObject[]; text: string }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'certprov-settings-'));
+  try {
+    await cp(DEPLOY, dir, { recursive: true });
+    const lines = [...settings].map(([k, v]) => `${k}=${v}`);
+    await writeFile(path.join(dir, 'overlays', overlay, 'settings.env'), `${lines.join('\n')}\n`);
+    const { stdout } = await tool('kubectl', ['kustomize', path.join(dir, 'overlays', overlay)], KUBECTL_HINT);
+    return { objects: parseObjects(stdout), text: stdout };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

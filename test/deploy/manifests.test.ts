@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { compileConfig, parseConfigText, type Config } from '../../src/config/load.ts';
+import { placeholderProblems } from '../../src/config/placeholders.ts';
 import { DEFAULTS } from '../../src/config/schema.ts';
 import { Health } from '../../src/observability/health.ts';
 import { Metrics, statusClass } from '../../src/observability/metrics.ts';
@@ -22,7 +23,9 @@ import {
   only,
   promtool,
   renderOverlay,
+  readSettings,
   renderOverlayWith,
+  renderOverlayWithSettings,
   type K8sObject,
   type Overlay,
 } from './kustomize.ts';
@@ -43,6 +46,9 @@ interface Rendered {
 
 const rendered = new Map<Overlay, Rendered>();
 
+/** What the examples write where an admin's value goes (src/config/placeholders.ts), and the base's stand-ins. */
+const PLACEHOLDER = /\b(PROJECT_ID|PROJECT_NUMBER|REGION|GOOGLE_SERVICE_ACCOUNT)\b/;
+
 beforeAll(async () => {
   for (const overlay of OVERLAYS) {
     const [objects, withOperator, cpuOnly] = await Promise.all([
@@ -50,14 +56,7 @@ beforeAll(async () => {
       renderOverlayWith(overlay, ['prometheus-operator']),
       renderOverlayWith(overlay, ['hpa-cpu-only']),
     ]);
-    const configMap = only(objects, 'ConfigMap');
-    const text = (configMap.data as Record<string, string>)['config.yaml'] ?? '';
-    const rawConfig = parseConfigText(text, `${overlay} ConfigMap`) as Record<string, unknown>;
-    const config = compileConfig(rawConfig, {
-      source: `${overlay} ConfigMap`,
-      baseDir: '/etc/certprov',
-      purpose: 'run',
-    });
+    const { rawConfig, config } = mountedConfig(objects, overlay);
     rendered.set(overlay, { objects, withOperator, cpuOnly, rawConfig, config });
   }
 }, 60_000);
@@ -69,6 +68,22 @@ function get(overlay: Overlay): Rendered {
 }
 
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-explicit-any */
+/** The ConfigMap's configuration, compiled for `run` with the environment the Deployment gives the container. */
+function mountedConfig(objects: K8sObject[], overlay: string): { rawConfig: Record<string, unknown>; config: Config } {
+  const configMap = only(objects, 'ConfigMap');
+  const text = (configMap.data as Record<string, string>)['config.yaml'] ?? '';
+  const rawConfig = parseConfigText(text, `${overlay} ConfigMap`) as Record<string, unknown>;
+  const variables = (container(objects).env ?? []) as { name: string; value?: string }[];
+  const env = Object.fromEntries(variables.map((e) => [e.name, e.value]));
+  const config = compileConfig(rawConfig, {
+    source: `${overlay} ConfigMap`,
+    baseDir: '/etc/certprov',
+    purpose: 'run',
+    env,
+  });
+  return { rawConfig, config };
+}
+
 function podSpec(objects: K8sObject[]): any {
   return only(objects, 'Deployment').spec.template.spec;
 }
@@ -119,6 +134,40 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     for (const o of get(overlay).objects) {
       if (o.kind !== 'Namespace') expect(o.metadata.namespace, `${o.kind} ${o.metadata.name}`).toBe('certprov');
     }
+  });
+
+  it('takes the project, the image and the Google service account from settings.env alone', async () => {
+    const shipped = await readSettings(overlay);
+    expect([...shipped.keys()].sort()).toEqual(['GOOGLE_SERVICE_ACCOUNT', 'IMAGE', 'PROJECT_ID']);
+    // As shipped, every value still holds a placeholder, and run/check-config refuse the project with where to edit.
+    for (const [key, value] of shipped) expect(value, key).toMatch(PLACEHOLDER);
+    expect(placeholderProblems(get(overlay).config).join('\n')).toMatch(
+      /pubsub\.subscription: GOOGLE_CLOUD_PROJECT is "PROJECT_ID", a placeholder: .*settings\.env/,
+    );
+
+    const settings = new Map([
+      ['PROJECT_ID', 'acme-pki-prod'],
+      ['IMAGE', 'europe-west1-docker.pkg.dev/acme-pki-prod/certprov/certprov:1.2.3'],
+      ['GOOGLE_SERVICE_ACCOUNT', 'certprov-gsa@acme-pki-prod.iam.gserviceaccount.com'],
+    ]);
+    const { objects, text } = await renderOverlayWithSettings(overlay, settings);
+    expect(text).not.toMatch(PLACEHOLDER);
+    expect(objects.map((o) => o.metadata.name)).not.toContain('certprov-settings');
+    const c = container(objects);
+    expect(c.image).toBe(settings.get('IMAGE'));
+    expect(c.env).toContainEqual({ name: 'GOOGLE_CLOUD_PROJECT', value: 'acme-pki-prod' });
+    expect(only(objects, 'ServiceAccount').metadata.annotations?.['iam.gke.io/gcp-service-account']).toBe(
+      settings.get('GOOGLE_SERVICE_ACCOUNT'),
+    );
+    const { config } = mountedConfig(objects, overlay);
+    expect(config.pubsub.subscription).toBe('projects/acme-pki-prod/subscriptions/certprov');
+    expect(config.instanceId).toBe(get(overlay).config.instanceId); // configured, so the project does not move it
+    expect(config.store).toMatchObject({ type: 'firestore' });
+    expect(config.store.type === 'firestore' && config.store.projectId).toBeFalsy(); // GOOGLE_CLOUD_PROJECT
+    // What is left to edit is the CA connection in config.yaml — the docs checklist's other step.
+    const left = placeholderProblems(config);
+    expect(left.length).toBeGreaterThan(0);
+    for (const problem of left) expect(problem).toMatch(/^caConnections\./);
   });
 
   it('mounts a configuration that compileConfig accepts for `run`, at the path the container is told to read', () => {
@@ -659,6 +708,12 @@ describe('Grafana dashboard', () => {
 });
 
 describe('deploy/ as shipped', () => {
+  it("docs/operations.md's checklist names exactly the keys of each overlay's settings.env", async () => {
+    const docs = await readFile(path.join(REPO, 'docs', 'operations.md'), 'utf8');
+    const listed = [...docs.matchAll(/^ *\| `([A-Z][A-Z_]+)` \|/gm)].map((m) => m[1]);
+    for (const overlay of OVERLAYS) expect(listed.sort()).toEqual([...(await readSettings(overlay)).keys()].sort());
+  });
+
   it('holds no secret material', async () => {
     const { stdout } = await import('node:child_process').then(({ execFileSync }) => ({
       stdout: execFileSync('git', ['ls-files', '--others', '--cached', '--exclude-standard', 'deploy'], {

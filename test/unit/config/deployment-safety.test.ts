@@ -3,11 +3,12 @@
  * Chrome endpoint off googleapis.com is flagged.
  */
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { compileConfig, loadConfigFile, type Config } from '../../../src/config/load.ts';
 import { placeholderProblems } from '../../../src/config/placeholders.ts';
 import { configWarnings } from '../../../src/config/warnings.ts';
 import { ConfigError } from '../../../src/errors.ts';
+import { readSettings } from '../../deploy/kustomize.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 
@@ -84,18 +85,27 @@ describe('a Chrome endpoint off googleapis.com', () => {
 });
 
 describe('placeholders left from an example', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
   it.each([
     {
       file: 'deploy/overlays/digicert/config.yaml',
-      fields: ['pubsub.subscription', 'store.projectId', 'caConnections.default_ca_config.organizationId'],
+      overlay: 'digicert',
+      fields: ['pubsub.subscription', 'caConnections.default_ca_config.organizationId'],
     },
     {
       file: 'deploy/overlays/azure-key-vault/config.yaml',
-      fields: ['pubsub.subscription', 'store.projectId', '.tenantId', '.clientId'],
+      overlay: 'azure-key-vault',
+      fields: ['pubsub.subscription', '.tenantId', '.clientId'],
     },
     { file: 'config/azure-key-vault.example.yaml', fields: ['.tenantId', '.clientId'] },
     { file: 'config/digicert.example.yaml', fields: ['.organizationId'] },
-  ])('$file: each is refused, naming the field to edit', async ({ file, fields }) => {
+  ] as const)('$file: each is refused, naming the field to edit', async ({ file, fields, ...entry }) => {
+    // An overlay's pod gets GOOGLE_CLOUD_PROJECT from the overlay's settings.env (components/settings).
+    const overlay = 'overlay' in entry ? entry.overlay : undefined;
+    if (overlay !== undefined) vi.stubEnv('GOOGLE_CLOUD_PROJECT', (await readSettings(overlay)).get('PROJECT_ID'));
     const problems = placeholderProblems(await loadConfigFile(path.join(ROOT, file), 'run'));
     for (const field of fields) {
       expect(

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { compileConfig, type ConfigPurpose } from '../../../src/config/load.ts';
 import { instanceIdFromSubscription } from '../../../src/config/instance-id.ts';
+import { placeholderProblems } from '../../../src/config/placeholders.ts';
 import { configWarnings } from '../../../src/config/warnings.ts';
 import { ConfigError } from '../../../src/errors.ts';
 
@@ -15,13 +16,17 @@ const base = {
 };
 const SUBSCRIPTION = 'projects/acme-prod/subscriptions/certprov-sub';
 
-function compile(input: Record<string, unknown>, purpose: ConfigPurpose = 'run') {
-  return compileConfig({ ...base, ...input }, { source: 'certprov.yaml', baseDir: '/', purpose });
+function compile(input: Record<string, unknown>, purpose: ConfigPurpose = 'run', env: NodeJS.ProcessEnv = {}) {
+  return compileConfig({ ...base, ...input }, { source: 'certprov.yaml', baseDir: '/', purpose, env });
 }
 
-function problemsOf(input: Record<string, unknown>, purpose: ConfigPurpose = 'run'): readonly string[] {
+function problemsOf(
+  input: Record<string, unknown>,
+  purpose: ConfigPurpose = 'run',
+  env: NodeJS.ProcessEnv = {},
+): readonly string[] {
   try {
-    compile(input, purpose);
+    compile(input, purpose, env);
   } catch (error) {
     if (error instanceof ConfigError) return error.problems;
     throw error;
@@ -63,6 +68,39 @@ describe('instanceId: no silent default against a real endpoint', () => {
     expect(instanceIdFromSubscription('projects/a/subscriptions/b')).not.toBe(
       instanceIdFromSubscription('projects/b/subscriptions/a'),
     );
+  });
+});
+
+describe('pubsub.subscription as an id alone (the overlays name the project once, in settings.env)', () => {
+  it('takes its project from GOOGLE_CLOUD_PROJECT, and derives the same instanceId as the full name', () => {
+    const config = compile({ pubsub: { subscription: 'certprov-sub' } }, 'run', { GOOGLE_CLOUD_PROJECT: 'acme-prod' });
+    expect(config.pubsub.subscription).toBe(SUBSCRIPTION);
+    expect(config.pubsub.projectFromEnvironment).toBe(true);
+    expect(config.instanceId).toBe(compile({ pubsub: { subscription: SUBSCRIPTION } }).instanceId);
+  });
+
+  it('is refused without GOOGLE_CLOUD_PROJECT, saying both ways to fix it', () => {
+    expect(problemsOf({ pubsub: { subscription: 'certprov-sub' } })).toContain(
+      'pubsub.subscription: "certprov-sub" is a subscription id without its project: set GOOGLE_CLOUD_PROJECT (the overlays set it from settings.env), or write projects/PROJECT/subscriptions/certprov-sub',
+    );
+  });
+
+  it('leaves a full name alone, whatever GOOGLE_CLOUD_PROJECT says', () => {
+    const config = compile({ pubsub: { subscription: SUBSCRIPTION } }, 'run', { GOOGLE_CLOUD_PROJECT: 'other' });
+    expect([config.pubsub.subscription, config.pubsub.projectFromEnvironment]).toEqual([SUBSCRIPTION, false]);
+  });
+
+  it.each(['projects/acme/subscriptions', '9lives', 'a/b'])('refuses the malformed name %s', (subscription) => {
+    expect(problemsOf({ pubsub: { subscription } }, 'run', { GOOGLE_CLOUD_PROJECT: 'acme-prod' }).join('\n')).toMatch(
+      /^pubsub\.subscription: .*projects\/PROJECT\/subscriptions\/NAME, or the id NAME alone with GOOGLE_CLOUD_PROJECT set/m,
+    );
+  });
+
+  it('names settings.env when the project left in GOOGLE_CLOUD_PROJECT is a placeholder', () => {
+    const config = compile({ pubsub: { subscription: 'certprov' } }, 'run', { GOOGLE_CLOUD_PROJECT: 'PROJECT_ID' });
+    expect(placeholderProblems(config)).toEqual([
+      `pubsub.subscription: GOOGLE_CLOUD_PROJECT is "PROJECT_ID", a placeholder: write your project id as PROJECT_ID in the overlay's settings.env (or set the variable)`,
+    ]);
   });
 });
 
