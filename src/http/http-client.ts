@@ -8,6 +8,7 @@
  * placed twice).
  */
 import pRetry, { AbortError as StopRetrying } from 'p-retry';
+import { backoffDelay } from '../backoff.ts';
 import { CertprovError, DeploymentFaultError, RetryableError, UnclearResultError, errorClassOf } from '../errors.ts';
 import type { FaultComponent } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -32,7 +33,7 @@ export type AuthHeaders = () => Promise<Record<string, string>>;
 export interface RetryPolicy {
   /** Attempts in one call, the first included. Default 3; 1 disables in-call retries. */
   readonly attempts: number;
-  /** Backoff before the first retry; doubles per retry with jitter (×1…2). Default 200 ms. */
+  /** Backoff before the first retry; doubles per retry, jittered ±20 % (src/backoff.ts). Default 200 ms. */
   readonly initialDelayMs: number;
   /** Upper bound of the computed backoff. Default 5 s. */
   readonly maxDelayMs: number;
@@ -144,22 +145,24 @@ export class HttpClient {
       },
       {
         retries: this.#retry.attempts - 1,
-        factor: 2,
-        minTimeout: this.#retry.initialDelayMs,
-        maxTimeout: this.#retry.maxDelayMs,
-        randomize: true,
+        // p-retry only counts attempts; the wait is the adapter's one backoff rule (src/backoff.ts), slept below.
+        minTimeout: 0,
         signal: request.signal,
         // Only errors #mayRepeat accepted reach this callback; with retries left, a retry follows.
-        onFailedAttempt: async ({ error, retriesLeft, retryDelay, attemptNumber }) => {
+        onFailedAttempt: async ({ error, retriesLeft, attemptNumber }) => {
           if (retriesLeft <= 0) return;
           metrics.retries.inc({ where: api, error_class: errorClassOf(error) });
-          const serverDelay = error instanceof RetryableError ? (error.retryAfterMs ?? 0) : 0;
+          // Retry-After is a lower bound for the next attempt (DESIGN.md §5).
+          const delayMs = backoffDelay(
+            { initialMs: this.#retry.initialDelayMs, maxMs: this.#retry.maxDelayMs },
+            attemptNumber,
+            error instanceof RetryableError ? error.retryAfterMs : undefined,
+          );
           log.debug(
-            { api, operation: request.operation, attempt: attemptNumber, delayMs: Math.max(serverDelay, retryDelay) },
+            { api, operation: request.operation, attempt: attemptNumber, delayMs },
             `retrying ${api} ${request.operation} after: ${error.message}`,
           );
-          // Retry-After is a lower bound for the next attempt (DESIGN.md §5); p-retry waits retryDelay after this.
-          if (serverDelay > retryDelay) await this.#sleep(serverDelay - retryDelay, request.signal);
+          await this.#sleep(delayMs, request.signal);
         },
       },
     );

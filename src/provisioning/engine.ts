@@ -33,7 +33,7 @@ import {
   type Step,
 } from '../store/types.ts';
 import { RateBudgetExhaustedError } from '../http/shared-rate-limiter.ts';
-import { backoffDelay } from './backoff.ts';
+import { backoffDelay } from '../backoff.ts';
 import { newCorrelationId } from './correlation-id.ts';
 import {
   failurePatch,

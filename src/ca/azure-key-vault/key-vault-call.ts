@@ -1,7 +1,7 @@
 /**
  * One Key Vault call: per-attempt timeout, classification, and the throttling backoff Microsoft prescribes for Key
- * Vault (reference/azure-keyvault.md: on 429 back off 1, 2, 4, 8, 16 s), with jitter so replicas throttled
- * together do not return together.
+ * Vault (reference/azure-keyvault.md: on 429 back off 1, 2, 4, 8, 16 s), with the adapter's one jitter rule
+ * (src/backoff.ts) so replicas throttled together do not return together.
  *
  * The SDK's own retry policy is switched off (`retryOptions.maxRetries: 0`, see key-vault-clients.ts): it retries
  * 429/503 only when `Retry-After` is present, and knows nothing of our outcome classes or metrics. Here:
@@ -14,6 +14,7 @@
  * The schedule, the clock and the randomness are injectable, so tests check the real 1–16 s schedule without
  * sleeping through it.
  */
+import { backoffDelay } from '../../backoff.ts';
 import { RetryableError, type CertprovError } from '../../errors.ts';
 import { abortableSleep, type Sleep } from '../../http/abortable-sleep.ts';
 import { isNothingApplied } from '../../http/classify.ts';
@@ -32,18 +33,6 @@ export interface BackoffPolicy {
   readonly maxDelayMs: number;
   /** Longest server-requested delay waited for in-call. */
   readonly maxRetryAfterMs: number;
-}
-
-/** ±20 %: enough to spread replicas, small enough that the schedule stays recognisably 1, 2, 4, 8, 16 s. */
-const JITTER = 0.2;
-
-/**
- * The backoff before retry number `retry` (0 for the first retry): `initial × 2^retry`, capped at `max`, times a
- * jitter factor in [0.8, 1.2). `random` returns [0, 1).
- */
-export function backoffDelay(retry: number, policy: BackoffPolicy, random: () => number = Math.random): number {
-  const base = Math.min(policy.initialDelayMs * 2 ** retry, policy.maxDelayMs);
-  return Math.round(base * (1 - JITTER + 2 * JITTER * random()));
 }
 
 /** The call environment of a connection: its vault, retry policy and timeout, plus where to report. */
@@ -139,7 +128,12 @@ export async function callKeyVault<T>(env: KeyVaultCallEnvironment, call: KeyVau
     const serverDelay = error.retryAfterMs;
     if (serverDelay !== undefined && serverDelay > policy.maxRetryAfterMs) throw error;
     // Retry-After is a lower bound (DESIGN.md §5); without it, the 1-2-4-8-16 s schedule.
-    const delayMs = Math.max(serverDelay ?? 0, backoffDelay(attempt - 1, policy, random));
+    const delayMs = backoffDelay(
+      { initialMs: policy.initialDelayMs, maxMs: policy.maxDelayMs },
+      attempt,
+      serverDelay,
+      random,
+    );
     metrics.retries.inc({ where: API, error_class: error.errorClass });
     log.debug(
       { api: API, operation: operation.name, attempt, delayMs, retryAfterMs: serverDelay },

@@ -12,6 +12,7 @@
  * into an error message.
  */
 import type { StepContext } from '../types.ts';
+import { backoffDelay, type BackoffPolicy } from '../../backoff.ts';
 import { RetryableError, UnclearResultError } from '../../errors.ts';
 import { isNothingApplied } from '../../http/classify.ts';
 import { abortableSleep, type Sleep } from '../../http/abortable-sleep.ts';
@@ -26,6 +27,9 @@ import {
   TimeFrameTooLongError,
 } from './errors.ts';
 import type { DigicertRateLimiter, RequestKind } from './rate-limiter.ts';
+
+/** The short pause before repeating a transient failure that is not a 429 (which the limiter waits out). */
+const TRANSIENT_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 5_000 };
 
 /** Order statuses (reference notes). */
 export type OrderStatus =
@@ -335,7 +339,7 @@ export class DigicertClient {
           (call.safeToRepeat || isNothingApplied(error));
         if (!repeatable || attempt >= this.#attempts || ctx.signal.aborted) throw error;
         // A 429 is waited out by the limiter's backoff; other transient failures get a short pause.
-        if (!isRateLimited(error)) await this.#sleep(200 * 2 ** (attempt - 1), ctx.signal);
+        if (!isRateLimited(error)) await this.#sleep(backoffDelay(TRANSIENT_BACKOFF, attempt), ctx.signal);
         ctx.log.debug({ api: 'digicert', operation: call.operation, attempt }, 'retrying a DigiCert request');
       } finally {
         release();

@@ -8,7 +8,7 @@ import { assembleCertificationRequest, parseCertificationRequestInfo } from '../
 import { parseDeviceKey } from '../../pki/device-key.ts';
 import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
 import { verifyProofOfPossession } from '../../pki/proof-of-possession.ts';
-import { signaturePollDelay } from '../backoff.ts';
+import { signaturePollDelay } from '../../backoff.ts';
 import type { ProcessRun, StepResult } from '../step.ts';
 
 /**

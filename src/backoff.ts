@@ -1,21 +1,27 @@
 /**
- * Retry delays: exponential with "equal jitter" (half fixed, half random) so replicas that failed together do not
- * retry together, and never shorter than what the server asked for (Retry-After).
+ * Retry delays, one rule for every retry loop in the adapter (the engine's step retries, the HTTP client, Key Vault,
+ * DigiCert): the schedule `initial × 2^(retry-1)` capped at `max`, each delay drawn within ±20 % of it so replicas
+ * that failed together do not retry together, never above `max`, and never shorter than what the server asked for
+ * (Retry-After). ±20 % keeps a schedule a provider prescribes recognisable (Key Vault: 1, 2, 4, 8, 16 s;
+ * reference/azure-keyvault.md).
  */
 export interface BackoffPolicy {
   readonly initialMs: number;
   readonly maxMs: number;
 }
 
-/** Delay before attempt `attempt + 1` (attempt counts from 1). `random` is injectable for tests. */
+/** How far a delay may stray from the schedule, either way. */
+export const BACKOFF_JITTER = 0.2;
+
+/** Delay before retry number `retry` (1 for the first retry). `random` returns [0, 1) and is injectable for tests. */
 export function backoffDelay(
   policy: BackoffPolicy,
-  attempt: number,
+  retry: number,
   retryAfterMs?: number,
-  random = Math.random,
+  random: () => number = Math.random,
 ): number {
-  const exponential = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, attempt - 1));
-  const jittered = exponential / 2 + random() * (exponential / 2);
+  const scheduled = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, retry - 1));
+  const jittered = Math.min(policy.maxMs, scheduled * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * random()));
   return Math.round(Math.max(jittered, retryAfterMs ?? 0));
 }
 
