@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import type { CertificateProvisioningProcess } from '../chrome/types.ts';
 import type { Logger } from '../observability/logger.ts';
 import { hashPersonal } from '../observability/logger.ts';
-import { describeName, parseCertificate } from '../pki/certificate.ts';
+import { certificateSummary } from '../pki/certificate.ts';
 import { toHex } from '../pki/der.ts';
 import type { CertificateHolder, CertificateRecord, NewCertificate } from '../store/inventory.ts';
 import type { ProcessRecord, ProcessStore } from '../store/types.ts';
@@ -60,11 +60,11 @@ export function auditFields(event: AuditEvent, certificate: CertificateRecord | 
 
 /** The inventory entry for the leaf a process is about to upload. */
 export function newCertificateOf(record: ProcessRecord, certificatePem: string, now: number) {
-  const leaf = parseCertificate(certificatePem);
+  const leaf = certificateSummary(certificatePem);
   const certificate: NewCertificate = {
     caConnection: record.caConnection ?? '',
     serial: leaf.serialHex,
-    issuer: describeName(leaf.asn1.tbsCertificate.issuer),
+    issuer: leaf.issuer,
     notBefore: leaf.notBefore.getTime(),
     notAfter: leaf.notAfter.getTime(),
     spkiSha256: createHash('sha256').update(leaf.spkiDer).digest('hex'),
