@@ -32,11 +32,33 @@ const CURVE_NAMES: Readonly<Record<string, string>> = {
   secp521r1: 'P-521',
 };
 
-/** Loads a DER SubjectPublicKeyInfo as a public key, after checking it is well-formed DER with nothing appended. */
-export function publicKeyFromSpki(spkiDer: Uint8Array): KeyObject {
+/**
+ * Keys loaded lately, by their DER (base64), least recently used first. One process loads its device key in four
+ * places (start, the signature check twice, issue) and createPublicKey is the costly part of each; a key is a pure
+ * function of its bytes and a KeyObject is immutable, so the result is shared. Bounded: a miss only costs the load.
+ */
+const recentKeys = new Map<string, { readonly key: KeyObject; info?: DeviceKeyInfo }>();
+const RECENT_KEYS_MAX = 512;
+
+function loadKey(spkiDer: Uint8Array): { readonly key: KeyObject; info?: DeviceKeyInfo } {
+  const id = Buffer.from(spkiDer.buffer, spkiDer.byteOffset, spkiDer.byteLength).toString('base64');
+  const cached = recentKeys.get(id);
+  if (cached !== undefined) {
+    recentKeys.delete(id);
+    recentKeys.set(id, cached);
+    return cached;
+  }
   const element = readSingle(spkiDer, TAG.SEQUENCE, 'SubjectPublicKeyInfo');
   assertWellFormed(element);
-  return createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
+  const entry = { key: createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' }) };
+  if (recentKeys.size >= RECENT_KEYS_MAX) recentKeys.delete(recentKeys.keys().next().value as string);
+  recentKeys.set(id, entry);
+  return entry;
+}
+
+/** Loads a DER SubjectPublicKeyInfo as a public key, after checking it is well-formed DER with nothing appended. */
+export function publicKeyFromSpki(spkiDer: Uint8Array): KeyObject {
+  return loadKey(spkiDer).key;
 }
 
 /**
@@ -44,13 +66,19 @@ export function publicKeyFromSpki(spkiDer: Uint8Array): KeyObject {
  * @throws TerminalError with reason `key_policy` when the key is not allowed or not a key at all.
  */
 export function parseDeviceKey(spkiDer: Uint8Array): DeviceKeyInfo {
-  let key: KeyObject;
+  let loaded: { readonly key: KeyObject; info?: DeviceKeyInfo };
   try {
-    key = publicKeyFromSpki(spkiDer);
+    loaded = loadKey(spkiDer);
   } catch (error) {
     const what = error instanceof DerError ? error.message : 'not a SubjectPublicKeyInfo the crypto library can load';
     throw refuse(`the subjectPublicKeyInfo could not be parsed (${what})`, error);
   }
+  loaded.info ??= Object.freeze(keyPolicy(loaded.key));
+  return loaded.info;
+}
+
+/** The key's type and size when the policy allows it. */
+function keyPolicy(key: KeyObject): DeviceKeyInfo {
   const details = key.asymmetricKeyDetails ?? {};
   switch (key.asymmetricKeyType) {
     case 'rsa': {

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { TerminalError } from '../../../src/errors.ts';
-import { describeDeviceKey, parseDeviceKey } from '../../../src/pki/device-key.ts';
+import { describeDeviceKey, parseDeviceKey, publicKeyFromSpki } from '../../../src/pki/device-key.ts';
 import { testKeyPool } from '../../support/keys.ts';
 
 function spkiOf(publicKey: KeyObject): Uint8Array {
@@ -70,5 +70,29 @@ describe('device key policy (DESIGN.md §5)', () => {
     const offCurve = Uint8Array.from(good);
     offCurve[offCurve.length - 1] = (offCurve[offCurve.length - 1] as number) ^ 0x01;
     expect(refusal(offCurve).reason).toBe('key_policy');
+  });
+
+  it('gives the same answer for the same key bytes every time, however often it is asked (keys are reused)', async () => {
+    const pool = await testKeyPool();
+    const rsa = pool.next('rsa-2048').spkiDer;
+    const ec = pool.next('ec-p256').spkiDer;
+    const small = pool.next('rsa-1024').spkiDer;
+    for (let round = 0; round < 3; round += 1) {
+      // A copy in another buffer, at an offset: the bytes decide, not the buffer.
+      const padded = new Uint8Array(rsa.length + 7);
+      padded.set(rsa, 7);
+      expect(parseDeviceKey(padded.subarray(7))).toEqual({ type: 'rsa', modulusBits: 2048, publicExponent: 65537 });
+      expect(parseDeviceKey(ec)).toEqual({ type: 'ec', namedCurve: 'P-256' });
+      expect(publicKeyFromSpki(ec).export({ type: 'spki', format: 'der' })).toEqual(Buffer.from(ec));
+      // A refused key stays refused: loading it is remembered, the policy is applied each time.
+      expect(refusal(small).reason).toBe('key_policy');
+      expect(() => publicKeyFromSpki(Uint8Array.from([...ec, 0x00]))).toThrow(/trailing bytes/);
+    }
+    // More distinct keys than are remembered: the first ones are loaded again and still right.
+    for (let i = 0; i < 600; i += 1) {
+      const other = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+      expect(parseDeviceKey(other)).toEqual({ type: 'ec', namedCurve: 'P-256' });
+    }
+    expect(parseDeviceKey(rsa)).toEqual({ type: 'rsa', modulusBits: 2048, publicExponent: 65537 });
   });
 });
