@@ -67,7 +67,8 @@ Environment:
     });
     const userHashKey = config.log.userHashKey;
     setPersonalDataKey(
-      userHashKey === undefined ? undefined : await readSecret(userHashKey, config.baseDir, 'local-ca'),
+      // Its own fault component: a missing key is the log settings' problem, not a CA connection's.
+      userHashKey === undefined ? undefined : await readSecret(userHashKey, config.baseDir, 'log'),
     );
     if (userHashKey === undefined) {
       log.warn(

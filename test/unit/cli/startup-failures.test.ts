@@ -94,6 +94,31 @@ describe('run that cannot start', () => {
   });
 });
 
+describe("run's start-up warning about the user hash key", () => {
+  const warning = /^log\.userHashKey is not set: the user field of log lines is an unkeyed SHA-256 prefix/;
+  const warningsOf = (stdout: string) =>
+    jsonLines(stdout).filter((l) => l.severity === 'WARNING' && warning.test(String(l.message)));
+
+  it('without log.userHashKey: exactly one WARNING at start, saying what to set', async () => {
+    const run = await certprov(['run', '--config', await writeConfig('no-key.yaml', config())], { env: bare });
+    expect(run.code).toBe(1); // then it stops at the missing credentials, after the warning
+    expect(warningsOf(run.stdout)).toHaveLength(1);
+    expect(String(warningsOf(run.stdout)[0]?.message)).toContain('set log.userHashKey to a per-deployment secret');
+  });
+
+  it('with log.userHashKey: no such warning, and the key is printed nowhere', async () => {
+    const key = 'user-hash-key-never-printed-9c2e';
+    const keyFile = path.join(work, 'user-hash-key');
+    await writeFile(keyFile, `${key}\n`);
+    const file = await writeConfig('key.yaml', config({ log: { level: 'info', userHashKey: { file: keyFile } } }));
+    const run = await certprov(['run', '--config', file], { env: bare });
+    expect(run.code).toBe(1);
+    expect(jsonLines(run.stdout).length).toBeGreaterThan(0);
+    expect(warningsOf(run.stdout)).toEqual([]);
+    expect(run.stdout + run.stderr).not.toContain(key);
+  });
+});
+
 describe('setup-pubsub that cannot start', () => {
   it('without Google credentials: one line on stderr with what to do, no stack, exit 1', async () => {
     const run = await certprov(
