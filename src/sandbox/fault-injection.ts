@@ -3,6 +3,7 @@
  * errors, and "lost responses" (the request is applied, then the connection is cut without an answer — the case
  * that makes signData unsafe to resend; DESIGN.md §5). Switchable at runtime; deterministic with a seed.
  */
+import { seededRandom } from './seeded-random.ts';
 
 /** The API calls the sandbox serves; also the keys of the per-method request counters. */
 export type SandboxMethod = 'get' | 'claim' | 'signData' | 'getOperation' | 'uploadCertificate' | 'setFailure';
@@ -60,18 +61,6 @@ export type FaultDecision =
 
 const NO_FAULT: FaultDecision = { kind: 'none' };
 
-/** mulberry32: tiny, fast, good enough for fault dice; deterministic from a 32-bit seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function probability(value: number | undefined, name: string): number {
   const p = value ?? 0;
   if (!(p >= 0 && p <= 1)) throw new RangeError(`${name} must be between 0 and 1, got ${p}`);
@@ -87,7 +76,7 @@ function count(value: number | undefined, name: string): number {
 /** Mutable fault state of one tenant; bursts and one-shot faults count down as requests consume them. */
 export class FaultInjector {
   private settings: FaultSettings = {};
-  private random: () => number = mulberry32(Math.floor(Math.random() * 2 ** 32));
+  private random: () => number = seededRandom(Math.floor(Math.random() * 2 ** 32));
   private burst503 = 0;
   private burst429 = 0;
   private drop: { method: SandboxMethod; remaining: number } | undefined;
@@ -120,7 +109,7 @@ export class FaultInjector {
             remaining: count(settings.holdResponse.count, 'holdResponse.count'),
             ms: count(settings.holdResponse.ms, 'holdResponse.ms'),
           };
-    if (settings.seed !== undefined) this.random = mulberry32(settings.seed);
+    if (settings.seed !== undefined) this.random = seededRandom(settings.seed);
     this.settings = { ...settings };
   }
 

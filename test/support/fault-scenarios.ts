@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { ClusterFigures, ReplicaCluster } from './replica-cluster.ts';
 import type { RestartableFirestoreEmulator } from './firestore-emulator-restart.ts';
 import type { TcpProxy } from './tcp-proxy.ts';
+import { seededRandom } from '../../src/sandbox/seeded-random.ts';
 
 export interface ScenarioResult {
   readonly name: string;
@@ -21,18 +22,6 @@ export interface ScenarioResult {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** mulberry32: a seeded PRNG, so a failing run can be repeated with the seed it printed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function finish(
   cluster: ReplicaCluster,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeNotification, MAX_ID_LENGTH } from '../../../src/pubsub/decode.ts';
 import { encodeProcessCreatedEvent } from '../../../src/sandbox/notifications.ts';
+import { seededRandom } from '../../../src/sandbox/seeded-random.ts';
 
 // --- protobuf wire format, written by hand (https://protobuf.dev/programming-guides/encoding/) -----------------
 function varint(value: number): number[] {
@@ -485,21 +486,11 @@ describe('decodeNotification rejects what it cannot trust', () => {
 });
 
 describe('decodeNotification never throws', () => {
-  // mulberry32: a small seeded PRNG, so a failure can be reproduced from the seed in the test name.
-  function prng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
+  // A seeded PRNG (the sandbox's), so a failure can be reproduced from the seed in the test name.
   const SEED = 0x5eed;
 
   it(`2,000 random and mutated buffers (seed ${SEED})`, () => {
-    const random = prng(SEED);
+    const random = seededRandom(SEED);
     const seeds = [
       proto(str(1, 'proc-1'), str(2, 'C1')),
       json({ certificateProvisioningProcessId: 'proc-1', customerId: 'C1' }),
