@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { CA_BACKENDS } from '../ca/registry.ts';
-import type { CaBackend, CaCapabilities } from '../ca/types.ts';
+import type { CaBackend, CaCapabilities, ProfileTemplate } from '../ca/types.ts';
 import { resolveExtendedKeyUsage } from '../pki/extended-key-usage.ts';
 import {
   parseSubjectTemplate,
@@ -18,7 +18,7 @@ import {
   type SubjectTemplate,
 } from '../pki/subject-template.ts';
 import { keyTypesFor } from '../pki/key-usage.ts';
-import type { LeafKeyUsage, SubjectAltNameType } from '../pki/types.ts';
+import type { SubjectAltNameType } from '../pki/types.ts';
 import { CLEAR_TEXT_PROBLEM, isLoopbackUrl, sendsCredentialsInClear } from '../http/url-safety.ts';
 import { describeIssues, suggestion } from './problems.ts';
 import type { SecretReference } from './zod-helpers.ts';
@@ -38,15 +38,8 @@ export interface CaConnectionConfig {
   readonly capabilities: CaCapabilities;
 }
 
-export interface CompiledProfile {
-  readonly name: string;
-  readonly subject: SubjectTemplate;
-  readonly subjectAltNames: readonly SanTemplate[];
-  readonly validityMs: number;
-  /** EKU OIDs. */
-  readonly extendedKeyUsages: readonly string[];
-  /** keyUsage bits; undefined: the device key type's default (src/pki/key-usage.ts). */
-  readonly keyUsages?: readonly LeafKeyUsage[];
+/** A profile as the CAs see it ({@link ProfileTemplate}), plus the connections it may be used with. */
+export interface CompiledProfile extends ProfileTemplate {
   /** CA connections this profile may be used with. */
   readonly caConnections: readonly string[];
 }
