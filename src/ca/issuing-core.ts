@@ -19,12 +19,15 @@ import {
   type ParsedCertificate,
 } from '../pki/certificate-builder.ts';
 import { bytesEqual } from '../pki/der.ts';
+import { EXTENDED_KEY_USAGES } from '../pki/extended-key-usage.ts';
+import { issuingCaProblems } from '../pki/issuing-ca-checks.ts';
 import { encodePem, splitPemBundle } from '../pki/pem.ts';
 import type { Logger } from '../observability/logger.ts';
 import type {
   IssueRequest,
   IssueResult,
   IssuingCa,
+  RequiredFile,
   RevocationRequest,
   RevocationResult,
   StepContext,
@@ -215,6 +218,32 @@ export function caCertificateProblem(certificate: ParsedCertificate, now: Date):
   if (!certificate.isCa) return 'not-ca';
   if (certificate.notAfter.getTime() <= now.getTime()) return 'expired';
   return undefined;
+}
+
+/** The `chainFile` a self-signing CA opens, when configured: check-config reports it missing at load. */
+export function chainFileRequirement(chainFile: string | undefined): RequiredFile[] {
+  return chainFile === undefined
+    ? []
+    : [{ field: 'chainFile', file: chainFile, hint: 'write the parent chain (PEM) there, or fix chainFile' }];
+}
+
+/** What the parent CA must put into the issuing CA certificate for it to issue device certificates. */
+export const ISSUING_CA_PROFILE_HINT =
+  'have the parent CA certify the CSR again with basicConstraints=critical,CA:true,pathlen:0, keyUsage=critical,keyCertSign,cRLSign and no extendedKeyUsage (or one that includes clientAuth), under parents whose pathLen leaves room for it';
+
+/**
+ * Why the CA certificate (with its parents: `chainPem`, the CA certificate first) cannot issue device certificates,
+ * which carry clientAuth — keyUsage without keyCertSign, a parent's pathLen that leaves no room, an EKU that
+ * excludes clientAuth (src/pki/issuing-ca-checks.ts) — naming each certificate and field; undefined when it can.
+ * Checked by every self-signing CA at start and when a CA certificate is merged, instead of learning it from the
+ * first RADIUS server that rejects a device.
+ */
+export function leafIssuingProblem(chainPem: readonly string[]): string | undefined {
+  const problems = issuingCaProblems(
+    chainPem.map((pem) => parseCertificate(pem)),
+    [EXTENDED_KEY_USAGES.clientAuth as string],
+  );
+  return problems.length === 0 ? undefined : `cannot issue device certificates: ${problems.join('; ')}`;
 }
 
 /**

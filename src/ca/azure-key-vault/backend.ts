@@ -1,3 +1,4 @@
+import { chainFileRequirement } from '../issuing-core.ts';
 import type { CaBackend } from '../types.ts';
 import { keyVaultCaConfigSchema, type KeyVaultCaConfig } from './config.ts';
 
@@ -31,8 +32,6 @@ export const azureKeyVaultBackend: CaBackend<KeyVaultCaConfig> = {
             hint: 'write the CA certificate the parent CA issued for signingKey there, or fix caCertificateFile',
           },
         ]),
-    ...(config.chainFile === undefined
-      ? []
-      : [{ field: 'chainFile', file: config.chainFile, hint: 'write the parent chain (PEM) there, or fix chainFile' }]),
+    ...chainFileRequirement(config.chainFile),
   ],
 };

@@ -24,12 +24,18 @@ import { DeploymentFaultError, describeError } from '../../errors.ts';
 import type { Sleep } from '../../http/abortable-sleep.ts';
 import { parseCertificate, type ParsedCertificate } from '../../pki/certificate-builder.ts';
 import { bytesEqual } from '../../pki/der.ts';
-import { EXTENDED_KEY_USAGES } from '../../pki/extended-key-usage.ts';
-import { issuingCaProblems } from '../../pki/issuing-ca-checks.ts';
 import { encodePem } from '../../pki/pem.ts';
 import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
-import { IssuingMaterialCache, issueLeaf, listOnOwnCrl, readChainFile, type IssuingCa } from '../issuing-core.ts';
+import {
+  ISSUING_CA_PROFILE_HINT,
+  IssuingMaterialCache,
+  issueLeaf,
+  leafIssuingProblem,
+  listOnOwnCrl,
+  readChainFile,
+  type IssuingCa,
+} from '../issuing-core.ts';
 import type {
   BackgroundWork,
   CaDependencies,
@@ -57,8 +63,6 @@ import {
 import { publicJwkOf, signingAlgorithmFor } from './key-vault-signer.ts';
 import { KEY_VAULT_OPERATIONS, type KeyVaultOperation } from './operations.ts';
 import { DAY_MS } from '../../time.ts';
-
-const CLIENT_AUTH_OID = EXTENDED_KEY_USAGES.clientAuth as string;
 
 export interface KeyVaultCaOptions {
   /** The Entra credential. Default: built from `config.credential`. */
@@ -231,17 +235,11 @@ export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, 
       );
     }
     const chainPem = [certificatePem, ...(await this.#loadChain(certificate))];
-    // Leaves carry clientAuth: a CA certificate (or parent) that cannot issue them is found now, not by a RADIUS
-    // server rejecting every device.
-    const problems = issuingCaProblems(
-      chainPem.map((pem) => parseCertificate(pem)),
-      [CLIENT_AUTH_OID],
-    );
-    if (problems.length > 0) {
-      throw fault(
-        `${description} cannot issue device certificates: ${problems.join('; ')}`,
-        'have the parent CA certify the CSR again with basicConstraints=critical,CA:true,pathlen:0, keyUsage=critical,keyCertSign,cRLSign and no extendedKeyUsage (or one that includes clientAuth), under parents whose pathLen leaves room for it; then kv-ca merge and pin the new version',
-      );
+    // A CA certificate (or parent) that cannot issue device certificates is found now, not by a RADIUS server
+    // rejecting every device.
+    const problem = leafIssuingProblem(chainPem);
+    if (problem !== undefined) {
+      throw fault(`${description} ${problem}`, `${ISSUING_CA_PROFILE_HINT}; then kv-ca merge and pin the new version`);
     }
     // Built from the fetched key: the SDK then skips its own key lookup and signs at exactly this version's URL.
     const crypto = new CryptographyClient(key, this.#credential, keyVaultClientOptions(this.#settings));

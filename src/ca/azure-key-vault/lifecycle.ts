@@ -19,6 +19,7 @@ import { describeName, parseCertificate, type ParsedCertificate } from '../../pk
 import { EXTENDED_KEY_USAGES } from '../../pki/extended-key-usage.ts';
 import { issuingCaProblems } from '../../pki/issuing-ca-checks.ts';
 import { encodePem, splitPemBundle } from '../../pki/pem.ts';
+import { ISSUING_CA_PROFILE_HINT } from '../issuing-core.ts';
 import { callKeyVault, type KeyVaultCallEnvironment } from './key-vault-call.ts';
 import { isRestError, missingPermissionAdvice, statusOf } from './key-vault-errors.ts';
 import { KEY_VAULT_OPERATIONS, type KeyVaultOperation } from './operations.ts';
@@ -398,7 +399,7 @@ export class KeyVaultCaLifecycle {
     if (problems.length > 0) {
       throw new KvCaRefusal(
         `this chain cannot issue device certificates: ${problems.join('; ')}`,
-        'have the parent CA sign the CSR with basicConstraints=critical,CA:true,pathlen:0, keyUsage=critical,keyCertSign,cRLSign and no extendedKeyUsage (or one that includes clientAuth), under parents whose pathLen leaves room for it',
+        ISSUING_CA_PROFILE_HINT,
       );
     }
     const pending = await this.status();

@@ -1,3 +1,4 @@
+import { chainFileRequirement } from '../issuing-core.ts';
 import type { CaBackend } from '../types.ts';
 import { kmsCaConfigSchema, type KmsCaConfig } from './config.ts';
 
@@ -22,4 +23,12 @@ export const googleKmsBackend: CaBackend<KmsCaConfig> = {
   // Loaded on use, like every backend whose client pulls in an SDK: `certprov --help` and configurations without
   // a KMS connection never import it.
   create: async (name, config, deps) => (await import('./kms-ca.ts')).KmsCa.create(name, config, deps),
+  requiredFiles: (config) => [
+    {
+      field: 'caCertificateFile',
+      file: config.caCertificateFile,
+      hint: 'write there the CA certificate the parent CA issued for the CSR of `certprov kms-ca csr`, or fix caCertificateFile',
+    },
+    ...chainFileRequirement(config.chainFile),
+  ],
 };

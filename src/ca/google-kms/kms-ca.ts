@@ -23,9 +23,11 @@ import type { DistinguishedName } from '../../pki/types.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
 import { GoogleRequestRefused, classifyGoogleError, type GoogleAuthLike } from '../google-cloud.ts';
 import {
+  ISSUING_CA_PROFILE_HINT,
   IssuingMaterialCache,
   caCertificateProblem,
   issueLeaf,
+  leafIssuingProblem,
   listOnOwnCrl,
   readChainFile,
   type IssuingCa,
@@ -299,6 +301,13 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
       );
     }
     const chainPem = [encodePem('CERTIFICATE', certificate.der), ...(await this.#loadChain(certificate))];
+    const unfit = leafIssuingProblem(chainPem);
+    if (unfit !== undefined) {
+      throw fault(
+        `caCertificateFile ${file} ${unfit}`,
+        `${ISSUING_CA_PROFILE_HINT}; then configure it as caCertificateFile`,
+      );
+    }
     return {
       certificate,
       certificatePem: encodePem('CERTIFICATE', certificate.der),

@@ -36,7 +36,13 @@ export interface KmsCaFixture {
 
 export async function createKmsIssuingCa(
   kms: FakeKms,
-  options: { key?: CreateKeyOptions; days?: number; subject?: string } = {},
+  options: {
+    key?: CreateKeyOptions;
+    days?: number;
+    subject?: string;
+    /** openssl extension lines the parent CA certifies the KMS key with. Default: a well-formed issuing CA. */
+    caExtensions?: string;
+  } = {},
 ): Promise<KmsCaFixture> {
   const dir = await mkdtemp(path.join(tmpdir(), 'certprov-kms-ca-'));
   const parent = await OpensslParentCa.create(dir);
@@ -49,7 +55,10 @@ export async function createKmsIssuingCa(
   );
   const csr = await kmsCertificationRequest(client, keyVersion, subject, new AbortController().signal);
   await client.close();
-  const caPem = await parent.sign(csr.pem, { days: options.days ?? 730 });
+  const caPem = await parent.sign(csr.pem, {
+    days: options.days ?? 730,
+    ...(options.caExtensions === undefined ? {} : { extensions: options.caExtensions }),
+  });
   await writeFile(path.join(dir, 'kms-ca.pem'), caPem);
   await writeFile(path.join(dir, 'parent.pem'), parent.rootPem);
   return {

@@ -16,6 +16,8 @@ const SHIPPED = [
   'config/local.example.yaml',
   'config/digicert.example.yaml',
   'config/azure-key-vault.example.yaml',
+  'config/google-cas.example.yaml',
+  'config/google-kms.example.yaml',
   'deploy/overlays/digicert/config.yaml',
   'deploy/overlays/azure-key-vault/config.yaml',
 ];

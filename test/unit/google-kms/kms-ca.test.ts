@@ -145,6 +145,33 @@ describe('the CA certificate is checked against the key version at load', () => 
     ).toBeInstanceOf(DeploymentFaultError);
   });
 
+  it.each([
+    [
+      'an EKU that excludes clientAuth',
+      'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nextendedKeyUsage=serverAuth\n',
+      /the CA certificate: extendedKeyUsage \(serverAuth\) excludes clientAuth/,
+    ],
+    [
+      'a keyUsage without keyCertSign',
+      'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,digitalSignature,cRLSign\n',
+      /the CA certificate: keyUsage lacks keyCertSign/,
+    ],
+  ])(
+    'a CA certificate with %s cannot issue device certificates: a deployment fault naming the field, nothing signed',
+    async (_, caExtensions, field) => {
+      const fixture = await createKmsIssuingCa(kms, { caExtensions });
+      toClose.push(() => fixture.close());
+      const before = kms.signCalls;
+      const ca = await open(fixture);
+      const error = await rejection(ca.issue(deviceRequest((await testKeyPool()).next('ec-p256')), stepContext()));
+      expect(error).toBeInstanceOf(DeploymentFaultError);
+      expect((error as Error).message).toMatch(/cannot issue device certificates/);
+      expect((error as Error).message).toMatch(field);
+      expect((error as DeploymentFaultError).hint).toMatch(/keyCertSign.*clientAuth.*caCertificateFile/);
+      expect(kms.signCalls).toBe(before);
+    },
+  );
+
   it('probe reads the key afresh and says what it checked; it signs nothing', async () => {
     const before = kms.signCalls;
     const text = await (await open(ec)).probe(stepContext());
