@@ -21,9 +21,8 @@ import { keyTypesFor } from '../pki/key-usage.ts';
 import type { SubjectAltNameType } from '../pki/types.ts';
 import { CLEAR_TEXT_PROBLEM, isLoopbackUrl, sendsCredentialsInClear } from '../http/url-safety.ts';
 import { describeIssues, suggestion } from './problems.ts';
-import type { SecretReference } from './zod-helpers.ts';
 import { instanceIdFromSubscription, LOOPBACK_INSTANCE_ID } from './instance-id.ts';
-import { rawConfigSchema, type LogLevelName, type RawConfig, type RawProfile } from './schema.ts';
+import { rawConfigSchema, type RawConfig, type RawProfile } from './schema.ts';
 import { DAY_MS } from '../time.ts';
 
 export interface CaConnectionConfig {
@@ -78,6 +77,19 @@ function resolveStore(raw: RawConfig['store'], purpose: ConfigPurpose, baseDir: 
   };
 }
 
+/**
+ * A parsed block of the schema with its durations (milliseconds once parsed) renamed `…Ms`, the way the compiled
+ * configuration names them. Derived, not copied: a field added to the schema appears here, and compileConfig does
+ * not typecheck until it carries it.
+ */
+type WithMs<T, Durations extends keyof T> = {
+  readonly [K in keyof T as K extends Durations ? `${K & string}Ms` : K]: T[K];
+};
+
+type RawChrome = RawConfig['chrome'];
+type RawPubsub = RawConfig['pubsub'];
+
+/** The compiled, frozen configuration: the zod schema's output (src/config/schema.ts), resolved and renamed. */
 export interface Config {
   /** Where the configuration came from (a path, or `embedded demo`). */
   readonly source: string;
@@ -86,45 +98,32 @@ export interface Config {
   readonly instanceId: string;
   /** Where {@link instanceId} came from, for check-config: configured, derived from the subscription, or loopback default. */
   readonly instanceIdSource: string;
-  readonly chrome: {
-    readonly customer: string;
-    readonly endpoint: string;
-    readonly credentials: 'google-default' | 'none';
-    readonly signatureTimeoutMs: number;
-    readonly requestTimeoutMs: number;
-    readonly rateLimit: {
-      readonly requestsPerMinute: number;
-      readonly maxConcurrent: number;
-      readonly maxWaitMs: number;
-    };
+  readonly chrome: WithMs<Omit<RawChrome, 'rateLimit'>, 'signatureTimeout' | 'requestTimeout'> & {
+    readonly rateLimit: WithMs<RawChrome['rateLimit'], 'maxWait'>;
   };
-  readonly pubsub: {
+  readonly pubsub: WithMs<Omit<RawPubsub, 'subscription'>, 'maxExtension' | 'closeTimeout'> & {
     /** The full name `projects/P/subscriptions/S` (a configured bare id is resolved against GOOGLE_CLOUD_PROJECT). */
     readonly subscription: string | undefined;
     /** The project of {@link subscription} came from GOOGLE_CLOUD_PROJECT (the configuration wrote the id alone). */
     readonly projectFromEnvironment: boolean;
-    readonly maxInFlight: number;
-    readonly maxExtensionMs: number;
-    readonly closeTimeoutMs: number;
   };
   readonly store: StoreConfig;
-  readonly scheduler: {
-    readonly leaseMs: number;
-    readonly pollIntervalMs: number;
-    readonly maxConcurrent: number;
-    readonly retryInitialMs: number;
-    readonly retryMaxMs: number;
-    readonly maxAttempts: number;
-    readonly signaturePollInitialMs: number;
-    readonly signaturePollMaxMs: number;
-    readonly caMaxWaitMs: number;
-    readonly finishedRetentionMs: number;
-  };
+  readonly scheduler: WithMs<
+    RawConfig['scheduler'],
+    | 'lease'
+    | 'pollInterval'
+    | 'retryInitial'
+    | 'retryMax'
+    | 'signaturePollInitial'
+    | 'signaturePollMax'
+    | 'caMaxWait'
+    | 'finishedRetention'
+  >;
   readonly caConnections: ReadonlyMap<string, CaConnectionConfig>;
   readonly profiles: ReadonlyMap<string, CompiledProfile>;
-  readonly http: { readonly port: number; readonly host: string };
-  readonly log: { readonly level: LogLevelName; readonly userHashKey?: SecretReference };
-  readonly shutdown: { readonly gracePeriodMs: number };
+  readonly http: Readonly<RawConfig['http']>;
+  readonly log: Readonly<RawConfig['log']>;
+  readonly shutdown: WithMs<RawConfig['shutdown'], 'gracePeriod'>;
 }
 
 /** What the configuration is loaded for: `run` (and `check-config`) enforce what production needs. */
