@@ -16,6 +16,7 @@ import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { startOpsServer, type OpsServer } from './observability/server.ts';
 import { ProvisioningEngine } from './provisioning/engine.ts';
+import { CrlCache, CrlPublisher, crlPublications } from './lifecycle/crl.ts';
 import { Intake } from './pubsub/intake.ts';
 import type { MessageSource } from './pubsub/source.ts';
 import { createStore } from './store/create.ts';
@@ -78,6 +79,8 @@ export class Adapter {
   private readonly options: AdapterOptions;
   private readonly background = new AbortController();
   private ops: OpsServer | undefined;
+  private readonly crlPublisher: CrlPublisher;
+  private readonly crls: CrlCache;
   /** start() completed: a stop() before that only releases what was opened and says nothing about draining. */
   private started = false;
   private stopping: Promise<void> | undefined;
@@ -103,6 +106,21 @@ export class Adapter {
       replicaId: this.replicaId,
       ...(options.now === undefined ? {} : { now: options.now }),
     });
+    const publications = crlPublications(parts.cas.values());
+    this.crlPublisher = new CrlPublisher(
+      {
+        store: parts.store,
+        owner: this.replicaId,
+        log,
+        now: options.now ?? Date.now,
+        signal: this.background.signal,
+      },
+      publications,
+    );
+    this.crls = new CrlCache(
+      parts.store,
+      publications.map((p) => p.connection),
+    );
     this.intake = new Intake({
       config,
       engine: this.engine,
@@ -145,6 +163,7 @@ export class Adapter {
         port: config.http.port,
         metrics: this.options.metrics,
         health: this.health,
+        crl: (connection) => this.crls.get(connection),
       });
     }
     for (const { abilities } of this.cas.values()) {
@@ -157,6 +176,7 @@ export class Adapter {
         clearFault: (component) => this.health.clearFault(component),
       });
     }
+    this.crlPublisher.start();
     this.engine.start();
     await this.intake.start();
     this.health.setState('running');
@@ -206,6 +226,7 @@ export class Adapter {
       .stop()
       .catch((error: unknown) => log.warn({ error: describeError(error) }, 'closing the subscription failed'));
     this.background.abort();
+    await this.crlPublisher.stop();
     for (const connection of this.cas.values()) {
       await connection.abilities.background
         ?.close()

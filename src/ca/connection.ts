@@ -46,7 +46,9 @@ export function abilitiesOf(ca: CertificateAuthority): CaAbilities {
       : {}),
     ...(hasMethods<Probe>(ca, 'probe') ? { probe: { probe: c.probe!.bind(ca) } } : {}),
     ...(hasMethods<Revocation>(ca, 'revoke') ? { revocation: { revoke: c.revoke!.bind(ca) } } : {}),
-    ...(hasMethods<CrlIssuer>(ca, 'crlIssuer') ? { crlIssuer: { crlIssuer: c.crlIssuer!.bind(ca) } } : {}),
+    ...(hasMethods<CrlIssuer>(ca, 'crlIssuer', 'crlSettings')
+      ? { crlIssuer: { crlIssuer: c.crlIssuer!.bind(ca), crlSettings: c.crlSettings!.bind(ca) } }
+      : {}),
   };
 }
 

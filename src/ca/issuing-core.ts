@@ -17,6 +17,7 @@ import {
   parseCertificate,
   type BuiltCertificate,
   type ParsedCertificate,
+  type RevocationInfo,
 } from '../pki/certificate-builder.ts';
 import { bytesEqual } from '../pki/der.ts';
 import { EXTENDED_KEY_USAGES } from '../pki/extended-key-usage.ts';
@@ -57,6 +58,8 @@ export interface LeafIssuerSettings {
    * certificate leaves (the local CA's journal). A throw is passed on.
    */
   readonly record?: (certificate: BuiltCertificate) => Promise<void>;
+  /** The connection's CRL and caIssuers URLs (its `crl` settings), carried by every leaf. Default none. */
+  readonly revocationInfo?: RevocationInfo;
 }
 
 /**
@@ -84,6 +87,7 @@ export async function issueLeaf(
       signal: ctx.signal,
       now: settings.now,
       backdateMs: settings.backdateMs,
+      ...(settings.revocationInfo === undefined ? {} : { revocationInfo: settings.revocationInfo }),
     });
   } catch (error) {
     if (error instanceof TerminalError) {
@@ -111,6 +115,21 @@ export async function issueLeaf(
     throw error;
   }
   await settings.record?.(built);
+  if (built.cappedByIssuer === true) {
+    // The profile's validity reaches past the CA certificate's end: the leaf ends with the CA. Renew the CA.
+    ctx.log.warn(
+      {
+        caConnection: settings.connection,
+        serial: built.serialHex,
+        processId: request.processId,
+        profile: request.profile.name,
+        notAfter: built.notAfter.toISOString(),
+        caNotAfter: ca.certificate.notAfter.toISOString(),
+        profileValidityDays: Math.round(request.profile.validityMs / DAY_MS),
+      },
+      `${settings.label} shortened the certificate: the CA certificate expires before the profile's validity ends`,
+    );
+  }
   // certprov_ca_certificates_issued_total is counted by the workflow for every backend (steps/issue.ts).
   ctx.log.info(
     {

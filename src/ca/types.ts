@@ -10,6 +10,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { CoordinationStore } from '../store/types.ts';
 import type { CrlReason } from '../pki/crl-reason.ts';
+import type { CrlSettings } from './crl-settings.ts';
 import type { PendingRef } from './pending-ref.ts';
 import type { ParsedCertificate, TbsSigner } from '../pki/certificate-builder.ts';
 import type { SanTemplate, SubjectTemplate } from '../pki/subject-template.ts';
@@ -183,6 +184,8 @@ export interface IssuingCa {
  */
 export interface CrlIssuer {
   crlIssuer(signal: AbortSignal): Promise<IssuingCa>;
+  /** The connection's `crl` settings; undefined when it publishes no CRL (its leaves then carry no CDP). */
+  crlSettings(): CrlSettings | undefined;
 }
 
 /** The optional abilities of one CA connection, detected once. */

@@ -2,10 +2,10 @@
  * `certprov revoke` — revokes inventory certificates through their CA connection, reporting per certificate.
  */
 import { createInterface } from 'node:readline/promises';
-import { createCertificateAuthorities } from '../adapter.ts';
+import { createCertificateAuthorities, newReplicaId } from '../adapter.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { CRL_REASONS, isCrlReason } from '../pki/crl-reason.ts';
-import { revokeCertificates } from '../lifecycle/revoke.ts';
+import { publishCrlsAfter, revokeCertificates } from '../lifecycle/revoke.ts';
 import type { CertificateRecord } from '../store/inventory.ts';
 import { queryOf } from './certs.ts';
 import { parseOptions, UsageError, type Command } from './command.ts';
@@ -90,8 +90,22 @@ Exit code 1 when any certificate could not be revoked.`,
             ...reports.map((r) => [r.serial, r.caConnection, r.outcome, r.detail ?? '']),
           ]),
         );
+        const crls = await publishCrlsAfter(reports, cas, {
+          store,
+          owner: `certprov-revoke-${newReplicaId()}`,
+          log: session.log,
+          now: Date.now,
+          signal: session.ctx.signal,
+        });
+        for (const crl of crls) {
+          console.log(
+            crl.crlNumber === undefined
+              ? `CRL of ${crl.caConnection}: ${crl.error ?? 'not signed'}; the next scheduled CRL (half its validity after the last) lists the revocation`
+              : `CRL of ${crl.caConnection}: number ${crl.crlNumber} signed and stored (replicas serve it within seconds)`,
+          );
+        }
         const bad = reports.filter((r) => ['unsupported', 'no_connection', 'failed'].includes(r.outcome));
-        return bad.length === 0 ? 0 : 1;
+        return bad.length === 0 && crls.every((c) => c.error === undefined) ? 0 : 1;
       } finally {
         await Promise.all([...cas.values()].map((c) => c.abilities.background?.close() ?? Promise.resolve()));
       }

@@ -3,6 +3,7 @@
  * backend that cannot revoke, or refuses, is reported for that certificate and the batch goes on.
  */
 import type { CaConnection } from '../ca/connection.ts';
+import { crlPublications, publishCrlNow, type CrlDependencies } from './crl.ts';
 import type { StepContext } from '../ca/types.ts';
 import { describeError } from '../errors.ts';
 import type { CrlReason } from '../pki/crl-reason.ts';
@@ -98,4 +99,38 @@ async function revokeOne(
     state === 'revoked' ? 'audit: certificate revoked' : 'audit: revocation requested',
   );
   return { ...base, outcome: result.status };
+}
+
+export interface CrlAfterRevocation {
+  readonly caConnection: string;
+  /** The new CRL's number, or why none was signed. */
+  readonly crlNumber?: number;
+  readonly error?: string;
+}
+
+/**
+ * Signs a new CRL for every connection that listed a certificate in `reports` and publishes one (a `crl` block):
+ * the revocation reaches relying parties with the next fetch, not at the next scheduled CRL.
+ */
+export async function publishCrlsAfter(
+  reports: readonly RevocationReport[],
+  cas: ReadonlyMap<string, CaConnection>,
+  deps: CrlDependencies,
+): Promise<CrlAfterRevocation[]> {
+  const listed = new Set(reports.filter((r) => r.outcome === 'listed').map((r) => r.caConnection));
+  const publications = crlPublications([...cas.values()].filter((c) => listed.has(c.name)));
+  const results: CrlAfterRevocation[] = [];
+  for (const publication of publications) {
+    try {
+      const outcome = await publishCrlNow(deps, publication);
+      results.push(
+        outcome.status === 'published'
+          ? { caConnection: publication.connection, crlNumber: outcome.crl.crlNumber }
+          : { caConnection: publication.connection, error: `not signed (${outcome.status})` },
+      );
+    } catch (error) {
+      results.push({ caConnection: publication.connection, error: describeError(error) });
+    }
+  }
+  return results;
 }

@@ -1,7 +1,8 @@
 /**
- * `/metrics` (Prometheus text), `/healthz` (the event loop answers) and `/readyz` (see health.ts) on one port.
+ * `/metrics` (Prometheus text), `/healthz` (the event loop answers), `/readyz` (see health.ts) and the CRLs of the
+ * self-run CA connections (`/crl/<connection>.crl`, src/lifecycle/crl.ts) on one port.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Health } from './health.ts';
 import type { Metrics } from './metrics.ts';
@@ -11,11 +12,26 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
+/** A signed CRL as the server hands it out. */
+export interface ServedCrl {
+  readonly crlNumber: number;
+  readonly thisUpdate: number;
+  readonly nextUpdate: number;
+  readonly der: Uint8Array;
+}
+
+/** How long HTTP caches (a CDN, a proxy) may keep a CRL: short, so a new one after a revocation reaches them soon. */
+const CRL_MAX_AGE_SECONDS = 300;
+
+const CRL_PATH = /^\/crl\/([^/]+)\.crl$/;
+
 export async function startOpsServer(options: {
   host: string;
   port: number;
   metrics: Metrics;
   health: Health;
+  /** The current CRL of a connection; undefined: 404. Default: no CRL is served. */
+  crl?: (connection: string) => Promise<ServedCrl | undefined>;
 }): Promise<OpsServer> {
   const { metrics, health } = options;
   const server: Server = createServer((req, res) => {
@@ -36,6 +52,8 @@ export async function startOpsServer(options: {
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
         () => res.writeHead(500).end(),
       );
+    } else if (options.crl !== undefined && CRL_PATH.test(url ?? '')) {
+      serveCrl(options.crl, decodeURIComponent(CRL_PATH.exec(url ?? '')?.[1] ?? ''), req, res);
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
@@ -54,4 +72,37 @@ export async function startOpsServer(options: {
         server.closeAllConnections();
       }),
   };
+}
+
+/** DER with `application/pkix-crl` (RFC 5280 §4.2.1.13), an ETag of the CRL number, and a short cache lifetime. */
+function serveCrl(
+  crl: (connection: string) => Promise<ServedCrl | undefined>,
+  connection: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
+  crl(connection).then(
+    (found) => {
+      if (found === undefined) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('no CRL for this connection\n');
+        return;
+      }
+      const etag = `"${found.crlNumber}"`;
+      const untilNext = Math.max(0, Math.floor((found.nextUpdate - Date.now()) / 1000));
+      const headers = {
+        etag,
+        'last-modified': new Date(found.thisUpdate).toUTCString(),
+        expires: new Date(found.nextUpdate).toUTCString(),
+        'cache-control': `public, max-age=${Math.min(CRL_MAX_AGE_SECONDS, untilNext)}`,
+      };
+      if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, headers).end();
+        return;
+      }
+      res
+        .writeHead(200, { ...headers, 'content-type': 'application/pkix-crl', 'content-length': found.der.length })
+        .end(req.method === 'HEAD' ? undefined : Buffer.from(found.der.buffer, found.der.byteOffset, found.der.length));
+    },
+    () => res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '10' }).end('CRL unavailable\n'),
+  );
 }

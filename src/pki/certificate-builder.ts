@@ -14,8 +14,10 @@ import { randomBytes } from 'node:crypto';
 import { DerError, contextConstructed, sequence, smallInteger, tlv, toHex, unsignedInteger, x509Time } from './der.ts';
 import { parseDeviceKey } from './device-key.ts';
 import {
+  authorityInfoAccessExtension,
   authorityKeyIdentifierExtension,
   basicConstraintsExtension,
+  crlDistributionPointsExtension,
   extendedKeyUsageExtension,
   keyIdentifierOf,
   keyUsageExtension,
@@ -59,6 +61,8 @@ export interface BuiltCertificate {
   readonly serialHex: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** The leaf is shorter than its profile asked because the issuing CA certificate expires sooner. */
+  readonly cappedByIssuer?: boolean;
 }
 
 export interface LeafCertificateOptions {
@@ -85,6 +89,14 @@ export interface LeafCertificateOptions {
   readonly maxValidityMs?: number;
   /** Positive big-endian serial number. Default: {@link randomSerialNumber}. */
   readonly serial?: Uint8Array;
+  /** Where relying parties find revocation information and the CA certificate. Default: neither extension. */
+  readonly revocationInfo?: RevocationInfo;
+}
+
+/** The URLs a self-run CA's leaves point to (cRLDistributionPoints, authorityInfoAccess caIssuers). */
+export interface RevocationInfo {
+  readonly crlUrl?: string;
+  readonly caIssuersUrl?: string;
 }
 
 interface TbsInput {
@@ -147,6 +159,7 @@ export async function buildLeafCertificate(options: LeafCertificateOptions): Pro
   );
   const validityMs = Math.min(profile.validityMs, options.maxValidityMs ?? Number.POSITIVE_INFINITY);
   const notAfter = floorToSecond(Math.min(now + validityMs, issuer.notAfter.getTime()));
+  const cappedByIssuer = issuer.notAfter.getTime() < now + validityMs;
   const serial = options.serial ?? randomSerialNumber();
   // Checked again although the workflow did when it rendered the profile: no certificate may carry a keyUsage
   // its key cannot honour.
@@ -160,6 +173,12 @@ export async function buildLeafCertificate(options: LeafCertificateOptions): Pro
       : []),
     subjectKeyIdentifierExtension(keyIdentifierOf(options.spkiDer)),
     authorityKeyIdentifierExtension(issuer.subjectKeyIdentifier ?? keyIdentifierOf(issuer.spkiDer)),
+    ...(options.revocationInfo?.crlUrl === undefined
+      ? []
+      : [crlDistributionPointsExtension(options.revocationInfo.crlUrl)]),
+    ...(options.revocationInfo?.caIssuersUrl === undefined
+      ? []
+      : [authorityInfoAccessExtension(options.revocationInfo.caIssuersUrl)]),
   ];
   const tbs = buildTbs({
     serial,
@@ -173,7 +192,7 @@ export async function buildLeafCertificate(options: LeafCertificateOptions): Pro
     extensions,
   });
   const signed = await signAndVerify(tbs, options.signer, issuer.spkiDer, options.signal);
-  return finish(signed.der, serial, notBefore, notAfter);
+  return { ...finish(signed.der, serial, notBefore, notAfter), cappedByIssuer };
 }
 
 export interface CaCertificateOptions {

@@ -6,8 +6,10 @@ import {
   DerError,
   TAG,
   boolean,
+  contextConstructed,
   contextPrimitive,
   encodeOid,
+  ia5String,
   namedBitString,
   octetString,
   readChildren,
@@ -26,7 +28,14 @@ export const EXTENSION_OIDS = {
   basicConstraints: '2.5.29.19',
   authorityKeyIdentifier: '2.5.29.35',
   extKeyUsage: '2.5.29.37',
+  cRLDistributionPoints: '2.5.29.31',
+  authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
+  cRLNumber: '2.5.29.20',
+  reasonCode: '2.5.29.21',
 } as const;
+
+/** id-ad-caIssuers (RFC 5280 §4.2.2.1). */
+const CA_ISSUERS_OID = '1.3.6.1.5.5.7.48.2';
 
 /** KeyUsage bit numbers (RFC 5280 §4.2.1.3). */
 export const KEY_USAGE_BITS = {
@@ -79,6 +88,35 @@ export function authorityKeyIdentifierExtension(keyIdentifier: Uint8Array): Uint
     EXTENSION_OIDS.authorityKeyIdentifier,
     false,
     sequence(tlv(contextPrimitive(0), keyIdentifier)),
+  );
+}
+
+/** GeneralName uniformResourceIdentifier: `[6] IMPLICIT IA5String`. */
+function uriGeneralName(uri: string): Uint8Array {
+  return ia5StringAs(contextPrimitive(6), uri);
+}
+
+function ia5StringAs(tag: number, value: string): Uint8Array {
+  const ia5 = ia5String(value);
+  return tlv(tag, ia5.subarray(ia5.length - value.length));
+}
+
+/**
+ * cRLDistributionPoints (RFC 5280 §4.2.1.13) with one DistributionPoint whose fullName is `url`:
+ * `SEQUENCE { SEQUENCE { [0] { [0] { [6] url } } } }`. Not critical.
+ */
+export function crlDistributionPointsExtension(url: string): Uint8Array {
+  const fullName = tlv(contextConstructed(0), uriGeneralName(url));
+  const distributionPointName = tlv(contextConstructed(0), fullName);
+  return encodeExtension(EXTENSION_OIDS.cRLDistributionPoints, false, sequence(sequence(distributionPointName)));
+}
+
+/** authorityInfoAccess (RFC 5280 §4.2.2.1) with one caIssuers URL, where a relying party fetches the CA certificate. */
+export function authorityInfoAccessExtension(caIssuersUrl: string): Uint8Array {
+  return encodeExtension(
+    EXTENSION_OIDS.authorityInfoAccess,
+    false,
+    sequence(sequence(encodeOid(CA_ISSUERS_OID), uriGeneralName(caIssuersUrl))),
   );
 }
 

@@ -23,6 +23,7 @@
 import {
   Firestore,
   type CollectionReference,
+  type DocumentData,
   type DocumentSnapshot,
   type Settings,
   type Timestamp,
@@ -65,6 +66,7 @@ import {
   type NewCertificate,
   type RecordCertificateResult,
   type Revocation,
+  type StoredCrl,
 } from './inventory.ts';
 import { BatchedRateBudget, type Reservation, type ReserveDecision } from './rate-reservations.ts';
 import {
@@ -89,6 +91,8 @@ const DEFAULTS = {
   casAttempts: 8,
   /** Documents whose update time this store remembers; beyond that it starts over (only costs reads). */
   cacheLimit: 10_000,
+  /** CRL bytes per chunk document (a document holds at most 1 MiB). */
+  crlChunkBytes: 900_000,
 } as const;
 
 export interface FirestoreStoreOptions {
@@ -133,6 +137,7 @@ export class FirestoreProcessStore implements ProcessStore {
   private readonly processes: CollectionReference;
   private readonly coordination: CollectionReference;
   private readonly certificates: CollectionReference;
+  private readonly crls: CollectionReference;
   private readonly where: string;
   private readonly now: () => number;
   private readonly finishedRetentionMs: number;
@@ -156,6 +161,7 @@ export class FirestoreProcessStore implements ProcessStore {
     this.processes = this.db.collection(collection);
     this.coordination = this.db.collection(`${collection}-coordination`);
     this.certificates = this.db.collection(`${collection}-certificates`);
+    this.crls = this.db.collection(`${collection}-crls`);
     this.where = `${options.projectId ?? '(project from environment)'}/${databaseId}/${collection}`;
     this.now = options.now ?? Date.now;
     this.finishedRetentionMs = options.finishedRetentionMs ?? DEFAULTS.finishedRetentionMs;
@@ -260,6 +266,61 @@ export class FirestoreProcessStore implements ProcessStore {
         ? { revocation: next, status: 'revoked', statusChangedAt: next.at }
         : { revocation: next };
     });
+  }
+
+  // --- CRLs ---------------------------------------------------------------------------------------------------
+
+  /**
+   * The CRL of a connection: a head document (`<collection>-crls/<id>`: number, times, chunk count) and the DER in
+   * chunks below it (`chunks/<number>-<i>`), because a CRL of 100,000 serials (~4 MB) is larger than one document
+   * (1 MiB). A reader that finds the chunks of the number it read already replaced reads the head again.
+   */
+  async getCrl(caConnection: string): Promise<StoredCrl | undefined> {
+    const head = this.crls.doc(crlDocumentId(caConnection));
+    for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
+      const snapshot = await this.guard('read the CRL', () => head.get());
+      const meta = parseCrlHead(snapshot.data());
+      if (meta === undefined) return undefined;
+      const refs = Array.from({ length: meta.chunks }, (_, i) =>
+        head.collection('chunks').doc(`${meta.crlNumber}-${i}`),
+      );
+      const chunks = refs.length === 0 ? [] : await this.guard('read the CRL', () => this.db.getAll(...refs));
+      const parts = chunks.map((c) => c.get('data') as Uint8Array | undefined);
+      if (parts.every((p): p is Uint8Array => p instanceof Uint8Array)) {
+        const { chunks: _count, ...crl } = meta;
+        return Object.freeze({ ...crl, caConnection, der: concatChunks(parts) });
+      }
+    }
+    throw new RetryableError(`the CRL of ${caConnection} kept changing while it was read; try again`);
+  }
+
+  async putCrl(crl: StoredCrl): Promise<boolean> {
+    const head = this.crls.doc(crlDocumentId(crl.caConnection));
+    const chunks: Uint8Array[] = [];
+    for (let offset = 0; offset < crl.der.length; offset += DEFAULTS.crlChunkBytes) {
+      chunks.push(crl.der.subarray(offset, offset + DEFAULTS.crlChunkBytes));
+    }
+    return this.guard('store the CRL', () =>
+      this.db.runTransaction(async (tx) => {
+        const current = parseCrlHead((await tx.get(head)).data());
+        if (current !== undefined && current.crlNumber >= crl.crlNumber) return false;
+        chunks.forEach((data, i) =>
+          tx.set(head.collection('chunks').doc(`${crl.crlNumber}-${i}`), { data: Buffer.from(data) }),
+        );
+        tx.set(head, {
+          caConnection: crl.caConnection,
+          crlNumber: crl.crlNumber,
+          thisUpdate: crl.thisUpdate,
+          nextUpdate: crl.nextUpdate,
+          entries: crl.entries,
+          chunks: chunks.length,
+        });
+        for (let i = 0; current !== undefined && i < current.chunks; i += 1) {
+          tx.delete(head.collection('chunks').doc(`${current.crlNumber}-${i}`));
+        }
+        return true;
+      }),
+    );
   }
 
   /** Compare-and-set on one certificate document; `decide` returns the fields to change, or undefined for none. */
@@ -595,4 +656,28 @@ function parseReservations(value: unknown): Reservation[] {
       entries.push({ from, until, count });
   }
   return entries;
+}
+
+function crlDocumentId(caConnection: string): string {
+  return certificateDocumentId(caConnection, 'crl');
+}
+
+function parseCrlHead(
+  data: DocumentData | undefined,
+): (Omit<StoredCrl, 'der' | 'caConnection'> & { chunks: number }) | undefined {
+  if (data === undefined) return undefined;
+  const n = (key: string) => (typeof data[key] === 'number' ? data[key] : undefined);
+  const [crlNumber, thisUpdate, nextUpdate, entries, chunks] = [
+    n('crlNumber'),
+    n('thisUpdate'),
+    n('nextUpdate'),
+    n('entries'),
+    n('chunks'),
+  ];
+  if (crlNumber === undefined || thisUpdate === undefined || nextUpdate === undefined) return undefined;
+  return { crlNumber, thisUpdate, nextUpdate, entries: entries ?? 0, chunks: chunks ?? 0 };
+}
+
+function concatChunks(parts: readonly Uint8Array[]): Uint8Array {
+  return Uint8Array.from(Buffer.concat(parts));
 }

@@ -95,6 +95,23 @@ export interface RecordCertificateResult {
   readonly superseded: readonly CertificateRecord[];
 }
 
+/**
+ * The current CRL of a self-run CA connection (src/lifecycle/crl.ts): signed by one replica under a named lease,
+ * served by every replica from the store.
+ */
+export interface StoredCrl {
+  readonly caConnection: string;
+  /** cRLNumber; each stored CRL's is higher than the one it replaces. */
+  readonly crlNumber: number;
+  /** Epoch ms (whole seconds, as in the CRL). */
+  readonly thisUpdate: number;
+  readonly nextUpdate: number;
+  /** Revoked certificates listed. */
+  readonly entries: number;
+  /** The signed CRL, DER. */
+  readonly der: Uint8Array;
+}
+
 /** The inventory part of the store contract (test/contract/store-contract.ts). */
 export interface InventoryStore {
   /**
@@ -110,6 +127,12 @@ export interface InventoryStore {
    * and reason), `pending_approval` only records the request. Undefined when no such certificate is recorded.
    */
   setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined>;
+  getCrl(caConnection: string): Promise<StoredCrl | undefined>;
+  /**
+   * Stores `crl` as the connection's current CRL when its number is higher than the stored one's (compare-and-set:
+   * a replica that lost its lease cannot put an older CRL back). False, and nothing written, otherwise.
+   */
+  putCrl(crl: StoredCrl): Promise<boolean>;
 }
 
 /** The key under which certificates supersede each other: the user for user sessions, else the device. */

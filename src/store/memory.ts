@@ -16,6 +16,7 @@ import {
   type CertificateRecord,
   type NewCertificate,
   type RecordCertificateResult,
+  type StoredCrl,
   type Revocation,
 } from './inventory.ts';
 import {
@@ -53,6 +54,7 @@ export class MemoryProcessStore implements ProcessStore {
   private readonly buckets = new Map<string, number[]>();
   /** The inventory, by `connection \u0000 serial`; never expired (a certificate outlives its process record). */
   private readonly certificates = new Map<string, CertificateRecord>();
+  private readonly crls = new Map<string, StoredCrl>();
   private readonly now: () => number;
   private readonly finishedRetentionMs: number;
   private lastExpiry = 0;
@@ -111,6 +113,17 @@ export class MemoryProcessStore implements ProcessStore {
     if (record === undefined) return Promise.resolve(current);
     this.certificates.set(key, record);
     return Promise.resolve(record);
+  }
+
+  getCrl(caConnection: string): Promise<StoredCrl | undefined> {
+    return Promise.resolve(this.crls.get(caConnection));
+  }
+
+  putCrl(crl: StoredCrl): Promise<boolean> {
+    const current = this.crls.get(crl.caConnection);
+    if (current !== undefined && current.crlNumber >= crl.crlNumber) return Promise.resolve(false);
+    this.crls.set(crl.caConnection, Object.freeze({ ...crl, der: Uint8Array.from(crl.der) }));
+    return Promise.resolve(true);
   }
 
   tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {

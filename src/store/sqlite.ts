@@ -47,6 +47,7 @@ import {
   type CertificateRecord,
   type NewCertificate,
   type RecordCertificateResult,
+  type StoredCrl,
   type Revocation,
 } from './inventory.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
@@ -186,6 +187,7 @@ export class SqliteProcessStore implements ProcessStore {
       if (this.durable && mode !== 'wal') throw new Error(`the file system refused WAL mode (journal_mode ${mode})`);
       this.db.exec(`PRAGMA synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
       migrate(this.db, this.file);
+      addTables(this.db);
       this.statements = prepareStatements(this.db);
     } catch (error) {
       throw sqliteFault(error, 'open the process store', this.file);
@@ -271,6 +273,36 @@ export class SqliteProcessStore implements ProcessStore {
       if (record === undefined) return current;
       this.writeCertificate(record);
       return record;
+    });
+  }
+
+  getCrl(caConnection: string): Promise<StoredCrl | undefined> {
+    return this.readNow(() => {
+      const row = this.statements.getCrl.get(caConnection) as CrlRow | undefined;
+      return row === undefined
+        ? undefined
+        : Object.freeze({
+            caConnection: row.ca_connection,
+            crlNumber: row.crl_number,
+            thisUpdate: row.this_update,
+            nextUpdate: row.next_update,
+            entries: row.entries,
+            der: new Uint8Array(row.der),
+          });
+    });
+  }
+
+  putCrl(crl: StoredCrl): Promise<boolean> {
+    return this.write(() => {
+      const result = this.statements.putCrl.run(
+        crl.caConnection,
+        crl.crlNumber,
+        crl.thisUpdate,
+        crl.nextUpdate,
+        crl.entries,
+        crl.der,
+      );
+      return Number(result.changes) > 0;
     });
   }
 
@@ -683,6 +715,29 @@ function migrate(db: DatabaseSync, file: string): void {
   `);
 }
 
+/** Tables added within layout version 1: new tables only, which an older adapter never reads. */
+interface CrlRow {
+  ca_connection: string;
+  crl_number: number;
+  this_update: number;
+  next_update: number;
+  entries: number;
+  der: Uint8Array;
+}
+
+function addTables(db: DatabaseSync): void {
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS crls (
+      ca_connection TEXT PRIMARY KEY,
+      crl_number    INTEGER NOT NULL,
+      this_update   INTEGER NOT NULL,
+      next_update   INTEGER NOT NULL,
+      entries       INTEGER NOT NULL,
+      der           BLOB NOT NULL
+    ) WITHOUT ROWID;
+  `);
+}
+
 function prepareStatements(db: DatabaseSync) {
   const s = (sql: string): StatementSync => db.prepare(sql);
   return {
@@ -714,6 +769,12 @@ function prepareStatements(db: DatabaseSync) {
       'INSERT INTO named_leases (name, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at',
     ),
     releaseLease: s('DELETE FROM named_leases WHERE name = ? AND owner = ?'),
+    getCrl: s(
+      'SELECT ca_connection, crl_number, this_update, next_update, entries, der FROM crls WHERE ca_connection = ?',
+    ),
+    putCrl: s(
+      'INSERT INTO crls (ca_connection, crl_number, this_update, next_update, entries, der) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ca_connection) DO UPDATE SET crl_number = excluded.crl_number, this_update = excluded.this_update, next_update = excluded.next_update, entries = excluded.entries, der = excluded.der WHERE excluded.crl_number > crls.crl_number',
+    ),
     pruneGrants: s('DELETE FROM rate_grants WHERE bucket = ? AND at <= ?'),
     nthRecentGrant: s('SELECT at FROM rate_grants WHERE bucket = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?'),
     grant: s('INSERT INTO rate_grants (bucket, at) VALUES (?, ?)'),

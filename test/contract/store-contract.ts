@@ -8,6 +8,7 @@
  * the clock, not a sleep. "Two instances" means two store objects over the same data — two Firestore clients on one
  * collection; for the memory store (one replica by design) the same object twice.
  */
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LeaseLostError, type NewProcess, type ProcessRecord, type ProcessStore } from '../../src/store/types.ts';
 import type { RenderedProfile } from '../../src/pki/types.ts';
@@ -529,6 +530,35 @@ export function describeStoreContract(name: string, options: StoreContractOption
       const renewal = await store.recordCertificate(certificate('r2', clock));
       expect(renewal.superseded).toEqual([]);
       expect((await peer.getCertificate('ca-one', 'r1'))?.status).toBe('revoked');
+    });
+
+    it('keeps one CRL per connection: a higher number replaces it, an equal or lower one is refused', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      expect(await store.getCrl('ca-one')).toBeUndefined();
+      const crl = (crlNumber: number, der: Uint8Array) => ({
+        caConnection: 'ca-one',
+        crlNumber,
+        thisUpdate: clock.now(),
+        nextUpdate: clock.now() + 7 * DAY_MS,
+        entries: crlNumber * 10,
+        der,
+      });
+      const small = Uint8Array.from(randomBytes(300));
+      expect(await store.putCrl(crl(1, small))).toBe(true);
+      expect(await peer.getCrl('ca-one')).toEqual(crl(1, small));
+      expect(await peer.getCrl('ca-two')).toBeUndefined();
+      expect(await peer.putCrl(crl(1, Uint8Array.from(randomBytes(10))))).toBe(false);
+      // Several megabytes: a CRL of ~100,000 serials is larger than one Firestore document.
+      const large = Uint8Array.from(randomBytes(2_500_000));
+      clock.advance(60_000);
+      expect(await peer.putCrl(crl(3, large))).toBe(true);
+      expect(await store.putCrl(crl(2, small))).toBe(false);
+      const stored = await store.getCrl('ca-one');
+      expect(stored?.crlNumber).toBe(3);
+      expect(stored && Buffer.from(stored.der).equals(Buffer.from(large))).toBe(true);
+      expect(await store.putCrl(crl(4, small))).toBe(true);
+      expect(await peer.getCrl('ca-one')).toEqual(crl(4, small));
     });
 
     it('finds a process by its correlation id', async () => {

@@ -13,6 +13,7 @@
  */
 import type { CertificateClientOptions } from '@azure/keyvault-certificates';
 import { z } from 'zod';
+import { crlSettingsSchema } from '../crl-settings.ts';
 import { durationMs, secretReference } from '../../config/zod-helpers.ts';
 import { isLoopbackUrl } from '../../http/url-safety.ts';
 
@@ -193,6 +194,8 @@ const baseSchema = z
     backdate: durationMs.prefault(KEY_VAULT_DEFAULTS.backdate),
     /** Longest validity this CA grants, in days (leaves never outlive the CA anyway). Default 825. */
     maxValidityDays: z.number().int().positive().default(KEY_VAULT_DEFAULTS.maxValidityDays),
+    /** Publish a CRL for this connection, and point every leaf at it (docs/lifecycle.md). Default: no CRL. */
+    crl: crlSettingsSchema.optional(),
     /** Test fakes only: allow an `http://` vault URL. Loopback vault URLs only. Default false. */
     allowInsecureConnection: z.boolean().default(false),
     /**

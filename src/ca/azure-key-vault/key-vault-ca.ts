@@ -36,6 +36,7 @@ import {
   readChainFile,
   type IssuingCa,
 } from '../issuing-core.ts';
+import { revocationInfoOf, type CrlSettings } from '../crl-settings.ts';
 import type {
   BackgroundWork,
   CaDependencies,
@@ -349,6 +350,10 @@ export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, 
     return listOnOwnCrl(await this.material(ctx.signal), request, 'Key Vault CA');
   }
 
+  crlSettings(): CrlSettings | undefined {
+    return this.config.crl;
+  }
+
   crlIssuer(signal: AbortSignal): Promise<IssuingCa> {
     return this.material(signal);
   }
@@ -362,6 +367,7 @@ export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, 
       component: 'keyvault',
       maxValidityDays: this.config.maxValidityDays,
       backdateMs: this.config.backdate,
+      revocationInfo: revocationInfoOf(this.config.crl),
       now: this.#now(),
       hints: {
         signatureMismatch: `the signature came from ${material.kid}: the pinned key and certificate do not belong together, or the vault answered with a different algorithm`,

@@ -7,6 +7,7 @@
  * version they were given.
  */
 import { z } from 'zod';
+import { crlSettingsSchema } from '../crl-settings.ts';
 import { durationMs } from '../../config/zod-helpers.ts';
 import { googleEndpointSchema } from '../google-cloud.ts';
 
@@ -47,6 +48,8 @@ export const kmsCaConfigSchema = z
     backdate: durationMs.prefault(KMS_DEFAULTS.backdate),
     /** Longest validity this CA grants, in days; profiles asking for more are rejected at load. Default 825. */
     maxValidityDays: z.number().int().positive().default(KMS_DEFAULTS.maxValidityDays),
+    /** Publish a CRL for this connection, and point every leaf at it (docs/lifecycle.md). Default: no CRL. */
+    crl: crlSettingsSchema.optional(),
     /** Deadline of one KMS call. Default 30s. */
     requestTimeout: durationMs.prefault(KMS_DEFAULTS.requestTimeout),
     /**

@@ -32,6 +32,7 @@ import {
   readChainFile,
   type IssuingCa,
 } from '../issuing-core.ts';
+import { revocationInfoOf, type CrlSettings } from '../crl-settings.ts';
 import type {
   BackgroundWork,
   CaDependencies,
@@ -341,6 +342,10 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
     return listOnOwnCrl(await this.material(ctx.signal), request, 'Cloud KMS CA');
   }
 
+  crlSettings(): CrlSettings | undefined {
+    return this.config.crl;
+  }
+
   crlIssuer(signal: AbortSignal): Promise<IssuingCa> {
     return this.material(signal);
   }
@@ -354,6 +359,7 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
       component: 'google-kms',
       maxValidityDays: this.config.maxValidityDays,
       backdateMs: this.config.backdate,
+      revocationInfo: revocationInfoOf(this.config.crl),
       now: this.#now(),
       hints: {
         signatureMismatch: `the signature came from ${material.keyVersion}: the key version and caCertificateFile do not belong together`,

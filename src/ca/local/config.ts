@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { crlSettingsSchema } from '../crl-settings.ts';
 import { durationMs } from '../../config/zod-helpers.ts';
 
 /** `type: local` — a file-backed CA for the demo, trials and tests (`certprov local-ca init` creates one). */
@@ -11,6 +12,8 @@ export const localCaConfigSchema = z
     backdate: durationMs.prefault('5m'),
     /** Longest validity this CA grants, in days; profiles asking for more are rejected at load. Default 825. */
     maxValidityDays: z.number().int().positive().default(825),
+    /** Publish a CRL for this connection, and point every leaf at it (docs/lifecycle.md). Default: no CRL. */
+    crl: crlSettingsSchema.optional(),
   })
   .strict();
 

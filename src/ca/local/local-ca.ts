@@ -21,6 +21,7 @@ import {
 } from '../../pki/certificate-builder.ts';
 import { signWithKey, verifyWithKey } from '../../pki/signature-algorithms.ts';
 import { issueLeaf, listOnOwnCrl, type IssuingCa } from '../issuing-core.ts';
+import { revocationInfoOf, type CrlSettings } from '../crl-settings.ts';
 import type {
   CaDependencies,
   CertificateAuthority,
@@ -183,6 +184,10 @@ export class LocalCa implements CertificateAuthority, Probe, Revocation, CrlIssu
     });
   }
 
+  crlSettings(): CrlSettings | undefined {
+    return this.config.crl;
+  }
+
   crlIssuer(): Promise<IssuingCa> {
     return Promise.resolve(this.issuingCa());
   }
@@ -214,6 +219,7 @@ export class LocalCa implements CertificateAuthority, Probe, Revocation, CrlIssu
       component: 'local-ca',
       maxValidityDays: this.config.maxValidityDays,
       backdateMs: this.config.backdate,
+      revocationInfo: revocationInfoOf(this.config.crl),
       now: this.now(),
       record: (built) => this.journal(request, built),
     });

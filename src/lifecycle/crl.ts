@@ -1,0 +1,238 @@
+/**
+ * The CRLs of the self-run CA connections (DESIGN.md §9): a connection with a `crl` block (src/ca/crl-settings.ts)
+ * gets a v2 CRL of its revoked, unexpired inventory certificates, signed with the CA key through its CrlIssuer
+ * ability — the local key, or one remote sign call per CRL (Key Vault, Cloud KMS).
+ *
+ * One replica at a time signs: a named lease `crl:<connection>` in the store. The stored CRL's number only grows
+ * (the store's putCrl is a compare-and-set on it), so a replica that lost its lease while signing cannot put an older
+ * list back. Every replica serves the stored CRL at `/crl/<connection>.crl` (src/observability/server.ts).
+ *
+ * When a new CRL is signed: right after a revocation (`certprov revoke`, revoke-after-grace), when none exists yet,
+ * and once half of `validity` has passed since thisUpdate — relying parties never hold an expired CRL while one
+ * replica runs.
+ */
+import { describeError } from '../errors.ts';
+import type { CrlIssuer } from '../ca/types.ts';
+import type { CrlSettings } from '../ca/crl-settings.ts';
+import type { Logger } from '../observability/logger.ts';
+import { buildCrl, type CrlEntry } from '../pki/crl.ts';
+import type { StoredCrl } from '../store/inventory.ts';
+import type { ProcessStore } from '../store/types.ts';
+
+export const CRL_LEASE = {
+  /** Long enough for one remote signature with its retries; a dead holder's lease frees up after it. */
+  ttlMs: 120_000,
+  /** How often, and how long, a forced publication waits for another replica's lease. */
+  retryMs: 500,
+  attempts: 20,
+} as const;
+
+/** A connection that publishes a CRL: its name, its CrlIssuer ability, its `crl` settings. */
+export interface CrlPublication {
+  readonly connection: string;
+  readonly issuer: CrlIssuer;
+  readonly settings: CrlSettings;
+}
+
+export interface CrlDependencies {
+  readonly store: ProcessStore;
+  /** Lease owner (the replica id, or the CLI's own). */
+  readonly owner: string;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly signal: AbortSignal;
+  /** Called with each new CRL once it is stored (the Cloud Storage copy). */
+  readonly afterPublish?: (crl: StoredCrl, publication: CrlPublication) => Promise<void>;
+}
+
+export type PublishOutcome =
+  | { readonly status: 'published'; readonly crl: StoredCrl; readonly buildMs: number }
+  | { readonly status: 'not_due' }
+  /** Another replica holds the lease (it is signing now). */
+  | { readonly status: 'busy' }
+  /** Another replica stored a newer CRL while this one signed. */
+  | { readonly status: 'superseded' };
+
+/** The connections of `connections` that publish a CRL. */
+export function crlPublications(
+  connections: Iterable<{ readonly name: string; readonly abilities: { readonly crlIssuer?: CrlIssuer } }>,
+): CrlPublication[] {
+  const out: CrlPublication[] = [];
+  for (const { name, abilities } of connections) {
+    const settings = abilities.crlIssuer?.crlSettings();
+    if (abilities.crlIssuer !== undefined && settings !== undefined) {
+      out.push({ connection: name, issuer: abilities.crlIssuer, settings });
+    }
+  }
+  return out;
+}
+
+function due(current: StoredCrl | undefined, settings: CrlSettings, now: number): boolean {
+  return current === undefined || now >= current.thisUpdate + settings.validity / 2;
+}
+
+/** The CRL entries of a connection: its revoked certificates that have not expired (RFC 5280 §3.3 lets them go). */
+async function revokedEntries(store: ProcessStore, connection: string, now: number): Promise<CrlEntry[]> {
+  const revoked = await store.findCertificates({ caConnection: connection, status: 'revoked', notAfterFrom: now });
+  return revoked.map((r) => ({
+    serialHex: r.serial,
+    revokedAt: new Date(r.revocation?.at ?? r.statusChangedAt),
+    reason: r.revocation?.reason ?? 'unspecified',
+  }));
+}
+
+/**
+ * Signs and stores a new CRL for `publication` when it is due, or always with `force` (after a revocation).
+ * Takes the connection's CRL lease first; answers `busy` when another replica holds it.
+ */
+export async function publishCrl(
+  deps: CrlDependencies,
+  publication: CrlPublication,
+  options: { force?: boolean } = {},
+): Promise<PublishOutcome> {
+  const { store, owner, signal } = deps;
+  const { connection, settings } = publication;
+  if (!options.force && !due(await store.getCrl(connection), settings, deps.now())) return { status: 'not_due' };
+  const lease = `crl:${connection}`;
+  if (!(await store.tryNamedLease(lease, owner, CRL_LEASE.ttlMs))) return { status: 'busy' };
+  try {
+    const current = await store.getCrl(connection);
+    const started = performance.now();
+    const now = deps.now();
+    if (!options.force && !due(current, settings, now)) return { status: 'not_due' };
+    const entries = await revokedEntries(store, connection, now);
+    const ca = await publication.issuer.crlIssuer(signal);
+    const thisUpdate = Math.floor(now / 1000) * 1000;
+    const crlNumber = (current?.crlNumber ?? 0) + 1;
+    const der = await buildCrl({
+      issuer: ca.certificate,
+      signer: ca.signer,
+      crlNumber,
+      thisUpdate: new Date(thisUpdate),
+      nextUpdate: new Date(thisUpdate + settings.validity),
+      entries,
+      signal,
+    });
+    const crl: StoredCrl = {
+      caConnection: connection,
+      crlNumber,
+      thisUpdate,
+      nextUpdate: thisUpdate + settings.validity,
+      entries: entries.length,
+      der,
+    };
+    if (!(await store.putCrl(crl))) return { status: 'superseded' };
+    const buildMs = performance.now() - started;
+    deps.log.info(
+      {
+        caConnection: connection,
+        crlNumber,
+        entries: entries.length,
+        bytes: der.length,
+        nextUpdate: new Date(crl.nextUpdate).toISOString(),
+        ms: Math.round(buildMs),
+      },
+      'CRL signed',
+    );
+    await deps.afterPublish?.(crl, publication);
+    return { status: 'published', crl, buildMs };
+  } finally {
+    await store.releaseNamedLease(lease, owner).catch(() => undefined);
+  }
+}
+
+/**
+ * Publishes now (after a revocation), waiting for another replica's lease to end: the replica that held it may have
+ * read the revocations before this one was recorded, so its CRL is not enough.
+ */
+export async function publishCrlNow(deps: CrlDependencies, publication: CrlPublication): Promise<PublishOutcome> {
+  for (let attempt = 1; ; attempt += 1) {
+    const outcome = await publishCrl(deps, publication, { force: true });
+    if (outcome.status !== 'busy' || attempt >= CRL_LEASE.attempts) return outcome;
+    await new Promise((resolve) => setTimeout(resolve, CRL_LEASE.retryMs));
+    deps.signal.throwIfAborted();
+  }
+}
+
+/**
+ * The background side in `run`: every `checkInterval`, each publishing connection is looked at (one store read) and
+ * a new CRL signed when one is due. Failures are logged and tried again at the next check.
+ */
+export class CrlPublisher {
+  readonly #deps: CrlDependencies;
+  readonly #publications: readonly CrlPublication[];
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #stopped = false;
+  #running: Promise<unknown> = Promise.resolve();
+
+  constructor(deps: CrlDependencies, publications: readonly CrlPublication[]) {
+    this.#deps = deps;
+    this.#publications = publications;
+  }
+
+  start(): void {
+    for (const publication of this.#publications) this.#schedule(publication, 0);
+  }
+
+  #schedule(publication: CrlPublication, delayMs: number): void {
+    if (this.#stopped) return;
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      this.#running = this.#check(publication).finally(() =>
+        this.#schedule(publication, publication.settings.checkInterval),
+      );
+    }, delayMs);
+    timer.unref();
+    this.#timers.add(timer);
+  }
+
+  async #check(publication: CrlPublication): Promise<void> {
+    try {
+      await publishCrl(this.#deps, publication);
+    } catch (error) {
+      if (this.#deps.signal.aborted) return;
+      this.#deps.log.warn(
+        { caConnection: publication.connection, error: describeError(error) },
+        'could not sign the CRL; trying again at the next check',
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    await this.#running.catch(() => undefined);
+  }
+}
+
+/**
+ * The stored CRLs as the HTTP server hands them out: read from the store at most every `ttlMs` per connection, so a
+ * burst of relying parties costs one store read.
+ */
+export class CrlCache {
+  readonly #store: ProcessStore;
+  readonly #served: ReadonlySet<string>;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+  readonly #cached = new Map<string, { at: number; crl: Promise<StoredCrl | undefined> }>();
+
+  constructor(store: ProcessStore, served: Iterable<string>, options: { ttlMs?: number; now?: () => number } = {}) {
+    this.#store = store;
+    this.#served = new Set(served);
+    this.#ttlMs = options.ttlMs ?? 10_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** The connection's current CRL; undefined for a connection that publishes none (or none yet). */
+  get(connection: string): Promise<StoredCrl | undefined> {
+    if (!this.#served.has(connection)) return Promise.resolve(undefined);
+    const now = this.#now();
+    const hit = this.#cached.get(connection);
+    if (hit !== undefined && now - hit.at < this.#ttlMs) return hit.crl;
+    const crl = this.#store.getCrl(connection);
+    this.#cached.set(connection, { at: now, crl });
+    crl.catch(() => this.#cached.delete(connection));
+    return crl;
+  }
+}
