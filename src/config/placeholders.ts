@@ -6,8 +6,8 @@
  */
 import type { Config } from './load.ts';
 
-/** Words the examples and manifests use for values the admin must fill in. */
-const PLACEHOLDER_WORDS = ['PROJECT_ID', 'PROJECT_NUMBER', 'REGION'] as const;
+/** Words the examples and manifests use for values the admin must fill in (CA_POOL: the google-cas overlay's pool). */
+const PLACEHOLDER_WORDS = ['PROJECT_ID', 'PROJECT_NUMBER', 'REGION', 'CA_POOL'] as const;
 
 /** A GUID made of one repeated hex digit: `00000000-0000-0000-0000-000000000000`, `11111111-…`. */
 const REPEATED_GUID = /^([0-9a-f])\1{7}-\1{4}-\1{4}-\1{4}-\1{12}$/i;

@@ -13,7 +13,7 @@ const run = promisify(execFile);
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const DEPLOY = path.join(REPO, 'deploy');
-export const OVERLAYS = ['digicert', 'azure-key-vault'] as const;
+export const OVERLAYS = ['digicert', 'azure-key-vault', 'google-cas'] as const;
 export type Overlay = (typeof OVERLAYS)[number];
 
 // Kubernetes objects are open-ended; tests read them through these loose shapes.

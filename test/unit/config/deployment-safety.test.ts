@@ -100,6 +100,11 @@ describe('placeholders left from an example', () => {
       overlay: 'azure-key-vault',
       fields: ['pubsub.subscription', '.tenantId', '.clientId'],
     },
+    {
+      file: 'deploy/overlays/google-cas/config.yaml',
+      overlay: 'google-cas',
+      fields: ['pubsub.subscription', 'caConnections.default_ca_config.caPool'],
+    },
     { file: 'config/azure-key-vault.example.yaml', fields: ['.tenantId', '.clientId'] },
     { file: 'config/digicert.example.yaml', fields: ['.organizationId'] },
   ] as const)('$file: each is refused, naming the field to edit', async ({ file, fields, ...entry }) => {

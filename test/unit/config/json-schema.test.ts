@@ -20,6 +20,7 @@ const SHIPPED = [
   'config/google-kms.example.yaml',
   'deploy/overlays/digicert/config.yaml',
   'deploy/overlays/azure-key-vault/config.yaml',
+  'deploy/overlays/google-cas/config.yaml',
 ];
 
 function validator() {
