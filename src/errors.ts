@@ -11,6 +11,7 @@
  * {@link UnclearResultError} is a retryable error that additionally says "the request may have been applied":
  * callers of unsafe operations (signData, a DigiCert order POST) must read state back instead of resending.
  */
+import { userMessageFor, type FailureReason, type MessageDetails } from './user-messages.ts';
 
 export type ErrorClass = 'retry' | 'terminal' | 'deployment';
 
@@ -22,25 +23,10 @@ export type ErrorClass = 'retry' | 'terminal' | 'deployment';
 export type FaultComponent = string;
 
 /**
- * Why a process failed, as a closed set: it is a metric label and must stay low-cardinality.
- * The human detail goes into the log line next to it.
+ * Why a process failed, as a closed set: it is a metric label and must stay low-cardinality. The human detail goes
+ * into the log line next to it; what the user reads comes from the catalog in src/user-messages.ts.
  */
-export type FailureReason =
-  | 'key_policy'
-  | 'unknown_ca_connection'
-  | 'unknown_profile'
-  | 'unsupported_process'
-  | 'template_field_missing'
-  | 'template_invalid_value'
-  | 'bad_signature'
-  | 'signature_timeout'
-  | 'device_refused'
-  | 'ca_rejected'
-  | 'ca_timeout'
-  | 'ca_misbehaved'
-  | 'chrome_rejected'
-  | 'retries_exhausted'
-  | 'internal';
+export type { FailureReason, MessageDetails } from './user-messages.ts';
 
 export interface CertprovErrorOptions {
   cause?: unknown;
@@ -81,10 +67,13 @@ export interface TerminalErrorOptions extends CertprovErrorOptions {
   /** Low-cardinality reason (metric label). */
   reason: FailureReason;
   /**
-   * What the ChromeOS user reads (through setFailure). Short, plain words, no secrets and no personal data; the
-   * workflow appends the correlation id.
+   * What the ChromeOS user reads (through setFailure), when the thrower knows better than the catalog (a CA
+   * backend's own refusal). Default: the catalog's message for `reason` (src/user-messages.ts). Short, plain words,
+   * no secrets and no personal data; the workflow appends the correlation id.
    */
-  userMessage: string;
+  userMessage?: string;
+  /** Configuration names the catalog message may show (profile, connection, field). */
+  details?: MessageDetails;
 }
 
 /** This process cannot succeed: report it with setFailure, then acknowledge. */
@@ -96,7 +85,7 @@ export class TerminalError extends CertprovError {
   constructor(message: string, options: TerminalErrorOptions) {
     super(message, options);
     this.reason = options.reason;
-    this.userMessage = options.userMessage;
+    this.userMessage = options.userMessage ?? userMessageFor(options.reason, options.details);
   }
 }
 

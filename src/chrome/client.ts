@@ -236,7 +236,6 @@ function pathSegment(value: string): string | undefined {
 function malformedName(what: string): TerminalError {
   return new TerminalError(`chrome: malformed ${what} name`, {
     reason: 'internal',
-    userMessage: 'The certificate request could not be processed.',
   });
 }
 

@@ -26,10 +26,7 @@ export const CHROME_AUTH_FAULT_HINT =
  */
 export class ProcessNotFoundError extends TerminalError {
   constructor(message: string) {
-    super(message, {
-      reason: 'chrome_rejected',
-      userMessage: 'The certificate request no longer exists.',
-    });
+    super(message, { reason: 'chrome_rejected' });
   }
 }
 
@@ -39,7 +36,7 @@ export class ProcessNotFoundError extends TerminalError {
  */
 export class ClaimedByAnotherInstanceError extends TerminalError {
   constructor(message: string) {
-    super(message, { reason: 'chrome_rejected', userMessage: 'Another adapter is handling this certificate request.' });
+    super(message, { reason: 'chrome_rejected' });
   }
 }
 
@@ -53,8 +50,6 @@ export function isClaimedByAnother(detail: RemoteErrorDetail): boolean {
 }
 
 /** What the ChromeOS user reads when Google refused one of our calls for this process. */
-const CHROME_REJECTED_USER_MESSAGE = 'The certificate request was rejected by the Chrome management service.';
-
 /** The remaining 4xx of the Chrome Management API (see the module comment). */
 export function classifyChromeResponse(response: HttpErrorResponse): CertprovError {
   const { status, summary, detail } = response;
@@ -78,7 +73,7 @@ export function classifyChromeResponse(response: HttpErrorResponse): CertprovErr
   }
   // 400 INVALID_ARGUMENT / FAILED_PRECONDITION / OUT_OF_RANGE, 409 ALREADY_EXISTS, 412, 413 …: this process cannot
   // get further through this call.
-  return new TerminalError(summary, { reason: 'chrome_rejected', userMessage: CHROME_REJECTED_USER_MESSAGE });
+  return new TerminalError(summary, { reason: 'chrome_rejected' });
 }
 
 interface GoogleStatusBody {

@@ -147,7 +147,6 @@ export function parseCertificationRequestInfo(der: Uint8Array): ParsedCertificat
     if (!(error instanceof DerError)) throw error;
     throw new TerminalError(`signData is not a CertificationRequestInfo: ${error.message}`, {
       reason: 'internal',
-      userMessage: 'The certificate request stored for this device is invalid. Try again.',
       cause: error,
     });
   }

@@ -1,7 +1,7 @@
 /**
  * The device key policy (DESIGN.md §5): RSA with a 2048–8192-bit modulus, or EC on P-256. Everything else — small
  * RSA, other curves, Ed25519, RSA-PSS-only keys, bytes that are not a key — is refused before signData is ever
- * asked for, with a message the ChromeOS user can act on.
+ * asked for, as a `key_policy` TerminalError (the user's wording is in src/user-messages.ts).
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { TerminalError } from '../errors.ts';
@@ -15,12 +15,9 @@ export const MAX_RSA_BITS = 8192;
 /** The one curve ChromeOS keys use and the policy allows. */
 export const ALLOWED_CURVE = 'P-256';
 
-const USER_MESSAGE = "This device's key is not allowed (RSA keys need at least 2048 bits; EC keys must use P-256).";
-
 function refuse(detail: string, cause?: unknown): TerminalError {
   return new TerminalError(`device key outside policy: ${detail}`, {
     reason: 'key_policy',
-    userMessage: USER_MESSAGE,
     cause,
   });
 }

@@ -63,7 +63,7 @@ export function keyUsagesForDevice(
     `profile "${profileName}": profiles.${profileName}.keyUsages does not fit this device's ${KEY_TYPE_NAMES[keyType]} key: ${problem}`,
     {
       reason: 'key_policy',
-      userMessage: `The certificate profile "${profileName}" does not fit this device's key type. Ask your administrator.`,
+      details: { profile: profileName },
     },
   );
 }

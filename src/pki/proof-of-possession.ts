@@ -58,12 +58,9 @@ export interface ProofOfPossessionInput {
   readonly keyType: KeyType;
 }
 
-const USER_MESSAGE = "The device's proof-of-possession signature could not be verified.";
-
 function badSignature(detail: string, cause?: unknown): TerminalError {
   return new TerminalError(`proof of possession failed: ${detail}`, {
     reason: 'bad_signature',
-    userMessage: USER_MESSAGE,
     cause,
   });
 }

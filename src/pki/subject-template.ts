@@ -217,7 +217,7 @@ export function renderValue(template: ValueTemplate, vars: TemplateVariables, pr
           `profile "${profileName}" uses {{${segment.variable}}}, which process ${vars.process.id} does not carry`,
           {
             reason: 'template_field_missing',
-            userMessage: `The certificate profile needs information this ${vars.user ? 'user session' : 'device'} does not provide. Ask your administrator to check the profile.`,
+            details: { holder: vars.user ? 'user session' : 'device' },
           },
         );
       }
@@ -241,7 +241,7 @@ function characterCount(value: string): number {
 function invalidValue(profileName: string, what: string, problem: string): TerminalError {
   return new TerminalError(`profile "${profileName}": ${what} ${problem}`, {
     reason: 'template_invalid_value',
-    userMessage: `The certificate profile "${profileName}" produced an invalid ${what}. Ask your administrator to check the profile.`,
+    details: { profile: profileName, field: what },
   });
 }
 

@@ -14,6 +14,7 @@
 import { performance } from 'node:perf_hooks';
 import type { StepContext } from '../ca/types.ts';
 import { ProcessNotFoundError } from '../chrome/errors.ts';
+import { userMessageFor } from '../user-messages.ts';
 import type { ProcessRef } from '../chrome/types.ts';
 import {
   CertprovError,
@@ -446,11 +447,7 @@ export class ProvisioningEngine {
         {
           kind: 'next',
           step: 'report_failure',
-          patch: failurePatch(
-            'retries_exhausted',
-            'The certificate service could not complete the request. Try again later.',
-            record.correlationId,
-          ),
+          patch: failurePatch('retries_exhausted', userMessageFor('retries_exhausted'), record.correlationId),
         },
         'terminal',
       ];

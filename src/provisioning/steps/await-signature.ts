@@ -66,7 +66,6 @@ export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
       if (record.attempts >= config.scheduler.maxAttempts) {
         throw new TerminalError('signData never took effect after scheduler.maxAttempts unclear attempts', {
           reason: 'retries_exhausted',
-          userMessage: 'The certificate service could not complete the request. Try again later.',
         });
       }
       run.ctx.log.warn(
@@ -90,7 +89,6 @@ export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
     if (run.now() >= deadline) {
       throw new TerminalError('the device did not sign within chrome.signatureTimeout', {
         reason: 'signature_timeout',
-        userMessage: 'The device did not answer the certificate request in time. It will try again later.',
       });
     }
     const delay = signaturePollDelay(
@@ -111,7 +109,6 @@ export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
   if (!Buffer.from(signedSpki).equals(spkiDer)) {
     throw new TerminalError('the signed CertificationRequestInfo carries a different public key than the process', {
       reason: 'bad_signature',
-      userMessage: "The device's proof-of-possession signature could not be verified.",
     });
   }
   const signatureDer = verifyProofOfPossession({

@@ -23,7 +23,7 @@ function connectionOf(run: ProcessRun): CaConnection {
       `CA connection "${name}" disappeared from the configuration while the process was in progress`,
       {
         reason: 'unknown_ca_connection',
-        userMessage: `The certificate service has no CA connection named "${name}". Ask your administrator.`,
+        details: { connection: name },
       },
     );
   }
@@ -85,7 +85,6 @@ function onResult(run: ProcessRun, ca: CaConnection, request: IssueRequest, resu
           `CA connection "${ca.name}" returned a certificate whose public key is not the device's`,
           {
             reason: 'ca_misbehaved',
-            userMessage: 'The certificate authority returned an unusable certificate. Ask your administrator.',
           },
         );
       }
@@ -174,7 +173,6 @@ export async function awaitCaStep(run: ProcessRun): Promise<StepResult> {
       return { kind: 'done', outcome: 'failed', reason: 'device_refused' };
     throw new TerminalError(giveUp, {
       reason: 'ca_timeout',
-      userMessage: 'The certificate authority did not approve the request in time. Ask your administrator.',
     });
   }
   return onResult(run, ca, request, await pending.poll(ref, request, run.ctx));

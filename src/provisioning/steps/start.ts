@@ -34,7 +34,7 @@ function resolveWork(run: ProcessRun, process: CertificateProvisioningProcess, c
   if (profileName === undefined || profile === undefined) {
     throw new TerminalError(`unknown profile reference "${profileName ?? '(none)'}"`, {
       reason: 'unknown_profile',
-      userMessage: `The certificate service has no certificate profile named "${profileName ?? '(none)'}". Ask your administrator.`,
+      details: { profile: profileName ?? '(none)' },
     });
   }
   if (!profile.caConnections.includes(caName)) {
@@ -42,14 +42,13 @@ function resolveWork(run: ProcessRun, process: CertificateProvisioningProcess, c
       `profile "${profileName}" is not enabled for CA connection "${caName}" (profiles.${profileName}.caConnections)`,
       {
         reason: 'unknown_profile',
-        userMessage: `The certificate profile "${profileName}" cannot be used with CA connection "${caName}". Ask your administrator.`,
+        details: { profile: profileName, connection: caName },
       },
     );
   }
   if (process.subjectPublicKeyInfo === undefined || process.subjectPublicKeyInfo === '') {
     throw new TerminalError('process carries no subjectPublicKeyInfo', {
       reason: 'unsupported_process',
-      userMessage: 'The device did not provide a public key.',
     });
   }
   const spkiDer = decodeBase64(process.subjectPublicKeyInfo);
