@@ -80,6 +80,7 @@ import {
   type Step,
   type UpdateOptions,
 } from './types.ts';
+import { holdsLease, leaseAfterUpdate, leasedByOther } from './lease.ts';
 
 const DEFAULTS = {
   databaseId: '(default)',
@@ -352,8 +353,7 @@ export class FirestoreProcessStore implements ProcessStore {
   tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {
     return this.compareAndSet<ProcessRecord | undefined>(processId, (record, now) => {
       if (record === undefined || record.step === 'done' || !KNOWN_STEPS.has(record.step)) return { answer: undefined };
-      if (record.lease !== undefined && record.lease.owner !== owner && record.lease.expiresAt > now)
-        return { answer: undefined };
+      if (leasedByOther(record.lease, owner, now)) return { answer: undefined };
       return { write: { lease: { owner, expiresAt: now + ttlMs } }, result: (stored) => stored };
     });
   }
@@ -361,21 +361,15 @@ export class FirestoreProcessStore implements ProcessStore {
   update(processId: string, owner: string, patch: ProcessPatch, options: UpdateOptions = {}): Promise<ProcessRecord> {
     return this.compareAndSet<ProcessRecord>(processId, (record, now) => {
       const lease = record?.lease;
-      if (lease === undefined || lease.owner !== owner || lease.expiresAt <= now)
-        throw new LeaseLostError(processId, owner);
-      const next = options.release
-        ? undefined
-        : options.renewLeaseMs === undefined
-          ? lease
-          : { owner, expiresAt: now + options.renewLeaseMs };
+      if (!holdsLease(lease, owner, now)) throw new LeaseLostError(processId, owner);
+      const next = leaseAfterUpdate(lease, options, now);
       return { write: { patch, lease: next, expireAt: now + this.finishedRetentionMs }, result: (stored) => stored };
     });
   }
 
   renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean> {
     return this.compareAndSet<boolean>(processId, (record, now) => {
-      const lease = record?.lease;
-      if (lease === undefined || lease.owner !== owner || lease.expiresAt <= now) return { answer: false };
+      if (!holdsLease(record?.lease, owner, now)) return { answer: false };
       return { write: { lease: { owner, expiresAt: now + ttlMs } }, result: () => true };
     });
   }

@@ -6,6 +6,7 @@
  * Records are frozen and replaced on every write, so a caller can never mutate stored state by accident.
  */
 import type { PendingRef } from '../ca/types.ts';
+import { holdsLease, leaseAfterUpdate, leasedByOther } from './lease.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
   compareByExpiry,
@@ -129,8 +130,7 @@ export class MemoryProcessStore implements ProcessStore {
   tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined> {
     const record = this.records.get(processId);
     const now = this.now();
-    if (record === undefined || record.step === 'done') return Promise.resolve(undefined);
-    if (record.lease !== undefined && record.lease.owner !== owner && record.lease.expiresAt > now) {
+    if (record === undefined || record.step === 'done' || leasedByOther(record.lease, owner, now)) {
       return Promise.resolve(undefined);
     }
     return Promise.resolve(this.write(record, {}, { owner, expiresAt: now + ttlMs }));
@@ -139,23 +139,16 @@ export class MemoryProcessStore implements ProcessStore {
   update(processId: string, owner: string, patch: ProcessPatch, options: UpdateOptions = {}): Promise<ProcessRecord> {
     const record = this.records.get(processId);
     const now = this.now();
-    if (record?.lease === undefined || record.lease.owner !== owner || record.lease.expiresAt <= now) {
+    if (record === undefined || !holdsLease(record.lease, owner, now)) {
       return Promise.reject(new LeaseLostError(processId, owner));
     }
-    const lease = options.release
-      ? undefined
-      : options.renewLeaseMs === undefined
-        ? record.lease
-        : { owner, expiresAt: now + options.renewLeaseMs };
-    return Promise.resolve(this.write(record, patch, lease));
+    return Promise.resolve(this.write(record, patch, leaseAfterUpdate(record.lease, options, now)));
   }
 
   renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean> {
     const record = this.records.get(processId);
     const now = this.now();
-    if (record?.lease === undefined || record.lease.owner !== owner || record.lease.expiresAt <= now) {
-      return Promise.resolve(false);
-    }
+    if (record === undefined || !holdsLease(record.lease, owner, now)) return Promise.resolve(false);
     this.write(record, {}, { owner, expiresAt: now + ttlMs });
     return Promise.resolve(true);
   }
@@ -196,7 +189,7 @@ export class MemoryProcessStore implements ProcessStore {
   tryNamedLease(name: string, owner: string, ttlMs: number): Promise<boolean> {
     const now = this.now();
     const current = this.namedLeases.get(name);
-    if (current !== undefined && current.owner !== owner && current.expiresAt > now) return Promise.resolve(false);
+    if (leasedByOther(current, owner, now)) return Promise.resolve(false);
     this.namedLeases.set(name, { owner, expiresAt: now + ttlMs });
     return Promise.resolve(true);
   }

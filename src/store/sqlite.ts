@@ -50,6 +50,7 @@ import {
   type StoredCrl,
   type Revocation,
 } from './inventory.ts';
+import { holdsLease, leaseAfterUpdate, leasedByOther } from './lease.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
   LeaseLostError,
@@ -310,8 +311,7 @@ export class SqliteProcessStore implements ProcessStore {
     return this.write(() => {
       const record = this.read(processId);
       const now = this.now();
-      if (record === undefined || record.step === 'done') return undefined;
-      if (record.lease !== undefined && record.lease.owner !== owner && record.lease.expiresAt > now) return undefined;
+      if (record === undefined || record.step === 'done' || leasedByOther(record.lease, owner, now)) return undefined;
       return this.store(record, {}, { owner, expiresAt: now + ttlMs });
     });
   }
@@ -320,16 +320,8 @@ export class SqliteProcessStore implements ProcessStore {
     return this.write(() => {
       const record = this.read(processId);
       const now = this.now();
-      const lease = record?.lease;
-      if (record === undefined || lease === undefined || lease.owner !== owner || lease.expiresAt <= now) {
-        throw new LeaseLostError(processId, owner);
-      }
-      const next = options.release
-        ? undefined
-        : options.renewLeaseMs === undefined
-          ? lease
-          : { owner, expiresAt: now + options.renewLeaseMs };
-      return this.store(record, patch, next);
+      if (record === undefined || !holdsLease(record.lease, owner, now)) throw new LeaseLostError(processId, owner);
+      return this.store(record, patch, leaseAfterUpdate(record.lease, options, now));
     });
   }
 
@@ -337,8 +329,7 @@ export class SqliteProcessStore implements ProcessStore {
     return this.write(() => {
       const record = this.read(processId);
       const now = this.now();
-      const lease = record?.lease;
-      if (record === undefined || lease === undefined || lease.owner !== owner || lease.expiresAt <= now) return false;
+      if (record === undefined || !holdsLease(record.lease, owner, now)) return false;
       this.store(record, {}, { owner, expiresAt: now + ttlMs });
       return true;
     });

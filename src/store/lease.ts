@@ -1,0 +1,22 @@
+/**
+ * The lease decisions every process store makes the same way (DESIGN.md §5): who may take a process's lease, who
+ * holds it, and what lease a write leaves behind. The stores differ in how they read and write atomically (a Map, a
+ * SQLite transaction, a Firestore compare-and-set); these rules are one.
+ */
+import type { Lease, UpdateOptions } from './types.ts';
+
+/** Another owner holds an unexpired lease: `owner` may not take it (its own lease it may always take again). */
+export function leasedByOther(lease: Lease | undefined, owner: string, now: number): boolean {
+  return lease !== undefined && lease.owner !== owner && lease.expiresAt > now;
+}
+
+/** `owner` holds the lease and it has not expired: it may write under it, or renew it. */
+export function holdsLease(lease: Lease | undefined, owner: string, now: number): lease is Lease {
+  return lease !== undefined && lease.owner === owner && lease.expiresAt > now;
+}
+
+/** The lease after an update by its holder: none when released, renewed for `renewLeaseMs`, else unchanged. */
+export function leaseAfterUpdate(held: Lease, options: UpdateOptions, now: number): Lease | undefined {
+  if (options.release === true) return undefined;
+  return options.renewLeaseMs === undefined ? held : { owner: held.owner, expiresAt: now + options.renewLeaseMs };
+}
