@@ -7,6 +7,7 @@
  */
 import type { PendingRef } from '../ca/types.ts';
 import { holdsLease, leaseAfterUpdate, leasedByOther } from './lease.ts';
+import { takeFromWindows } from './rate-window.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
   compareByExpiry,
@@ -200,28 +201,12 @@ export class MemoryProcessStore implements ProcessStore {
   }
 
   takeToken(bucket: string, windows: readonly RateWindow[]): Promise<number> {
-    const now = this.now();
-    const longest = Math.max(...windows.map((w) => w.windowMs));
-    // Grant times in ascending order: a window's count and its oldest grant are found by binary search, so a token
-    // costs O(log n) however large the budget (the Chrome API budget holds thousands of grants a minute).
     let times = this.buckets.get(bucket);
     if (times === undefined) {
       times = [];
       this.buckets.set(bucket, times);
     }
-    const aged = firstLaterThan(times, now - longest);
-    if (aged > 0) times.splice(0, aged);
-    let wait = 0;
-    for (const window of windows) {
-      const inWindow = times.length - firstLaterThan(times, now - window.windowMs);
-      if (inWindow >= window.limit) {
-        // The oldest grant inside the window must age out before another fits.
-        const oldest = times[times.length - window.limit] as number;
-        wait = Math.max(wait, oldest + window.windowMs - now + 1);
-      }
-    }
-    if (wait === 0) times.splice(firstLaterThan(times, now), 0, now);
-    return Promise.resolve(wait);
+    return Promise.resolve(takeFromWindows(times, windows, this.now()));
   }
 
   wakeByLookupKey(lookupKey: string, hint?: PendingRef): Promise<boolean> {
@@ -265,18 +250,6 @@ export class MemoryProcessStore implements ProcessStore {
       if (record.expireAt !== undefined && record.expireAt <= now) this.records.delete(id);
     }
   }
-}
-
-/** Index of the first element of the ascending `sorted` that is greater than `value` (its length if none). */
-function firstLaterThan(sorted: readonly number[], value: number): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((sorted[mid] as number) > value) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
 }
 
 function certificateKey(caConnection: string, serial: string): string {
