@@ -15,6 +15,7 @@ import {
   standaloneCa,
   startAdapter,
   type BenchStore,
+  type StoreOps,
 } from '../support/adapter-under-test.ts';
 import type { BenchFigure, BenchScenario } from '../scenario.ts';
 import { DEFAULTS } from '../../src/config/schema.ts';
@@ -31,6 +32,14 @@ const CONCURRENCY = 32;
  */
 const UNBOUNDED_RATE = 10_000_000;
 
+function opsSince(before: StoreOps, after: StoreOps): StoreOps {
+  return {
+    reads: after.reads - before.reads,
+    writes: after.writes - before.writes,
+    tokens: after.tokens - before.tokens,
+  };
+}
+
 /** Chrome API requests served since `before`, all methods together. */
 function requestsSince(before: Record<string, number>, after: Record<string, number>): number {
   return Object.entries(after).reduce((sum, [method, n]) => sum + n - (before[method] ?? 0), 0);
@@ -41,6 +50,7 @@ interface Run {
   readonly cpuMsPerCert: number;
   readonly latencies: number[];
   readonly requestsPerCert: number;
+  readonly storeOps?: StoreOps;
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -116,6 +126,7 @@ const scenario: BenchScenario = {
           const ids = await sandbox.create(count, SIGN_DELAY_MS);
           const expected = finished + count;
           const before = await sandbox.requests();
+          const opsBefore = adapter.storeOps();
           const m = await measure(sandbox, count, async () => {
             for (const id of ids) adapter.notify(id);
             await sandbox.waitFinished(ids, 600_000, expected);
@@ -125,6 +136,7 @@ const scenario: BenchScenario = {
             ...m,
             latencies: await latencies(sandbox, ids),
             requestsPerCert: requestsSince(before, await sandbox.requests()) / count,
+            storeOps: opsSince(opsBefore, adapter.storeOps()),
           };
         } finally {
           await adapter.stop();
@@ -167,6 +179,16 @@ const scenario: BenchScenario = {
             value: run.requestsPerCert,
             unit: '',
             target: '≤ 5',
+          },
+          {
+            name: `${store}: store writes per certificate (of which Chrome API budget tokens)`,
+            value: (run.storeOps?.writes ?? 0) / count,
+            unit: `(${((run.storeOps?.tokens ?? 0) / count).toFixed(1)})`,
+          },
+          {
+            name: `${store}: store reads per certificate (due scans included)`,
+            value: (run.storeOps?.reads ?? 0) / count,
+            unit: '',
           },
           {
             name: `${store}: certificates/s the default chrome.rateLimit allows`,

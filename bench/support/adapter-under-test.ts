@@ -13,6 +13,8 @@ import { compileConfig, type Config } from '../../src/config/load.ts';
 import { createLogger, type Logger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { InProcessMessageSource } from '../../src/pubsub/in-process-source.ts';
+import { createStore } from '../../src/store/create.ts';
+import type { ProcessStore } from '../../src/store/types.ts';
 import { encodeProcessCreatedEvent } from '../../src/sandbox/index.ts';
 import { deepMerge } from '../../test/support/adapter-rig.ts';
 
@@ -72,11 +74,52 @@ export function benchConfig(
   );
 }
 
+/** Store methods that write; every other method called on the store is a read. */
+const STORE_WRITES: ReadonlySet<string> = new Set([
+  'create',
+  'tryLease',
+  'update',
+  'renewLease',
+  'recordCertificate',
+  'setRevocation',
+  'wakeByLookupKey',
+  'takeToken',
+  'tryNamedLease',
+  'releaseNamedLease',
+]);
+
+export interface StoreOps {
+  readonly reads: number;
+  readonly writes: number;
+  /** Writes that were rate-budget tokens (one per Chrome API request). */
+  readonly tokens: number;
+}
+
+/** The store with every call counted (a Proxy: the store itself is untouched). */
+function countingStore(store: ProcessStore): { store: ProcessStore; ops: () => StoreOps } {
+  const counts = { reads: 0, writes: 0, tokens: 0 };
+  const proxy = new Proxy(store, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function' || typeof property !== 'string' || property === 'close') return value;
+      return (...args: unknown[]) => {
+        if (STORE_WRITES.has(property)) counts.writes += 1;
+        else counts.reads += 1;
+        if (property === 'takeToken') counts.tokens += 1;
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { store: proxy, ops: () => ({ ...counts }) };
+}
+
 export interface RunningAdapter {
   readonly adapter: Adapter;
   readonly source: InProcessMessageSource;
   readonly metrics: Metrics;
   notify(processId: string): void;
+  /** Store calls so far. */
+  storeOps(): StoreOps;
   stop(): Promise<void>;
 }
 
@@ -88,7 +131,8 @@ export async function startAdapter(config: Config): Promise<RunningAdapter> {
   const log = benchLogger(config);
   const metrics = new Metrics({ defaultMetrics: false });
   const source = new InProcessMessageSource({ maxInFlight: config.pubsub.maxInFlight, redeliveryDelayMs: 200 });
-  const adapter = await Adapter.create({ config, log, metrics, source, serveHttp: false });
+  const counted = countingStore(await createStore(config, log));
+  const adapter = await Adapter.create({ config, log, metrics, source, store: counted.store, serveHttp: false });
   await adapter.start();
   return {
     adapter,
@@ -96,6 +140,7 @@ export async function startAdapter(config: Config): Promise<RunningAdapter> {
     metrics,
     notify: (processId) =>
       void source.publish(encodeProcessCreatedEvent({ processId, customerId: config.chrome.customer })),
+    storeOps: counted.ops,
     stop: () => adapter.stop(5_000),
   };
 }
