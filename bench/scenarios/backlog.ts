@@ -75,9 +75,15 @@ const scenario: BenchScenario = {
     ];
     try {
       let finished = 0;
+      let issued = 0;
       for (const store of ['memory', 'sqlite'] as BenchStore[]) {
         const adapter = await startAdapter(configOf(store));
         try {
+          // Warm-up: the adapter's code paths compiled and its pools grown before the baseline is taken.
+          const warm = await sandbox.create(50, 5);
+          for (const id of warm) adapter.notify(id);
+          issued += warm.length;
+          await sandbox.waitFinished(warm, 60_000, issued);
           const base = memory();
           const ids = await sandbox.create(count, SIGN_DELAY_MS);
           const started = performance.now();
@@ -85,9 +91,9 @@ const scenario: BenchScenario = {
           // Every device asked: the backlog is in place.
           for (;;) {
             const stats = await sandbox.stats();
-            if (stats.signDataCalls >= finished + count) break;
+            if (stats.signDataCalls >= finished + count + issued) break;
             if (performance.now() - started > SIGN_DELAY_MS / 2) {
-              throw new Error(`only ${stats.signDataCalls - finished} of ${count} devices asked in time`);
+              throw new Error(`only ${stats.signDataCalls - finished - issued} of ${count} devices asked in time`);
             }
             await new Promise((r) => setTimeout(r, 100));
           }
@@ -102,7 +108,7 @@ const scenario: BenchScenario = {
           const opsAfter = adapter.storeOps();
           const held = memory();
           const stats = await sandbox.stats();
-          if (stats.issued > 0) throw new Error('a device signed before the holding period was over');
+          if (stats.issued > issued) throw new Error('a device signed before the holding period was over');
           const minutes = holdMs / 60_000;
           const perWaiting = (n: number) => n / count / minutes;
           figures.push(
