@@ -85,6 +85,9 @@ type Found = { candidate: Candidate; encoding: NotificationEncoding } | { proble
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
+/** The problem reported when the decoder itself threw: a decoder bug, which the fuzz test must never see. */
+export const UNEXPECTED_DECODER_ERROR = 'the notification could not be decoded (unexpected decoder error)';
+
 /**
  * Decodes a provisioning notification into a process id and customer.
  *
@@ -102,7 +105,7 @@ export function decodeNotification(
     return decode(data, attributes ?? {}, fallbackCustomer);
   } catch {
     // Defensive: every path above returns a problem instead of throwing; a bug must still not crash the intake.
-    return { ok: false, problem: 'the notification could not be decoded (unexpected decoder error)' };
+    return { ok: false, problem: UNEXPECTED_DECODER_ERROR };
   }
 }
 
