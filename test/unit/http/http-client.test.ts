@@ -34,6 +34,11 @@ afterEach(async () => {
   await server.close();
 });
 
+/** Resolves once the scripted server has received `n` requests (the test fails by its own timeout otherwise). */
+async function requestsReceived(n: number): Promise<void> {
+  while (server.requests.length < n) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
 function client(overrides: Partial<HttpClientOptions> = {}): HttpClient {
   return new HttpClient({
     api: 'test',
@@ -327,8 +332,12 @@ describe('HttpClient: caller cancellation', () => {
     server.otherwise({ action: 'hang' });
     const controller = new AbortController();
     const reason = new Error('shutting down');
-    setTimeout(() => controller.abort(reason), 50);
-    const error = await failureOf(client().request({ ...get, signal: controller.signal }));
+    const pending = failureOf(client().request({ ...get, signal: controller.signal }));
+    // Abort once the request has reached the server, not after a fixed delay: on a busy machine 50 ms could pass
+    // before the request was even sent, and the test would check a different case.
+    await requestsReceived(1);
+    controller.abort(reason);
+    const error = await pending;
     expect(error).toBe(reason);
     expect(server.requests).toHaveLength(1);
     expect(await counter('remoteRequests', { api: 'test', method: 'get', status_class: 'timeout' })).toBe(0);
@@ -338,9 +347,13 @@ describe('HttpClient: caller cancellation', () => {
   it('rejects with the abort reason while waiting for Retry-After', async () => {
     server.script({ status: 503, text: '', headers: { 'retry-after': '20' } }, ok);
     const controller = new AbortController();
-    setTimeout(() => controller.abort(), 50);
     const started = performance.now();
-    const error = await failureOf(client({ sleep: undefined }).request({ ...get, signal: controller.signal }));
+    const pending = failureOf(client({ sleep: undefined }).request({ ...get, signal: controller.signal }));
+    // Abort during the Retry-After wait: after the 503 was answered, not after a guessed delay.
+    await requestsReceived(1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    controller.abort();
+    const error = await pending;
     expect((error as Error).name).toBe('AbortError');
     expect(error).not.toBeInstanceOf(RetryableError);
     expect(performance.now() - started).toBeLessThan(2_000);
