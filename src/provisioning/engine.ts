@@ -36,6 +36,7 @@ import {
 import { RateBudgetExhaustedError } from '../http/shared-rate-limiter.ts';
 import { backoffDelay } from '../backoff.ts';
 import { newCorrelationId } from './correlation-id.ts';
+import { FaultGate } from './fault-gate.ts';
 import {
   failurePatch,
   LeaseGuard,
@@ -106,10 +107,23 @@ export class ProvisioningEngine {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private lastGaugeUpdate = 0;
+  /** Pauses a component with a deployment fault as a whole (src/provisioning/fault-gate.ts). */
+  readonly faultGate: FaultGate;
+  /** Held processes the gate released, launched as capacity allows. */
+  private readonly resumeQueue = new Set<string>();
 
   constructor(deps: EngineDependencies) {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
+    this.faultGate = new FaultGate({
+      log: deps.log,
+      backoff: { initialMs: deps.config.scheduler.retryInitialMs, maxMs: deps.config.scheduler.retryMaxMs },
+      now: this.now,
+      resume: (ids) => {
+        for (const id of ids) this.resumeQueue.add(id);
+        this.launchResumed();
+      },
+    });
     // Stop unsafe calls well before the lease could expire: 20% of the lease, at least 5 s (but never more than half).
     this.leaseMarginMs = Math.min(
       deps.config.scheduler.leaseMs / 2,
@@ -188,6 +202,8 @@ export class ProvisioningEngine {
   async stop(graceMs: number): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'draining';
+    this.faultGate.close();
+    this.resumeQueue.clear();
     this.wake?.();
     await this.loop;
     const all = () => Promise.all([...this.running.values()].map((r) => r.done)).then(() => true);
@@ -206,6 +222,16 @@ export class ProvisioningEngine {
     else this.wake?.();
   }
 
+  /** Launches processes the fault gate resumed, while there is capacity (the rest when running ones finish). */
+  private launchResumed(): void {
+    if (this.state !== 'running') return;
+    for (const processId of this.resumeQueue) {
+      if (this.running.size >= this.deps.config.scheduler.maxConcurrent) return;
+      this.resumeQueue.delete(processId);
+      this.launch(processId);
+    }
+  }
+
   private launch(processId: string): void {
     if (this.running.has(processId)) return;
     const abort = new AbortController();
@@ -221,6 +247,7 @@ export class ProvisioningEngine {
           const wasFull = this.running.size >= this.deps.config.scheduler.maxConcurrent;
           this.running.delete(processId);
           this.deps.metrics.processesInFlight.set(this.running.size);
+          this.launchResumed();
           if (wasFull) this.wake?.();
         }),
     };
@@ -346,17 +373,32 @@ export class ProvisioningEngine {
         return current;
       },
     };
+    const component = this.componentOf(current, step);
+    const admission = component === undefined ? undefined : this.faultGate.admit(component, record.processId);
+    if (admission?.kind === 'hold') {
+      // The component is paused: nothing is sent. The record is parked (released, due after the longest backoff, in
+      // case this replica goes away); the gate launches it again when a probe passes.
+      metrics.stepDuration.observe({ step, outcome: 'held' }, 0);
+      log.debug({ component }, 'held: the component has a deployment fault');
+      return this.apply(current, step, { kind: 'wait', step, delayMs: config.scheduler.retryMaxMs }, log);
+    }
     const started = performance.now();
     let result: StepResult | 'abandon';
     let outcomeLabel: string;
     try {
       result = await HANDLERS[step](run);
       outcomeLabel = result.kind === 'wait' ? 'wait' : 'ok';
-      const component = this.componentOf(current, step);
-      if (component !== undefined) this.deps.health.clearFault(component);
+      if (component !== undefined) {
+        this.deps.health.clearFault(component);
+        this.faultGate.succeeded(component);
+      }
       if ((current.faultAttempts ?? 0) > 0) result = { ...result, patch: { ...result.patch, faultAttempts: 0 } };
     } catch (error) {
-      [result, outcomeLabel] = this.onStepError(current, step, error, abort, log);
+      [result, outcomeLabel] = this.onStepError(current, step, error, abort, log, component);
+    }
+    // A probe that ended neither way (a 5xx, the lease lost, shutdown) frees the slot for the next process.
+    if (admission?.kind === 'probe' && component !== undefined && outcomeLabel !== 'deployment_fault') {
+      this.faultGate.release(component, record.processId);
     }
     metrics.stepDuration.observe({ step, outcome: outcomeLabel }, (performance.now() - started) / 1000);
     if (result === 'abandon') return undefined;
@@ -375,6 +417,7 @@ export class ProvisioningEngine {
     error: unknown,
     abort: AbortController,
     log: StepContext['log'],
+    stepComponent: FaultComponent | undefined,
   ): [StepResult | 'abandon', string] {
     const { config, metrics, health } = this.deps;
     const reason: unknown = abort.signal.aborted ? abort.signal.reason : undefined;
@@ -404,6 +447,21 @@ export class ProvisioningEngine {
           patch: failurePatch(error.reason, error.userMessage, record.correlationId),
         },
         'terminal',
+      ];
+    }
+    if (error instanceof DeploymentFaultError && error.component === stepComponent) {
+      // The step's own component: the gate pauses it for every process and logs once per interval.
+      health.reportFault(error.component, error.message);
+      metrics.retries.inc({ where: 'step', error_class: 'deployment' });
+      this.faultGate.faulted(error.component, record.processId, error);
+      return [
+        {
+          kind: 'wait',
+          step,
+          delayMs: config.scheduler.retryMaxMs,
+          patch: { faultAttempts: (record.faultAttempts ?? 0) + 1, lastError: describeError(error) },
+        },
+        'deployment_fault',
       ];
     }
     if (error instanceof DeploymentFaultError) {
