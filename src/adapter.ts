@@ -17,6 +17,7 @@ import type { Metrics } from './observability/metrics.ts';
 import { startOpsServer, type OpsServer } from './observability/server.ts';
 import { ProvisioningEngine } from './provisioning/engine.ts';
 import { CrlCache, CrlPublisher, crlPublications } from './lifecycle/crl.ts';
+import { ExpiryGauges } from './lifecycle/expiry.ts';
 import { Intake } from './pubsub/intake.ts';
 import type { MessageSource } from './pubsub/source.ts';
 import { createStore } from './store/create.ts';
@@ -81,6 +82,7 @@ export class Adapter {
   private ops: OpsServer | undefined;
   private readonly crlPublisher: CrlPublisher;
   private readonly crls: CrlCache;
+  private readonly expiry: ExpiryGauges;
   /** start() completed: a stop() before that only releases what was opened and says nothing about draining. */
   private started = false;
   private stopping: Promise<void> | undefined;
@@ -121,6 +123,14 @@ export class Adapter {
       parts.store,
       publications.map((p) => p.connection),
     );
+    this.expiry = new ExpiryGauges({
+      store: parts.store,
+      connections: [...parts.cas.values()],
+      metrics,
+      log,
+      now: options.now ?? Date.now,
+      signal: this.background.signal,
+    });
     this.intake = new Intake({
       config,
       engine: this.engine,
@@ -177,6 +187,7 @@ export class Adapter {
       });
     }
     this.crlPublisher.start();
+    this.expiry.start();
     this.engine.start();
     await this.intake.start();
     this.health.setState('running');
@@ -227,6 +238,7 @@ export class Adapter {
       .catch((error: unknown) => log.warn({ error: describeError(error) }, 'closing the subscription failed'));
     this.background.abort();
     await this.crlPublisher.stop();
+    await this.expiry.stop();
     for (const connection of this.cas.values()) {
       await connection.abilities.background
         ?.close()

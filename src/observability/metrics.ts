@@ -173,6 +173,19 @@ export class Metrics {
     labelNames: ['ca_connection', 'backend'] as const,
     registers: [this.registry],
   });
+  /** Known for the CAs that sign themselves (local, Key Vault, Cloud KMS), once their certificate is loaded. */
+  readonly caCertificateExpiry = new Gauge({
+    name: 'certprov_ca_certificate_expiry_timestamp_seconds',
+    help: 'notAfter of the issuing CA certificate of a CA connection, as a Unix timestamp (self-run CAs).',
+    labelNames: ['ca_connection', 'backend'] as const,
+    registers: [this.registry],
+  });
+  readonly certificatesExpiring = new Gauge({
+    name: 'certprov_certificates_expiring',
+    help: 'Active inventory certificates not yet expired that expire within `within` (7d, 30d), by ca_connection.',
+    labelNames: ['ca_connection', 'within'] as const,
+    registers: [this.registry],
+  });
   readonly buildInfo = new Gauge({
     name: 'certprov_build_info',
     help: 'Always 1; labels carry the adapter version and Node.js version.',

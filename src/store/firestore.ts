@@ -259,6 +259,14 @@ export class FirestoreProcessStore implements ProcessStore {
     return query.limit === undefined ? found : found.slice(0, query.limit);
   }
 
+  async countCertificates(query: CertificateQuery): Promise<number> {
+    const { limit: _limit, ...all } = query;
+    if (!queryIsExact(all)) return (await this.findCertificates(all)).length;
+    const planned = planCertificateQuery(this.certificates, all);
+    const snapshot = await this.guard('count certificate records', () => planned.count().get());
+    return snapshot.data().count;
+  }
+
   setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined> {
     return this.changeCertificate(caConnection, serial, (current) => {
       if (current.revocation?.state === 'revoked') return undefined;

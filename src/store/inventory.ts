@@ -123,6 +123,11 @@ export interface InventoryStore {
   getCertificate(caConnection: string, serial: string): Promise<CertificateRecord | undefined>;
   findCertificates(query: CertificateQuery): Promise<CertificateRecord[]>;
   /**
+   * How many certificates match `query` (its `limit` ignored). Firestore answers with a count aggregation (one read
+   * per 1,000 index entries) when the query is served by one index, which `--connection` + status + expiry is.
+   */
+  countCertificates(query: CertificateQuery): Promise<number>;
+  /**
    * Records a revocation: `revoked` makes the status `revoked` (final; a second revocation keeps the first's time
    * and reason), `pending_approval` only records the request. Undefined when no such certificate is recorded.
    */

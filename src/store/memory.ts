@@ -107,6 +107,11 @@ export class MemoryProcessStore implements ProcessStore {
     return Promise.resolve(query.limit === undefined ? found : found.slice(0, query.limit));
   }
 
+  countCertificates(query: CertificateQuery): Promise<number> {
+    const { limit: _limit, ...all } = query;
+    return this.findCertificates(all).then((found) => found.length);
+  }
+
   setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined> {
     const key = certificateKey(caConnection, serial);
     const current = this.certificates.get(key);

@@ -270,6 +270,11 @@ export class SqliteProcessStore implements ProcessStore {
     });
   }
 
+  countCertificates(query: CertificateQuery): Promise<number> {
+    const { limit: _limit, ...all } = query;
+    return this.findCertificates(all).then((found) => found.length);
+  }
+
   setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined> {
     return this.write(() => {
       const current = this.readCertificate(caConnection, serial);

@@ -507,6 +507,20 @@ interface Scenario {
 const NS = 'namespace="certprov"';
 const SCENARIOS: readonly Scenario[] = [
   {
+    alert: 'CertprovCaCertificateExpiresSoon',
+    name: 'the CA certificate reaches 30 days before its end an hour in',
+    series: [
+      // notAfter = 30 days + 1 hour after the start of the test: inside the 30 days from minute 60 on.
+      {
+        series: `certprov_ca_certificate_expiry_timestamp_seconds{${NS},pod="certprov-a",ca_connection="wifi",backend="local"}`,
+        values: `${30 * 86400 + 3600}x120`,
+      },
+    ],
+    quietAt: ['30m', '65m'],
+    firesAt: '80m',
+    labels: { namespace: 'certprov', ca_connection: 'wifi' },
+  },
+  {
     alert: 'CertprovDeploymentFault',
     name: 'a Key Vault permission is missing for 10 minutes',
     series: [
