@@ -489,6 +489,12 @@ export function describeStoreContract(name: string, options: StoreContractOption
       ]);
       expect(await serials({ limit: 2 })).toEqual(['b2', 'b1']);
       expect(await serials({ device: 'dir-dev-a', profile: 'device_profile', limit: 1 })).toEqual(['a1']);
+      // Counts (the expiry gauges): the same filters, the limit ignored.
+      const expiring = { caConnection: 'ca-one', status: 'active', notAfterFrom: t0 } as const;
+      expect(await peer.countCertificates({ ...expiring, notAfterBefore: t0 + 30 * DAY_MS })).toBe(1);
+      expect(await peer.countCertificates({ ...expiring, notAfterBefore: t0 + 91 * DAY_MS })).toBe(2);
+      expect(await peer.countCertificates({ ...expiring, notAfterBefore: t0 + 7 * DAY_MS })).toBe(0);
+      expect(await peer.countCertificates({ device: 'SER-B', limit: 1 })).toBe(2);
     });
 
     it('records revocations: a held request keeps the certificate active, an effective one is final', async () => {
