@@ -22,6 +22,15 @@ export default defineConfig({
     // Two cores: integration files each start servers and child processes; keep parallelism modest.
     maxWorkers: 2,
     reporters: ['default'],
+    // V8 coverage of src/: on in CI (`npm test` there prints the summary), and with `npm run coverage` locally
+    // (`npm run coverage -- --project unit` for the unit project alone).
+    coverage: {
+      provider: 'v8',
+      enabled: process.env.CI === 'true',
+      include: ['src/**/*.ts'],
+      reporter: ['text-summary', 'json-summary'],
+      reportsDirectory: 'coverage',
+    },
     projects: [
       { test: { ...shared, name: 'unit', include: ['test/**/*.test.ts'], exclude: EMULATOR_FILES } },
       { test: { ...shared, name: 'integration', include: EMULATOR_FILES } },
