@@ -3,7 +3,7 @@
  * adapter expects, or prints the equivalent gcloud commands.
  */
 import { createLogger } from '../observability/logger.ts';
-import { gcloudCommands, setupPubSub, SETUP_DEFAULTS } from '../pubsub/setup.ts';
+import { gcloudCommands, setupPubSub, SETUP_DEFAULTS } from './pubsub-resources.ts';
 import { parseOptions, UsageError, type Command } from './command.ts';
 import { requireGoogleCredentials } from './google-credentials.ts';
 

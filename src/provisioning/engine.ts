@@ -87,11 +87,6 @@ class ShutdownAbort extends Error {
   }
 }
 
-export interface ProcessNotification {
-  readonly processId: string;
-  readonly customer: string;
-}
-
 interface Running {
   readonly abort: AbortController;
   readonly done: Promise<void>;
@@ -140,7 +135,7 @@ export class ProvisioningEngine {
    * Records a process (create-if-absent) and starts it. Returns the stored record: `created` false for a
    * duplicate delivery. Rejects when the store cannot be written (the message must then be handed back).
    */
-  async submit(notification: ProcessNotification): Promise<{ created: boolean; record: ProcessRecord }> {
+  async submit(notification: ProcessRef): Promise<{ created: boolean; record: ProcessRecord }> {
     const result = await this.deps.store.create({
       processId: notification.processId,
       customer: notification.customer,

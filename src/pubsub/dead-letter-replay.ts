@@ -173,7 +173,7 @@ function notificationAttributes(message: Pulled): Record<string, string> {
 /** `<message id> (N bytes, published T, process P | undecodable: why)` — ids only, no payload. */
 function describe(message: Pulled, customer: string): string {
   const decoded = decodeNotification(message.data, notificationAttributes(message), customer);
-  const what = decoded.ok ? `process ${decoded.processId}` : `still undecodable: ${decoded.problem}`;
+  const what = decoded.ok ? `process ${decoded.ref.processId}` : `still undecodable: ${decoded.problem}`;
   return `${message.messageId} (${message.data.length} bytes, published ${message.publishTime}, ${what})`;
 }
 

@@ -19,6 +19,7 @@
  * subscription's dead-letter policy parks it (DESIGN.md §1). The problem text is for logs: short, and it echoes at
  * most {@link PREVIEW_CHARS} printable characters of the payload.
  */
+import type { ProcessRef } from '../chrome/types.ts';
 
 /** How the process id was found (log field; low-cardinality). */
 export type NotificationEncoding = 'json' | 'json-wrapped' | 'protobuf' | 'protobuf-wrapped' | 'text' | 'attributes';
@@ -26,10 +27,11 @@ export type NotificationEncoding = 'json' | 'json-wrapped' | 'protobuf' | 'proto
 export type DecodeResult =
   | {
       readonly ok: true;
-      /** The bare process id (never a resource name). */
-      readonly processId: string;
-      /** `my_customer` or a customer id such as `C01abc2de`. */
-      readonly customer: string;
+      /**
+       * The process as the Chrome client takes it: the bare process id (never a resource name) and `my_customer`
+       * or a customer id such as `C01abc2de`.
+       */
+      readonly ref: ProcessRef;
       readonly encoding: NotificationEncoding;
     }
   | { readonly ok: false; readonly problem: string };
@@ -247,7 +249,7 @@ function resolve(candidate: Candidate, encoding: NotificationEncoding, fallbackC
           : ' (configured default)';
     return { ok: false, problem: `customer id${where} is not my_customer or C…: ${preview(customer)}` };
   }
-  return { ok: true, processId, customer, encoding };
+  return { ok: true, ref: { customer, processId }, encoding };
 }
 
 function idProblemOf(id: string): string | undefined {

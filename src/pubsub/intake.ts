@@ -8,6 +8,7 @@
  * its message id and a base64 preview of its first bytes (rate-limited), and counted — never acked away, never a
  * crash loop.
  */
+import type { ProcessRef } from '../chrome/types.ts';
 import type { Config } from '../config/load.ts';
 import { DeploymentFaultError, describeError } from '../errors.ts';
 import type { Health } from '../observability/health.ts';
@@ -89,7 +90,7 @@ export class Intake {
       }
       return;
     }
-    const work = this.handle(message, decoded.processId, decoded.customer).finally(() => this.handling.delete(work));
+    const work = this.handle(message, decoded.ref).finally(() => this.handling.delete(work));
     this.handling.add(work);
   }
 
@@ -121,11 +122,12 @@ export class Intake {
     );
   }
 
-  private async handle(message: IncomingMessage, processId: string, customer: string): Promise<void> {
+  private async handle(message: IncomingMessage, ref: ProcessRef): Promise<void> {
     const { engine, store, log, config } = this.deps;
+    const { processId } = ref;
     let done: boolean;
     try {
-      const { record } = await engine.submit({ processId, customer });
+      const { record } = await engine.submit(ref);
       done = record.step === 'done';
       this.deps.health.clearFault('store');
     } catch (error) {

@@ -5,7 +5,7 @@
 import { PubSub, type Message } from '@google-cloud/pubsub';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observability/logger.ts';
-import { setupPubSub, type SetupPubSubOptions } from '../../src/pubsub/setup.ts';
+import { setupPubSub, type SetupPubSubOptions } from '../../src/cli/pubsub-resources.ts';
 import { emulatorClientOptions, TEST_PROJECT, uniqueName, waitFor } from '../support/pubsub.ts';
 
 const clients: PubSub[] = [];

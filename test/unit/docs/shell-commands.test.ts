@@ -78,7 +78,7 @@ describe('shell commands in the README and docs/', () => {
     for (const { file, line } of replays) {
       const subscription = /--subscription (\S+)/.exec(line)?.[1];
       if (subscription === undefined || /^[A-Z]+$/.test(subscription)) continue; // a synopsis placeholder
-      // setup-pubsub names it `<dead-letter topic id>-sub` (src/pubsub/setup.ts).
+      // setup-pubsub names it `<dead-letter topic id>-sub` (src/cli/pubsub-resources.ts).
       expect(
         topics.map((t) => `${t}-sub`),
         `${file}: ${line}`,

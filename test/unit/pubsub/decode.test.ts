@@ -347,7 +347,13 @@ describe('decodeNotification accepts every known encoding', () => {
       { processId: long, customer: 'my_customer', encoding: 'json' },
     ],
   ])('%s', (_name, data, attributes, fallback, expected) => {
-    expect(decodeNotification(data, attributes, fallback)).toEqual({ ok: true, ...expected });
+    const { processId, customer, encoding } = expected;
+    // The decoder hands back the ProcessRef the Chrome client takes.
+    expect(decodeNotification(data, attributes, fallback)).toEqual({
+      ok: true,
+      ref: { processId, customer },
+      encoding,
+    });
   });
 });
 
@@ -481,7 +487,7 @@ describe('decodeNotification rejects what it cannot trust', () => {
 
   it('accepts a Uint8Array as well as a Buffer', () => {
     const bytes = new Uint8Array(proto(str(1, 'proc-u8')));
-    expect(decodeNotification(bytes, {}, FALLBACK)).toMatchObject({ ok: true, processId: 'proc-u8' });
+    expect(decodeNotification(bytes, {}, FALLBACK)).toMatchObject({ ok: true, ref: { processId: 'proc-u8' } });
   });
 });
 
@@ -520,11 +526,11 @@ describe('decodeNotification never throws', () => {
       if (result?.ok === true) {
         accepted += 1;
         // Whatever was accepted must satisfy the id rules.
-        expect(result.processId).not.toMatch(/[/\s]/);
-        expect(hasControlChars(result.processId)).toBe(false);
-        expect(result.processId.length).toBeGreaterThan(0);
-        expect(result.processId.length).toBeLessThanOrEqual(MAX_ID_LENGTH);
-        expect(result.customer).toMatch(/^(my_customer|C[0-9A-Za-z]+)$/);
+        expect(result.ref.processId).not.toMatch(/[/\s]/);
+        expect(hasControlChars(result.ref.processId)).toBe(false);
+        expect(result.ref.processId.length).toBeGreaterThan(0);
+        expect(result.ref.processId.length).toBeLessThanOrEqual(MAX_ID_LENGTH);
+        expect(result.ref.customer).toMatch(/^(my_customer|C[0-9A-Za-z]+)$/);
       } else if (result !== undefined) {
         // The decoder's catch-all keeps the intake alive, but reaching it is a bug: the case must return a problem
         // of its own. Without this check the test would pass whatever the decoder did.
@@ -553,8 +559,7 @@ describe('every form the sandbox emits, flat and wrapped, decodes to the same pr
       const expectedEncoding = `${encoding === 'protobuf' ? 'protobuf' : 'json'}${wrapped ? '-wrapped' : ''}`;
       expect(decodeNotification(data, {}, FALLBACK)).toEqual({
         ok: true,
-        processId: 'proc-77',
-        customer: 'C77',
+        ref: { processId: 'proc-77', customer: 'C77' },
         encoding: expectedEncoding,
       });
     },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.ts';
-import { gcloudCommands, serviceAgent, withBinding } from '../../../src/pubsub/setup.ts';
+import { gcloudCommands, serviceAgent, withBinding } from '../../../src/cli/pubsub-resources.ts';
 
 const base = {
   projectId: 'acme-certs',

@@ -20,7 +20,7 @@
 import { PubSub, type ClientConfig, type Policy, type Subscription } from '@google-cloud/pubsub';
 import { ConfigError, describeError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { GRPC_STATUS, grpcCode } from './grpc-status.ts';
+import { GRPC_STATUS, grpcCode } from '../pubsub/grpc-status.ts';
 
 export const SETUP_DEFAULTS = {
   maxDeliveryAttempts: 10,
