@@ -11,6 +11,7 @@ import { takeFromWindows } from './rate-window.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
   compareByExpiry,
+  holderKeyOf,
   matchesQuery,
   revokedRecord,
   supersede,
@@ -56,6 +57,8 @@ export class MemoryProcessStore implements ProcessStore {
   private readonly buckets = new Map<string, number[]>();
   /** The inventory, by `connection \u0000 serial`; never expired (a certificate outlives its process record). */
   private readonly certificates = new Map<string, CertificateRecord>();
+  /** Keys of `certificates` by holder key and profile (what a new certificate may supersede). */
+  private readonly certificatesByHolder = new Map<string, string[]>();
   private readonly crls = new Map<string, StoredCrl>();
   private readonly now: () => number;
   private readonly finishedRetentionMs: number;
@@ -92,9 +95,17 @@ export class MemoryProcessStore implements ProcessStore {
     const key = certificateKey(certificate.caConnection, certificate.serial);
     const existing = this.certificates.get(key);
     if (existing !== undefined) return Promise.resolve({ created: false, record: existing, superseded: [] });
-    const { record, superseded } = supersede(certificate, [...this.certificates.values()]);
+    // Only the holder's certificates of this profile can be superseded: look at those, not the whole inventory.
+    const holderKey = `${holderKeyOf(certificate.holder)}\u0000${certificate.profile}`;
+    const ofHolder = this.certificatesByHolder.get(holderKey) ?? [];
+    const { record, superseded } = supersede(
+      certificate,
+      ofHolder.flatMap((k) => this.certificates.get(k) ?? []),
+    );
     for (const older of superseded) this.certificates.set(certificateKey(older.caConnection, older.serial), older);
     this.certificates.set(key, record);
+    ofHolder.push(key);
+    this.certificatesByHolder.set(holderKey, ofHolder);
     return Promise.resolve({ created: true, record, superseded });
   }
 
