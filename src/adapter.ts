@@ -18,6 +18,7 @@ import { startOpsServer, type OpsServer } from './observability/server.ts';
 import { ProvisioningEngine } from './provisioning/engine.ts';
 import { CrlCache, CrlPublisher, crlPublications } from './lifecycle/crl.ts';
 import { ExpiryGauges } from './lifecycle/expiry.ts';
+import { SupersededRevoker } from './lifecycle/superseded.ts';
 import { Intake } from './pubsub/intake.ts';
 import type { MessageSource } from './pubsub/source.ts';
 import { createStore } from './store/create.ts';
@@ -83,6 +84,7 @@ export class Adapter {
   private readonly crlPublisher: CrlPublisher;
   private readonly crls: CrlCache;
   private readonly expiry: ExpiryGauges;
+  private readonly superseded: SupersededRevoker;
   /** start() completed: a stop() before that only releases what was opened and says nothing about draining. */
   private started = false;
   private stopping: Promise<void> | undefined;
@@ -127,6 +129,15 @@ export class Adapter {
       store: parts.store,
       connections: [...parts.cas.values()],
       metrics,
+      log,
+      now: options.now ?? Date.now,
+      signal: this.background.signal,
+    });
+    this.superseded = new SupersededRevoker({
+      store: parts.store,
+      cas: parts.cas,
+      profiles: config.profiles,
+      owner: this.replicaId,
       log,
       now: options.now ?? Date.now,
       signal: this.background.signal,
@@ -188,6 +199,7 @@ export class Adapter {
     }
     this.crlPublisher.start();
     this.expiry.start();
+    this.superseded.start();
     this.engine.start();
     await this.intake.start();
     this.health.setState('running');
@@ -239,6 +251,7 @@ export class Adapter {
     this.background.abort();
     await this.crlPublisher.stop();
     await this.expiry.stop();
+    await this.superseded.stop();
     for (const connection of this.cas.values()) {
       await connection.abilities.background
         ?.close()

@@ -41,6 +41,8 @@ export interface CaConnectionConfig {
 export interface CompiledProfile extends ProfileTemplate {
   /** CA connections this profile may be used with. */
   readonly caConnections: readonly string[];
+  /** Revoke superseded certificates this long after they were superseded (ms); undefined: never. */
+  readonly revokeSupersededAfterMs?: number;
 }
 
 /** Where process state lives (DESIGN.md §8); `run` defaults to sqlite, the demo to memory. */
@@ -324,6 +326,9 @@ export function compileConfig(
       extendedKeyUsages,
       ...(keyUsages === undefined ? {} : { keyUsages }),
       caConnections: wired,
+      ...(rawProfile.revokeSupersededAfter === undefined
+        ? {}
+        : { revokeSupersededAfterMs: rawProfile.revokeSupersededAfter }),
     };
     for (const connectionName of wired) {
       const connection = caConnections.get(connectionName);

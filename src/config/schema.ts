@@ -198,6 +198,11 @@ const profileSchema = z
     keyUsages: z.array(z.enum(LEAF_KEY_USAGES)).min(1).optional(),
     /** CA connections this profile is used with; each must be able to honour it. Default: every connection. */
     caConnections: z.array(z.string().min(1)).min(1).optional(),
+    /**
+     * Revoke (reason `superseded`) a certificate this long after a renewal superseded it, so a device that kept its
+     * old certificate loses it; the grace lets the new one reach every relying party first. Default: off (never).
+     */
+    revokeSupersededAfter: durationMs.optional(),
   })
   .strict();
 
