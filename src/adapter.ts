@@ -185,6 +185,7 @@ export class Adapter {
         metrics: this.options.metrics,
         health: this.health,
         crl: (connection) => this.crls.get(connection),
+        retryFaulted: () => this.engine.faultGate.retryNow(),
       });
     }
     for (const { abilities } of this.cas.values()) {

@@ -47,7 +47,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'local-ca',
-    usage: 'local-ca init --dir DIR [--key ec|rsa]',
+    usage: 'local-ca init --dir DIR [--key ec|rsa] [--intermediate]',
     summary: 'create a local file-backed CA (trials, tests, air-gapped labs)',
     load: async () => (await import('./cli/local-ca.ts')).localCaCommand,
   },
@@ -74,6 +74,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     usage: 'dead-letter replay --subscription DL --topic T [--limit N] [--dry-run]',
     summary: 'republish parked notifications from the dead-letter subscription to the provisioning topic',
     load: async () => (await import('./cli/dead-letter.ts')).deadLetterCommand,
+  },
+  {
+    name: 'retry',
+    usage: 'retry --faulted [--port N]',
+    summary: 'make the running adapter probe its faulted components now (after fixing the cause)',
+    load: async () => (await import('./cli/retry.ts')).retryCommand,
   },
   {
     name: 'status',

@@ -1,6 +1,7 @@
 /**
  * `/metrics` (Prometheus text), `/healthz` (the event loop answers), `/readyz` (see health.ts) and the CRLs of the
- * self-run CA connections (`/crl/<connection>.crl`, src/lifecycle/crl.ts) on one port.
+ * self-run CA connections (`/crl/<connection>.crl`, src/lifecycle/crl.ts) on one port; and `POST /retry-faulted`
+ * (`certprov retry --faulted`), answered only to a caller on the pod's own loopback.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -32,10 +33,16 @@ export async function startOpsServer(options: {
   health: Health;
   /** The current CRL of a connection; undefined: 404. Default: no CRL is served. */
   crl?: (connection: string) => Promise<ServedCrl | undefined>;
+  /** Probes every faulted component now; returns them (src/provisioning/fault-gate.ts). Default: 404. */
+  retryFaulted?: () => string[];
 }): Promise<OpsServer> {
   const { metrics, health } = options;
   const server: Server = createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
+    if (url === RETRY_FAULTED_PATH && options.retryFaulted !== undefined) {
+      retryFaulted(options.retryFaulted, req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -72,6 +79,30 @@ export async function startOpsServer(options: {
         server.closeAllConnections();
       }),
   };
+}
+
+/** Where `certprov retry --faulted` asks the running adapter to probe its faulted components now. */
+export const RETRY_FAULTED_PATH = '/retry-faulted';
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
+/**
+ * POST only, and only from the pod itself (`kubectl exec`): the port also serves scrapers, and a probe is a request
+ * to the faulted service, which no one outside the pod should be able to trigger at will.
+ */
+function retryFaulted(retry: () => string[], req: IncomingMessage, res: ServerResponse): void {
+  if (req.method !== 'POST') {
+    res.writeHead(405, { allow: 'POST' }).end();
+    return;
+  }
+  if (!LOOPBACK.has(req.socket.remoteAddress ?? '')) {
+    res.writeHead(403, { 'content-type': 'text/plain' }).end('only from the pod itself (kubectl exec)\n');
+    return;
+  }
+  const components = retry();
+  res
+    .writeHead(200, { 'content-type': 'text/plain' })
+    .end(components.length === 0 ? 'no component is faulted\n' : `probing now: ${components.join(', ')}\n`);
 }
 
 /** DER with `application/pkix-crl` (RFC 5280 §4.2.1.13), an ETag of the CRL number, and a short cache lifetime. */
