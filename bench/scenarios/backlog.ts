@@ -9,7 +9,9 @@
  *
  * The memory store holds each message until its process is done, so it can only hold as many processes as
  * pubsub.maxInFlight: it runs with maxInFlight 10,000 here (the default 100 would hold 100 and leave the rest in
- * Pub/Sub). The pending-CA-order backlog is measured by the digicert scenario (N = 100 and 1,000 orders).
+ * Pub/Sub). If the replica has not asked every device after half the sleep, the figures are per device asked and
+ * the count says how many. The pending-CA-order backlog is measured by the digicert scenario (N = 100 and 1,000
+ * orders).
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
@@ -74,7 +76,6 @@ const scenario: BenchScenario = {
       },
     ];
     try {
-      let finished = 0;
       let issued = 0;
       for (const store of ['memory', 'sqlite'] as BenchStore[]) {
         const adapter = await startAdapter(configOf(store));
@@ -85,16 +86,15 @@ const scenario: BenchScenario = {
           issued += warm.length;
           await sandbox.waitFinished(warm, 60_000, issued);
           const base = memory();
+          const askedBefore = (await sandbox.stats()).signDataCalls;
           const ids = await sandbox.create(count, SIGN_DELAY_MS);
           const started = performance.now();
           for (const id of ids) adapter.notify(id);
-          // Every device asked: the backlog is in place.
+          // Every device asked (or as many as the replica asked in half the sleep): the backlog is in place.
+          let asked = 0;
           for (;;) {
-            const stats = await sandbox.stats();
-            if (stats.signDataCalls >= finished + count + issued) break;
-            if (performance.now() - started > SIGN_DELAY_MS / 2) {
-              throw new Error(`only ${stats.signDataCalls - finished - issued} of ${count} devices asked in time`);
-            }
+            asked = (await sandbox.stats()).signDataCalls - askedBefore;
+            if (asked >= count || performance.now() - started > SIGN_DELAY_MS / 2) break;
             await new Promise((r) => setTimeout(r, 100));
           }
           const askedInMs = performance.now() - started;
@@ -110,16 +110,17 @@ const scenario: BenchScenario = {
           const stats = await sandbox.stats();
           if (stats.issued > issued) throw new Error('a device signed before the holding period was over');
           const minutes = holdMs / 60_000;
-          const perWaiting = (n: number) => n / count / minutes;
+          const perWaiting = (n: number) => n / asked / minutes;
           figures.push(
-            { name: `${store}: all devices asked after`, value: askedInMs / 1000, unit: 's' },
+            { name: `${store}: devices asked`, value: asked, unit: '', target: `= ${count}` },
+            { name: `${store}: devices asked per second`, value: asked / (askedInMs / 1000), unit: '' },
             {
               name: `${store}: resident memory per waiting process`,
-              value: (held.rss - base.rss) / count / 1024,
+              value: (held.rss - base.rss) / asked / 1024,
               unit: 'KiB',
               target: store === 'memory' ? '≤ 10' : '≤ 2',
             },
-            { name: `${store}: heap per waiting process`, value: (held.heap - base.heap) / count / 1024, unit: 'KiB' },
+            { name: `${store}: heap per waiting process`, value: (held.heap - base.heap) / asked / 1024, unit: 'KiB' },
             {
               name: `${store}: event-loop delay p99 while holding`,
               value: delay.percentile(99) / 1e6,
@@ -147,7 +148,6 @@ const scenario: BenchScenario = {
         } finally {
           // The devices sign later; their processes are left to the next adapter, or to none.
           await adapter.stop();
-          finished += count;
         }
       }
       return figures;
