@@ -65,6 +65,8 @@ export class GoogleRestServer {
   readonly #server: http.Server;
   readonly #handler: GoogleRestHandler;
   readonly #failures: ScriptedFailure[] = [];
+  /** Requests that are applied but never answered (a crash or timeout after the service acted). */
+  readonly #hangs: RegExp[] = [];
   /** Every request as `METHOD path`, in order. */
   readonly requests: string[] = [];
   /** Tokens the server refuses with 401 (a revoked credential). */
@@ -92,6 +94,14 @@ export class GoogleRestServer {
   /** The next `count` matching requests fail with `failure`. */
   failNext(count: number, failure: ScriptedFailure): void {
     for (let i = 0; i < count; i += 1) this.#failures.push(failure);
+  }
+
+  /**
+   * The next `count` requests matching `match` are applied (the handler runs, so the service has acted) and then
+   * never answered: what a client sees when the service acted but the answer was lost.
+   */
+  hangAfterApplying(count: number, match: RegExp): void {
+    for (let i = 0; i < count; i += 1) this.#hangs.push(match);
   }
 
   async close(): Promise<void> {
@@ -137,6 +147,11 @@ export class GoogleRestServer {
       }
       const numericEnums = (url.searchParams.get('$alt') ?? '').includes('enum-encoding=int');
       const result = await this.#handler({ method, path, query: url.searchParams, body, token, numericEnums });
+      const hang = this.#hangs.findIndex((m) => m.test(`${method} ${path}`));
+      if (hang >= 0) {
+        this.#hangs.splice(hang, 1);
+        return; // applied, never answered
+      }
       send(200, result ?? {});
     } catch (error) {
       if (error instanceof GoogleApiError) fail(error.status, error.message);
