@@ -16,6 +16,7 @@ import { SandboxTenant, type KeyPool } from '../../src/sandbox/index.ts';
 import { TEST_API_KEY, digicertConnectionBlock } from '../fakes/digicert/connection.ts';
 import { FakeCertCentral } from '../fakes/digicert/fake-certcentral.ts';
 import { FIRESTORE_TEST_PROJECT, rawFirestore, uniqueCollection } from '../support/firestore.ts';
+import { CRASH_TEST_SCHEDULER } from '../support/adapter-process.ts';
 import { testKeyPool } from '../support/keys.ts';
 import { verifyCertificate } from '../support/openssl.ts';
 import { freshSubscription, waitFor, type FreshSubscription } from '../support/pubsub.ts';
@@ -56,15 +57,7 @@ describe.each(STORES)('on the %s store', (storeType) => {
         storeType === 'firestore'
           ? { type: 'firestore', projectId: FIRESTORE_TEST_PROJECT, collection }
           : { type: 'sqlite', path: path.join(work, 'state', 'certprov.db') },
-      // A short lease: the killed adapter's lease on the process must expire for the next one to continue.
-      scheduler: {
-        lease: '6s',
-        pollInterval: '200ms',
-        retryInitial: '200ms',
-        retryMax: '2s',
-        signaturePollInitial: '50ms',
-        signaturePollMax: '500ms',
-      },
+      scheduler: CRASH_TEST_SCHEDULER,
       caConnections: { default_ca_config: digicertConnectionBlock(fake, { statusPollInterval: '1s' }) },
       profiles: {
         // client_authentication_plus issues to users only (a device process carries no email).

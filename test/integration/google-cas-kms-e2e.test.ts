@@ -18,7 +18,12 @@ import { SandboxTenant, type KeyPool } from '../../src/sandbox/index.ts';
 import { FakeCas } from '../fakes/google-cas/fake-cas.ts';
 import { FakeKms } from '../fakes/google-kms/fake-kms.ts';
 import { createKmsIssuingCa, type KmsCaFixture } from '../fakes/google-kms/kms-ca-fixture.ts';
-import { AdapterProcess, killAllAdapters, writeAdapterConfig } from '../support/adapter-process.ts';
+import {
+  AdapterProcess,
+  CRASH_TEST_SCHEDULER,
+  killAllAdapters,
+  writeAdapterConfig,
+} from '../support/adapter-process.ts';
 import { FakeMetadataServer } from '../support/fake-metadata-server.ts';
 import { FIRESTORE_TEST_PROJECT, rawFirestore, uniqueCollection } from '../support/firestore.ts';
 import { testKeyPool } from '../support/keys.ts';
@@ -64,15 +69,7 @@ async function adapterConfig(label: string, caConnection: Record<string, unknown
     chrome: { endpoint: tenant.endpoint, credentials: 'none', signatureTimeout: '30s', requestTimeout: '5s' },
     pubsub: { subscription: subscription.subscriptionName, closeTimeout: '3s' },
     store: { type: 'firestore', projectId: FIRESTORE_TEST_PROJECT, collection },
-    // A short lease: the killed adapter's lease on a process must expire for the next one to continue.
-    scheduler: {
-      lease: '6s',
-      pollInterval: '200ms',
-      retryInitial: '200ms',
-      retryMax: '2s',
-      signaturePollInitial: '50ms',
-      signaturePollMax: '500ms',
-    },
+    scheduler: CRASH_TEST_SCHEDULER,
     caConnections: { default_ca_config: caConnection },
     profiles: {
       device_profile: {

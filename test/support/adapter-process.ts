@@ -190,6 +190,19 @@ export async function killAllAdapters(): Promise<void> {
   );
 }
 
+/**
+ * The `scheduler` of a crash test: a short lease, so the killed adapter's lease on a process expires soon enough
+ * for the next one to continue, and quick polls.
+ */
+export const CRASH_TEST_SCHEDULER = {
+  lease: '6s',
+  pollInterval: '200ms',
+  retryInitial: '200ms',
+  retryMax: '2s',
+  signaturePollInitial: '50ms',
+  signaturePollMax: '500ms',
+} as const;
+
 /** Writes an adapter configuration as JSON (a subset of YAML, which `run --config` reads). */
 export async function writeAdapterConfig(file: string, config: Record<string, unknown>): Promise<string> {
   await writeFile(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
