@@ -181,7 +181,7 @@ describe('google-cas: SIGKILL between CreateCertificate and its record (Firestor
       true,
     );
     await second.stop();
-  });
+  }, 180_000);
 });
 
 describe('google-kms: end to end with the Pub/Sub emulator (Firestore)', () => {
@@ -219,5 +219,5 @@ describe('google-kms: end to end with the Pub/Sub emulator (Firestore)', () => {
     }
     expect(kms.signCalls - signsBefore).toBe(ids.length);
     await adapter.stop();
-  });
+  }, 120_000);
 });

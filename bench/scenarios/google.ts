@@ -1,0 +1,261 @@
+/**
+ * The Google CA paths at volume, one after the other on the same rig: sandbox tenant + the loopback fakes of
+ * Certificate Authority Service and Cloud KMS (the official clients on their REST transport, Application Default
+ * Credentials from a fake metadata server) + in-process source, memory store, one replica.
+ *
+ * Reports the figures issue 13 holds the Google backends to:
+ * - CAS requests per issued certificate (target 1.0: one CreateCertificate; a read-back only after an unclear
+ *   result), and CreateCertificate calls per certificate;
+ * - KMS AsymmetricSign calls per issued certificate (target 1.0: the certificate is built and verified locally);
+ * - adapter CPU per certificate on each path, to set next to the azure-key-vault scenario's figure (run both in one
+ *   `npm run bench azure-key-vault google` for comparable numbers). The tenant and the fakes run in a worker thread,
+ *   and only the main thread — the adapter — is measured (`process.threadCpuUsage`).
+ *
+ * This file is also the worker's entry point (see the bottom).
+ */
+import 'reflect-metadata';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { Adapter } from '../../src/adapter.ts';
+import { compileConfig } from '../../src/config/load.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { InProcessMessageSource } from '../../src/pubsub/in-process-source.ts';
+import { encodeProcessCreatedEvent, KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
+import { FakeCas } from '../../test/fakes/google-cas/fake-cas.ts';
+import { FakeKms } from '../../test/fakes/google-kms/fake-kms.ts';
+import { createKmsIssuingCa } from '../../test/fakes/google-kms/kms-ca-fixture.ts';
+import { FakeMetadataServer } from '../../test/support/fake-metadata-server.ts';
+import type { BenchFigure, BenchScenario } from '../scenario.ts';
+
+const WORKER_ROLE = 'google-fakes';
+
+type Request =
+  | { readonly type: 'hello' }
+  | { readonly type: 'create'; readonly count: number }
+  | { readonly type: 'wait'; readonly ids: readonly string[] }
+  | { readonly type: 'stop' };
+
+interface Ready {
+  readonly type: 'ready';
+  readonly tenantEndpoint: string;
+  readonly metadataHost: string;
+  readonly cas: Record<string, unknown>;
+  readonly kms: Record<string, unknown>;
+}
+
+interface Finished {
+  readonly type: 'finished';
+  readonly issued: number;
+  readonly failed: number;
+  readonly casRequests: number;
+  readonly casCreates: number;
+  readonly kmsSigns: number;
+  readonly doubleSignData: number;
+}
+
+/** Sends a request to the worker and resolves with its next message. */
+function ask<T>(worker: Worker, request: Request): Promise<T> {
+  return new Promise((resolve, reject) => {
+    worker.once('message', (message: T) => resolve(message));
+    worker.once('error', reject);
+    worker.postMessage(request);
+  });
+}
+
+/** Runs `count` processes through an adapter whose only CA connection is `connection`; the counters' deltas. */
+async function measure(worker: Worker, tenantEndpoint: string, connection: Record<string, unknown>, count: number) {
+  const config = compileConfig(
+    {
+      instanceId: 'certprov-bench-google',
+      chrome: { endpoint: tenantEndpoint, credentials: 'none', signatureTimeout: '60s', requestTimeout: '10s' },
+      store: { type: 'memory' },
+      scheduler: { pollInterval: '100ms', signaturePollInitial: '30ms', signaturePollMax: '300ms', maxConcurrent: 128 },
+      caConnections: { default_ca_config: connection },
+      profiles: {
+        device_profile: {
+          subject: 'CN={{device.serialNumber}},O=bench',
+          subjectAltNames: [{ uri: 'urn:chromeos:device:{{device.deviceDirectoryApiId}}' }],
+          validity: '30d',
+        },
+        user_profile: {
+          subject: 'CN={{user.userPrimaryEmail}},O=bench',
+          subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],
+          validity: '30d',
+        },
+      },
+      http: { host: '127.0.0.1', port: 0 },
+    },
+    { source: 'bench', baseDir: process.cwd(), purpose: 'demo' },
+  );
+  const source = new InProcessMessageSource({ maxInFlight: 1_000 });
+  const adapter = await Adapter.create({
+    config,
+    log: createLogger({ level: 'warn' }),
+    metrics: new Metrics({ defaultMetrics: false }),
+    source,
+    serveHttp: false,
+  });
+  await adapter.start();
+  try {
+    // Warm-up: the first certificates pay for the token, the CA material and JIT compilation.
+    const warm = await ask<{ ids: string[] }>(worker, { type: 'create', count: 4 });
+    for (const id of warm.ids)
+      source.publish(encodeProcessCreatedEvent({ processId: id, customerId: 'my_customer' }), {});
+    const warmed = await ask<Finished>(worker, { type: 'wait', ids: warm.ids });
+    const { ids } = await ask<{ ids: string[] }>(worker, { type: 'create', count });
+    const cpuBefore = process.threadCpuUsage();
+    const started = performance.now();
+    for (const id of ids) source.publish(encodeProcessCreatedEvent({ processId: id, customerId: 'my_customer' }), {});
+    const finished = await ask<Finished>(worker, { type: 'wait', ids });
+    const wallMs = performance.now() - started;
+    const cpu = process.threadCpuUsage(cpuBefore);
+    const issued = finished.issued - warmed.issued;
+    return {
+      issued,
+      failed: finished.failed - warmed.failed,
+      doubleSignData: finished.doubleSignData,
+      casRequests: finished.casRequests - warmed.casRequests,
+      casCreates: finished.casCreates - warmed.casCreates,
+      kmsSigns: finished.kmsSigns - warmed.kmsSigns,
+      cpuMsPerCertificate: (cpu.user + cpu.system) / 1000 / issued,
+      throughput: issued / (wallMs / 1000),
+    };
+  } finally {
+    await adapter.stop(5_000);
+  }
+}
+
+const scenario: BenchScenario = {
+  name: 'google',
+  description: 'Google CAs: CAS requests and KMS sign calls per certificate, adapter CPU per certificate',
+  async run({ quick }) {
+    const count = quick ? 60 : 400;
+    const worker = new Worker(new URL(import.meta.url), { workerData: { role: WORKER_ROLE } });
+    const cloudsdk = await mkdtemp(path.join(tmpdir(), 'certprov-bench-gcloud-'));
+    const saved = {
+      GCE_METADATA_HOST: process.env.GCE_METADATA_HOST,
+      GOOGLE_APPLICATION_CREDENTIALS: process.env.GOOGLE_APPLICATION_CREDENTIALS,
+      CLOUDSDK_CONFIG: process.env.CLOUDSDK_CONFIG,
+    };
+    try {
+      const ready = await ask<Ready>(worker, { type: 'hello' });
+      // Application Default Credentials from the fake metadata server, as Workload Identity gives them on GKE.
+      process.env.GCE_METADATA_HOST = ready.metadataHost;
+      process.env.CLOUDSDK_CONFIG = cloudsdk;
+      Reflect.deleteProperty(process.env, 'GOOGLE_APPLICATION_CREDENTIALS');
+      const cas = await measure(worker, ready.tenantEndpoint, ready.cas, count);
+      const kms = await measure(worker, ready.tenantEndpoint, ready.kms, count);
+      const figures: BenchFigure[] = [{ name: 'processes per CA', value: count, unit: '' }];
+      for (const [label, run] of [
+        ['CAS', cas],
+        ['KMS', kms],
+      ] as const) {
+        figures.push(
+          { name: `${label}: issued`, value: run.issued, unit: '', target: `= ${count}` },
+          { name: `${label}: double signData`, value: run.doubleSignData, unit: '', target: '= 0' },
+        );
+        if (label === 'CAS') {
+          figures.push(
+            {
+              name: 'CAS requests per certificate',
+              value: run.casRequests / run.issued,
+              unit: 'requests',
+              target: '= 1.0',
+            },
+            {
+              name: 'CAS CreateCertificate per certificate',
+              value: run.casCreates / run.issued,
+              unit: 'calls',
+              target: '= 1.0',
+            },
+          );
+        } else {
+          figures.push({
+            name: 'KMS AsymmetricSign calls per certificate',
+            value: run.kmsSigns / run.issued,
+            unit: 'signs',
+            target: '= 1.0',
+          });
+        }
+        figures.push(
+          { name: `${label}: adapter CPU per certificate (main thread)`, value: run.cpuMsPerCertificate, unit: 'ms' },
+          { name: `${label}: throughput`, value: run.throughput, unit: 'processes/s' },
+        );
+      }
+      return figures;
+    } finally {
+      for (const [key, value] of Object.entries(saved)) {
+        if (value === undefined) Reflect.deleteProperty(process.env, key);
+        else process.env[key] = value;
+      }
+      await ask(worker, { type: 'stop' }).catch(() => undefined);
+      await worker.terminate();
+      await rm(cloudsdk, { recursive: true, force: true });
+    }
+  },
+};
+export default scenario;
+
+/** The worker: the sandbox tenant, the metadata server and the CAS and KMS fakes, driven by messages. */
+async function runFakes(): Promise<void> {
+  const port = parentPort;
+  if (port === null) return;
+  const pool = await KeyPool.generate({ 'rsa-2048': 4, 'ec-p256': 4 });
+  const tenant = await SandboxTenant.start({});
+  const metadata = await FakeMetadataServer.start();
+  const cas = await FakeCas.start();
+  const { name: caPool } = await cas.createPool({ maximumLifetimeDays: 397 });
+  const kms = await FakeKms.start({ rsaKey: () => pool.next('rsa-2048').privateKey });
+  const fixture = await createKmsIssuingCa(kms);
+  port.on('message', (request: Request) => {
+    void (async () => {
+      if (request.type === 'hello') {
+        port.postMessage({
+          type: 'ready',
+          tenantEndpoint: tenant.endpoint,
+          metadataHost: metadata.host,
+          // The budget is the pool's real quota's stand-in; here it must not be what is measured.
+          cas: {
+            type: 'google-cas',
+            caPool,
+            endpoint: cas.url,
+            rateLimit: { requestsPerSecond: 10_000, requestsPerMinute: 600_000 },
+          },
+          kms: fixture.connection({
+            caCertificateFile: path.join(fixture.dir, 'kms-ca.pem'),
+            chainFile: path.join(fixture.dir, 'parent.pem'),
+          }),
+        } satisfies Ready);
+      } else if (request.type === 'create') {
+        port.postMessage({
+          ids: tenant.createProcesses(request.count, { pool, ecShare: 0.5, userShare: 0.5, affiliatedShare: 0.5 }),
+        });
+      } else if (request.type === 'wait') {
+        await tenant.waitUntilFinished([...request.ids], 600_000);
+        const stats = tenant.stats();
+        port.postMessage({
+          type: 'finished',
+          issued: stats.issued,
+          failed: stats.failed,
+          casRequests: cas.server.requests.length,
+          casCreates: cas.createRequests,
+          kmsSigns: kms.signCalls,
+          doubleSignData: stats.doubleSignData,
+        } satisfies Finished);
+      } else {
+        await tenant.close();
+        await cas.close();
+        await kms.close();
+        await fixture.close();
+        await metadata.close();
+        port.postMessage({ type: 'stopped' });
+      }
+    })();
+  });
+}
+
+if (!isMainThread && (workerData as { role?: string } | null)?.role === WORKER_ROLE) await runFakes();
