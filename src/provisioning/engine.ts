@@ -369,12 +369,13 @@ export class ProvisioningEngine {
       },
     };
     const component = this.componentOf(current, step);
-    const admission = component === undefined ? undefined : this.faultGate.admit(component, record.processId);
+    const gateKey = this.gateKeyOf(current, step);
+    const admission = gateKey === undefined ? undefined : this.faultGate.admit(gateKey, record.processId);
     if (admission?.kind === 'hold') {
       // The component is paused: nothing is sent. The record is parked (released, due after the longest backoff, in
       // case this replica goes away); the gate launches it again when a probe passes.
       metrics.stepDuration.observe({ step, outcome: 'held' }, 0);
-      log.debug({ component }, 'held: the component has a deployment fault');
+      log.debug({ component: gateKey }, 'held: the component has a deployment fault');
       return this.apply(current, step, { kind: 'wait', step, delayMs: config.scheduler.retryMaxMs }, log);
     }
     const started = performance.now();
@@ -383,17 +384,15 @@ export class ProvisioningEngine {
     try {
       result = await HANDLERS[step](run);
       outcomeLabel = result.kind === 'wait' ? 'wait' : 'ok';
-      if (component !== undefined) {
-        this.deps.health.clearFault(component);
-        this.faultGate.succeeded(component);
-      }
+      if (component !== undefined) this.deps.health.clearFault(component);
+      if (gateKey !== undefined) this.faultGate.succeeded(gateKey);
       if ((current.faultAttempts ?? 0) > 0) result = { ...result, patch: { ...result.patch, faultAttempts: 0 } };
     } catch (error) {
-      [result, outcomeLabel] = this.onStepError(current, step, error, abort, log, component);
+      [result, outcomeLabel] = this.onStepError(current, step, error, abort, log, component, gateKey);
     }
     // A probe that ended neither way (a 5xx, the lease lost, shutdown) frees the slot for the next process.
-    if (admission?.kind === 'probe' && component !== undefined && outcomeLabel !== 'deployment_fault') {
-      this.faultGate.release(component, record.processId);
+    if (admission?.kind === 'probe' && gateKey !== undefined && outcomeLabel !== 'deployment_fault') {
+      this.faultGate.release(gateKey, record.processId);
     }
     metrics.stepDuration.observe({ step, outcome: outcomeLabel }, (performance.now() - started) / 1000);
     if (result === 'abandon') return undefined;
@@ -406,6 +405,16 @@ export class ProvisioningEngine {
     return this.deps.cas.get(record.caConnection ?? '')?.faultComponent;
   }
 
+  /**
+   * What the fault gate pauses for this step: the Chrome API, or one CA connection (`digicert:name`) — two
+   * connections of one backend have their own credentials, so one's refused key must not hold the other's work.
+   */
+  private gateKeyOf(record: ProcessRecord, step: Step): string | undefined {
+    if (!CA_STEPS.has(step)) return 'chrome';
+    const connection = this.deps.cas.get(record.caConnection ?? '');
+    return connection === undefined ? undefined : `${connection.faultComponent}:${connection.name}`;
+  }
+
   private onStepError(
     record: ProcessRecord,
     step: Step,
@@ -413,6 +422,7 @@ export class ProvisioningEngine {
     abort: AbortController,
     log: StepContext['log'],
     stepComponent: FaultComponent | undefined,
+    gateKey: string | undefined,
   ): [StepResult | 'abandon', string] {
     const { config, metrics, health } = this.deps;
     const reason: unknown = abort.signal.aborted ? abort.signal.reason : undefined;
@@ -444,11 +454,11 @@ export class ProvisioningEngine {
         'terminal',
       ];
     }
-    if (error instanceof DeploymentFaultError && error.component === stepComponent) {
+    if (error instanceof DeploymentFaultError && error.component === stepComponent && gateKey !== undefined) {
       // The step's own component: the gate pauses it for every process and logs once per interval.
       health.reportFault(error.component, error.message);
       metrics.retries.inc({ where: 'step', error_class: 'deployment' });
-      this.faultGate.faulted(error.component, record.processId, error);
+      this.faultGate.faulted(gateKey, record.processId, error);
       return [
         {
           kind: 'wait',

@@ -15,6 +15,8 @@ import { AdapterRig } from '../../support/adapter-rig.ts';
 import { testKeyPool } from '../../support/keys.ts';
 
 const COMPONENT = 'gated-ca';
+/** The gate pauses one CA connection: its backend's fault component and its name. */
+const GATE_KEY = `${COMPONENT}:default_ca_config`;
 const schema = z.object({ type: z.literal('gated'), directory: z.string() });
 
 /** The CA's answers: every issue call is counted; while `refusing`, it is a 403-like deployment fault. */
@@ -66,11 +68,11 @@ it('a CA deployment fault costs one request and one error line per interval, and
   // The first process trips the gate…
   const first = r.tenant.createProcess({ key: keys.next('ec-p256') });
   await r.notify(first);
-  await expect.poll(() => gate.isFaulted(COMPONENT), { timeout: 10_000 }).toBe(true);
+  await expect.poll(() => gate.isFaulted(GATE_KEY), { timeout: 10_000 }).toBe(true);
   // …the next 19 reach the CA step and are held there, without a request.
   const others = Array.from({ length: 19 }, () => r.tenant.createProcess({ key: keys.next('ec-p256') }));
   for (const id of others) await r.notify(id);
-  await expect.poll(() => gate.heldCount(COMPONENT), { timeout: 10_000 }).toBeGreaterThanOrEqual(19);
+  await expect.poll(() => gate.heldCount(GATE_KEY), { timeout: 10_000 }).toBeGreaterThanOrEqual(19);
   // Held means not sent: the calls so far are the trip and the probes, far fewer than the processes waiting.
   expect(ca.calls).toBeLessThanOrEqual(faultLines().length + 1); // + a probe whose answer is on its way
   expect(ca.calls).toBeLessThan(19);
@@ -94,6 +96,6 @@ it('a CA deployment fault costs one request and one error line per interval, and
   const cleared = r.logs.entries().filter((e) => String(e.message).startsWith('deployment fault cleared'));
   expect(cleared).toHaveLength(1);
   expect(Number(cleared[0]?.resumed)).toBeGreaterThanOrEqual(18);
-  expect(gate.isFaulted(COMPONENT)).toBe(false);
+  expect(gate.isFaulted(GATE_KEY)).toBe(false);
   await expect.poll(() => r.adapter.health.notReadyReasons(), { timeout: 5_000 }).toEqual([]);
 });
