@@ -14,17 +14,12 @@
  * only the scenario is defined.
  */
 import 'reflect-metadata';
-import { performance } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { Adapter } from '../../src/adapter.ts';
-import { compileConfig } from '../../src/config/load.ts';
-import { createLogger } from '../../src/observability/logger.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
-import { InProcessMessageSource } from '../../src/pubsub/in-process-source.ts';
-import { encodeProcessCreatedEvent, KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
+import { KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
 import { FakeKeyVault } from '../../test/fakes/key-vault/fake-key-vault.ts';
 import { createIssuingCa } from '../../test/fakes/key-vault/issuing-ca-fixture.ts';
 import type { BenchScenario } from '../scenario.ts';
+import { ask, measureCaPath } from '../support/ca-path.ts';
 
 const WORKER_ROLE = 'azure-key-vault-fakes';
 
@@ -49,15 +44,6 @@ interface Finished {
   readonly doubleSignData: number;
 }
 
-/** Sends a request to the worker and resolves with its next message. */
-function ask<T>(worker: Worker, request: Request): Promise<T> {
-  return new Promise((resolve, reject) => {
-    worker.once('message', (message: T) => resolve(message));
-    worker.once('error', reject);
-    worker.postMessage(request);
-  });
-}
-
 const scenario: BenchScenario = {
   name: 'azure-key-vault',
   description: 'Key Vault-held CA: sign calls per certificate and adapter CPU per certificate',
@@ -66,95 +52,37 @@ const scenario: BenchScenario = {
     const worker = new Worker(new URL(import.meta.url), { workerData: { role: WORKER_ROLE } });
     try {
       const ready = await ask<Ready>(worker, { type: 'hello' });
-      const config = compileConfig(
-        {
-          instanceId: 'certprov-bench-kv',
-          chrome: {
-            endpoint: ready.tenantEndpoint,
-            credentials: 'none',
-            signatureTimeout: '60s',
-            requestTimeout: '10s',
-          },
-          store: { type: 'memory' },
-          scheduler: {
-            pollInterval: '100ms',
-            signaturePollInitial: '30ms',
-            signaturePollMax: '300ms',
-            maxConcurrent: 128,
-          },
-          caConnections: { default_ca_config: ready.connection },
-          profiles: {
-            device_profile: {
-              subject: 'CN={{device.serialNumber}},O=bench',
-              subjectAltNames: [{ uri: 'urn:chromeos:device:{{device.deviceDirectoryApiId}}' }],
-              validity: '30d',
-            },
-            user_profile: {
-              subject: 'CN={{user.userPrimaryEmail}},O=bench',
-              subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],
-              validity: '30d',
-            },
-          },
-          http: { host: '127.0.0.1', port: 0 },
-        },
-        { source: 'bench', baseDir: process.cwd(), purpose: 'demo' },
-      );
-      const source = new InProcessMessageSource({ maxInFlight: 1_000 });
-      const adapter = await Adapter.create({
-        config,
-        log: createLogger({ level: 'warn' }),
-        metrics: new Metrics({ defaultMetrics: false }),
-        source,
-        serveHttp: false,
+      const run = await measureCaPath<Finished>(worker, {
+        tenantEndpoint: ready.tenantEndpoint,
+        connection: ready.connection,
+        count,
+        instanceId: 'certprov-bench-kv',
       });
-      await adapter.start();
-      try {
-        // Warm-up: the first certificate pays for the SDK's challenge round trip and JIT compilation.
-        const warm = await ask<{ ids: string[] }>(worker, { type: 'create', count: 4 });
-        for (const id of warm.ids)
-          source.publish(encodeProcessCreatedEvent({ processId: id, customerId: 'my_customer' }), {});
-        const warmed = await ask<Finished>(worker, { type: 'wait', ids: warm.ids });
-
-        const { ids } = await ask<{ ids: string[] }>(worker, { type: 'create', count });
-        const cpuBefore = process.threadCpuUsage();
-        const started = performance.now();
-        for (const id of ids)
-          source.publish(encodeProcessCreatedEvent({ processId: id, customerId: 'my_customer' }), {});
-        const finished = await ask<Finished>(worker, { type: 'wait', ids });
-        const wallMs = performance.now() - started;
-        const cpu = process.threadCpuUsage(cpuBefore);
-        const issued = finished.issued - warmed.issued;
-        return [
-          { name: 'processes', value: count, unit: '' },
-          { name: 'issued', value: issued, unit: '', target: `= ${count}` },
-          { name: 'double signData', value: finished.doubleSignData, unit: '', target: '= 0' },
-          {
-            name: 'Key Vault sign operations per certificate',
-            value: (finished.signOperations - warmed.signOperations) / issued,
-            unit: 'signs',
-            target: '= 1.0',
-          },
-          {
-            name: 'Key Vault sign HTTP requests per certificate',
-            value: (finished.signRequests - warmed.signRequests) / issued,
-            unit: 'requests',
-            target: '= 1.0',
-          },
-          {
-            name: "token-less first sign requests (the SDK's 401 challenge round trip; warm-up only)",
-            value: warmed.signRequests - warmed.signOperations,
-            unit: 'requests',
-          },
-          {
-            name: 'adapter CPU per certificate (main thread)',
-            value: (cpu.user + cpu.system) / 1000 / issued,
-            unit: 'ms',
-          },
-          { name: 'throughput', value: issued / (wallMs / 1000), unit: 'processes/s' },
-        ];
-      } finally {
-        await adapter.stop(5_000);
-      }
+      const { warmed, finished, issued } = run;
+      return [
+        { name: 'processes', value: count, unit: '' },
+        { name: 'issued', value: issued, unit: '', target: `= ${count}` },
+        { name: 'double signData', value: finished.doubleSignData, unit: '', target: '= 0' },
+        {
+          name: 'Key Vault sign operations per certificate',
+          value: (finished.signOperations - warmed.signOperations) / issued,
+          unit: 'signs',
+          target: '= 1.0',
+        },
+        {
+          name: 'Key Vault sign HTTP requests per certificate',
+          value: (finished.signRequests - warmed.signRequests) / issued,
+          unit: 'requests',
+          target: '= 1.0',
+        },
+        {
+          name: "token-less first sign requests (the SDK's 401 challenge round trip; warm-up only)",
+          value: warmed.signRequests - warmed.signOperations,
+          unit: 'requests',
+        },
+        { name: 'adapter CPU per certificate (main thread)', value: run.cpuMsPerCertificate, unit: 'ms' },
+        { name: 'throughput', value: run.throughput, unit: 'processes/s' },
+      ];
     } finally {
       await ask(worker, { type: 'stop' }).catch(() => undefined);
       await worker.terminate();

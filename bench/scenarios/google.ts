@@ -17,19 +17,14 @@ import 'reflect-metadata';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { Adapter } from '../../src/adapter.ts';
-import { compileConfig } from '../../src/config/load.ts';
-import { createLogger } from '../../src/observability/logger.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
-import { InProcessMessageSource } from '../../src/pubsub/in-process-source.ts';
-import { encodeProcessCreatedEvent, KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
+import { KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
 import { FakeCas } from '../../test/fakes/google-cas/fake-cas.ts';
 import { FakeKms } from '../../test/fakes/google-kms/fake-kms.ts';
 import { createKmsIssuingCa } from '../../test/fakes/google-kms/kms-ca-fixture.ts';
 import { FakeMetadataServer } from '../../test/support/fake-metadata-server.ts';
 import type { BenchFigure, BenchScenario } from '../scenario.ts';
+import { ask, measureCaPath } from '../support/ca-path.ts';
 
 const WORKER_ROLE = 'google-fakes';
 
@@ -57,78 +52,6 @@ interface Finished {
   readonly doubleSignData: number;
 }
 
-/** Sends a request to the worker and resolves with its next message. */
-function ask<T>(worker: Worker, request: Request): Promise<T> {
-  return new Promise((resolve, reject) => {
-    worker.once('message', (message: T) => resolve(message));
-    worker.once('error', reject);
-    worker.postMessage(request);
-  });
-}
-
-/** Runs `count` processes through an adapter whose only CA connection is `connection`; the counters' deltas. */
-async function measure(worker: Worker, tenantEndpoint: string, connection: Record<string, unknown>, count: number) {
-  const config = compileConfig(
-    {
-      instanceId: 'certprov-bench-google',
-      chrome: { endpoint: tenantEndpoint, credentials: 'none', signatureTimeout: '60s', requestTimeout: '10s' },
-      store: { type: 'memory' },
-      scheduler: { pollInterval: '100ms', signaturePollInitial: '30ms', signaturePollMax: '300ms', maxConcurrent: 128 },
-      caConnections: { default_ca_config: connection },
-      profiles: {
-        device_profile: {
-          subject: 'CN={{device.serialNumber}},O=bench',
-          subjectAltNames: [{ uri: 'urn:chromeos:device:{{device.deviceDirectoryApiId}}' }],
-          validity: '30d',
-        },
-        user_profile: {
-          subject: 'CN={{user.userPrimaryEmail}},O=bench',
-          subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],
-          validity: '30d',
-        },
-      },
-      http: { host: '127.0.0.1', port: 0 },
-    },
-    { source: 'bench', baseDir: process.cwd(), purpose: 'demo' },
-  );
-  const source = new InProcessMessageSource({ maxInFlight: 1_000 });
-  const adapter = await Adapter.create({
-    config,
-    log: createLogger({ level: 'warn' }),
-    metrics: new Metrics({ defaultMetrics: false }),
-    source,
-    serveHttp: false,
-  });
-  await adapter.start();
-  try {
-    // Warm-up: the first certificates pay for the token, the CA material and JIT compilation.
-    const warm = await ask<{ ids: string[] }>(worker, { type: 'create', count: 4 });
-    for (const id of warm.ids)
-      source.publish(encodeProcessCreatedEvent({ processId: id, customerId: 'my_customer' }), {});
-    const warmed = await ask<Finished>(worker, { type: 'wait', ids: warm.ids });
-    const { ids } = await ask<{ ids: string[] }>(worker, { type: 'create', count });
-    const cpuBefore = process.threadCpuUsage();
-    const started = performance.now();
-    for (const id of ids) source.publish(encodeProcessCreatedEvent({ processId: id, customerId: 'my_customer' }), {});
-    const finished = await ask<Finished>(worker, { type: 'wait', ids });
-    const wallMs = performance.now() - started;
-    const cpu = process.threadCpuUsage(cpuBefore);
-    const issued = finished.issued - warmed.issued;
-    return {
-      issued,
-      failed: finished.failed - warmed.failed,
-      doubleSignData: finished.doubleSignData,
-      casRequests: finished.casRequests - warmed.casRequests,
-      casCreates: finished.casCreates - warmed.casCreates,
-      kmsSigns: finished.kmsSigns - warmed.kmsSigns,
-      cpuMsPerCertificate: (cpu.user + cpu.system) / 1000 / issued,
-      throughput: issued / (wallMs / 1000),
-    };
-  } finally {
-    await adapter.stop(5_000);
-  }
-}
-
 const scenario: BenchScenario = {
   name: 'google',
   description: 'Google CAs: CAS requests and KMS sign calls per certificate, adapter CPU per certificate',
@@ -147,8 +70,24 @@ const scenario: BenchScenario = {
       process.env.GCE_METADATA_HOST = ready.metadataHost;
       process.env.CLOUDSDK_CONFIG = cloudsdk;
       Reflect.deleteProperty(process.env, 'GOOGLE_APPLICATION_CREDENTIALS');
-      const cas = await measure(worker, ready.tenantEndpoint, ready.cas, count);
-      const kms = await measure(worker, ready.tenantEndpoint, ready.kms, count);
+      const measure = async (connection: Record<string, unknown>) => {
+        const run = await measureCaPath<Finished>(worker, {
+          tenantEndpoint: ready.tenantEndpoint,
+          connection,
+          count,
+          instanceId: 'certprov-bench-google',
+        });
+        const delta = (key: 'casRequests' | 'casCreates' | 'kmsSigns') => run.finished[key] - run.warmed[key];
+        return {
+          ...run,
+          doubleSignData: run.finished.doubleSignData,
+          casRequests: delta('casRequests'),
+          casCreates: delta('casCreates'),
+          kmsSigns: delta('kmsSigns'),
+        };
+      };
+      const cas = await measure(ready.cas);
+      const kms = await measure(ready.kms);
       const figures: BenchFigure[] = [{ name: 'processes per CA', value: count, unit: '' }];
       for (const [label, run] of [
         ['CAS', cas],
