@@ -119,6 +119,21 @@ export function googleClientOptions(endpoint: string | undefined, auth: GoogleAu
   };
 }
 
+/**
+ * Both Google clients' calls: a gax call's promise carries `cancel()`; stop waiting (and cancel the HTTP request) when the signal aborts.
+ */
+export function abortable<T>(call: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      (call as Promise<T> & { cancel?: () => void }).cancel?.();
+      reject(signal.reason as Error);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 export interface GoogleErrorContext {
   readonly component: FaultComponent;
   /** `Cloud KMS`, `Certificate Authority Service`. */

@@ -3,7 +3,7 @@
  * `@google-cloud/security-private-ca` on its REST transport (src/ca/google-cloud.ts). The SDK is imported when a
  * connection is created, so deployments without a CAS connection never load it.
  */
-import { googleClientOptions, type GoogleAuthLike } from '../google-cloud.ts';
+import { abortable, googleClientOptions, type GoogleAuthLike } from '../google-cloud.ts';
 import type { certificateConfigFor } from './certificate-config.ts';
 
 /** A certificate as CAS returns it. */
@@ -82,19 +82,6 @@ function certificateOf(raw: RawCertificate): CasCertificate {
     pemCertificateChain: raw.pemCertificateChain ?? [],
     revoked: raw.revocationDetails?.revocationState !== undefined && raw.revocationDetails.revocationState !== null,
   };
-}
-
-/** A gax call's promise carries `cancel()`; stop waiting (and cancel the HTTP request) when the signal aborts. */
-function abortable<T>(call: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      (call as Promise<T> & { cancel?: () => void }).cancel?.();
-      reject(signal.reason as Error);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 export async function createCasClient(options: CasClientOptions): Promise<CasClient> {

@@ -10,7 +10,7 @@
  * retryable (signing again is safe, DESIGN.md §5).
  */
 import { RetryableError } from '../../errors.ts';
-import { googleClientOptions, type GoogleAuthLike } from '../google-cloud.ts';
+import { abortable, googleClientOptions, type GoogleAuthLike } from '../google-cloud.ts';
 import { crc32c } from './crc32c.ts';
 
 export type KmsDigest =
@@ -57,19 +57,6 @@ function bytesOf(value: unknown): Uint8Array {
   if (value instanceof Uint8Array) return value;
   if (typeof value === 'string') return new Uint8Array(Buffer.from(value, 'base64'));
   return new Uint8Array(0);
-}
-
-/** A gax call's promise carries `cancel()`; stop waiting (and cancel the HTTP request) when the signal aborts. */
-function abortable<T>(call: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      (call as Promise<T> & { cancel?: () => void }).cancel?.();
-      reject(signal.reason as Error);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 /** Connects the official client (no request is sent yet). */
