@@ -5,7 +5,7 @@
  */
 import 'reflect-metadata';
 import { performance } from 'node:perf_hooks';
-import { azureKeyVaultBackend } from '../../src/ca/azure-key-vault/backend.ts';
+import { azureKeyVaultBackend } from '../../src/ca/azure-key-vault/index.ts';
 import { keyVaultCaConfigSchema } from '../../src/ca/azure-key-vault/config.ts';
 import { connectCa } from '../../src/ca/connection.ts';
 import { crlPublications, publishCrl } from '../../src/lifecycle/crl.ts';

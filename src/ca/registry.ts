@@ -3,9 +3,9 @@
  * type fails before the first message is pulled.
  */
 import type { CaBackend } from './types.ts';
-import { digicertBackend } from './digicert/backend.ts';
-import { localBackend } from './local/backend.ts';
-import { azureKeyVaultBackend } from './azure-key-vault/backend.ts';
+import { digicertBackend } from './digicert/index.ts';
+import { localBackend } from './local/index.ts';
+import { azureKeyVaultBackend } from './azure-key-vault/index.ts';
 import { googleCasBackend } from './google-cas/index.ts';
 import { googleKmsBackend } from './google-kms/index.ts';
 

@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { DeploymentFaultError, RetryableError, UnclearResultError } from '../errors.ts';
 import { keyVaultLifecycleConfigSchema, isManagedHsmUrl } from '../ca/azure-key-vault/config.ts';
 import { createKeyVaultCredential } from '../ca/azure-key-vault/credential.ts';
-import { clientSettingsOf, createCertificateClient, createKeyClient } from '../ca/azure-key-vault/key-vault-clients.ts';
+import { clientSettingsOf, createCertificateClient, createKeyClient } from '../ca/azure-key-vault/client.ts';
 import { callEnvironmentOf } from '../ca/azure-key-vault/key-vault-call.ts';
 import {
   KeyVaultCaLifecycle,

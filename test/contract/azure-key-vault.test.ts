@@ -7,7 +7,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { azureKeyVaultBackend } from '../../src/ca/azure-key-vault/backend.ts';
+import { azureKeyVaultBackend } from '../../src/ca/azure-key-vault/index.ts';
 import { keyVaultCaConfigSchema } from '../../src/ca/azure-key-vault/config.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';

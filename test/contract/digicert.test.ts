@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { digicertBackend } from '../../src/ca/digicert/backend.ts';
+import { digicertBackend } from '../../src/ca/digicert/index.ts';
 import { digicertConfigSchema } from '../../src/ca/digicert/config.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';

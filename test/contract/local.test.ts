@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { localBackend } from '../../src/ca/local/backend.ts';
+import { localBackend } from '../../src/ca/local/index.ts';
 import { localCaConfigSchema } from '../../src/ca/local/config.ts';
 import { initLocalCa } from '../../src/ca/local/init.ts';
 import { silentLogger } from '../../src/observability/logger.ts';

@@ -60,7 +60,7 @@ import {
   keyVaultClientOptions,
   parseKeyId,
   type KeyVaultClientSettings,
-} from './key-vault-clients.ts';
+} from './client.ts';
 import { publicJwkOf, signingAlgorithmFor } from './key-vault-signer.ts';
 import { KEY_VAULT_OPERATIONS, type KeyVaultOperation } from './operations.ts';
 import { DAY_MS } from '../../time.ts';

@@ -3,7 +3,7 @@
  * Vault (reference/azure-keyvault.md: on 429 back off 1, 2, 4, 8, 16 s), with the adapter's one jitter rule
  * (src/backoff.ts) so replicas throttled together do not return together.
  *
- * The SDK's own retry policy is switched off (`retryOptions.maxRetries: 0`, see key-vault-clients.ts): it retries
+ * The SDK's own retry policy is switched off (`retryOptions.maxRetries: 0`, see client.ts): it retries
  * 429/503 only when `Retry-After` is present, and knows nothing of our outcome classes or metrics. Here:
  * - 429 with `Retry-After` waits at least that long; without it, the backoff schedule;
  * - 5xx, 408, timeouts and network failures are retried for safe operations only (sign and gets; DESIGN.md §5);
@@ -20,7 +20,7 @@ import { abortableSleep, type Sleep } from '../../http/abortable-sleep.ts';
 import { isNothingApplied } from '../../http/classify.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { statusClass, type Metrics } from '../../observability/metrics.ts';
-import { classifyKeyVaultError, statusOf } from './key-vault-errors.ts';
+import { classifyKeyVaultError, statusOf } from './errors.ts';
 import type { KeyVaultOperation } from './operations.ts';
 import type { KeyVaultCaConfig } from './config.ts';
 

@@ -21,7 +21,7 @@ import { issuingCaProblems } from '../../pki/issuing-ca-checks.ts';
 import { encodePem, splitPemBundle } from '../../pki/pem.ts';
 import { ISSUING_CA_PROFILE_HINT } from '../issuing-core.ts';
 import { callKeyVault, type KeyVaultCallEnvironment } from './key-vault-call.ts';
-import { isRestError, missingPermissionAdvice, statusOf } from './key-vault-errors.ts';
+import { isRestError, missingPermissionAdvice, statusOf } from './errors.ts';
 import { KEY_VAULT_OPERATIONS, type KeyVaultOperation } from './operations.ts';
 
 /** A definitive "no" from Key Vault (or from the local checks before a merge), with what to do about it. */

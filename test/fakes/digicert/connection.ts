@@ -5,7 +5,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DigicertCa, digicertBackend } from '../../../src/ca/digicert/backend.ts';
+import { DigicertCa } from '../../../src/ca/digicert/digicert-ca.ts';
+import { digicertBackend } from '../../../src/ca/digicert/index.ts';
 import { digicertConfigSchema, type DigicertConfig } from '../../../src/ca/digicert/config.ts';
 import type { Sleep } from '../../../src/http/abortable-sleep.ts';
 import { silentLogger, type Logger } from '../../../src/observability/logger.ts';

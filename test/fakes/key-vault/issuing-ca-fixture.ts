@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TokenCredential } from '@azure/identity';
-import { createCertificateClient, createKeyClient } from '../../../src/ca/azure-key-vault/key-vault-clients.ts';
+import { createCertificateClient, createKeyClient } from '../../../src/ca/azure-key-vault/client.ts';
 import { KeyVaultCaLifecycle, parseChain, type CaKeySpec } from '../../../src/ca/azure-key-vault/lifecycle.ts';
 import { silentLogger } from '../../../src/observability/logger.ts';
 import { Metrics } from '../../../src/observability/metrics.ts';

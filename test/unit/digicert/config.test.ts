@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { digicertBackend } from '../../../src/ca/digicert/backend.ts';
+import { digicertBackend } from '../../../src/ca/digicert/index.ts';
 import { DIGICERT_DEFAULTS, digicertConfigSchema, validityFieldOf } from '../../../src/ca/digicert/config.ts';
 import { compileConfig, loadConfigFile } from '../../../src/config/load.ts';
 import { ConfigError } from '../../../src/errors.ts';

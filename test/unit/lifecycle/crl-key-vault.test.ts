@@ -6,7 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { azureKeyVaultBackend } from '../../../src/ca/azure-key-vault/backend.ts';
+import { azureKeyVaultBackend } from '../../../src/ca/azure-key-vault/index.ts';
 import { keyVaultCaConfigSchema } from '../../../src/ca/azure-key-vault/config.ts';
 import { connectCa, type CaConnection } from '../../../src/ca/connection.ts';
 import { crlPublications, publishCrl, type CrlDependencies } from '../../../src/lifecycle/crl.ts';

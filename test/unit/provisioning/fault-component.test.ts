@@ -7,7 +7,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { z } from 'zod';
 import { CA_BACKENDS } from '../../../src/ca/registry.ts';
-import { localBackend } from '../../../src/ca/local/backend.ts';
+import { localBackend } from '../../../src/ca/local/index.ts';
 import { localCaConfigSchema } from '../../../src/ca/local/config.ts';
 import type { CaBackend, CertificateAuthority, IssueRequest, IssueResult, StepContext } from '../../../src/ca/types.ts';
 import { DeploymentFaultError } from '../../../src/errors.ts';

@@ -24,7 +24,6 @@
  */
 import { createHash } from 'node:crypto';
 import type {
-  CaBackend,
   CaDependencies,
   CaServices,
   BackgroundWork,
@@ -53,10 +52,9 @@ import {
   type OrderInfo,
   type OrderSummary,
 } from './client.ts';
-import { digicertConfigSchema, maxValidityDaysOf, type DigicertConfig } from './config.ts';
+import type { DigicertConfig } from './config.ts';
 import { DigicertNotFoundError } from './errors.ts';
 import { buildOrderBody } from './order-request.ts';
-import { digicertProfileProblems } from './profile-checks.ts';
 import { DIGICERT_PRODUCTS } from './products.ts';
 import { DigicertRateLimiter } from './rate-limiter.ts';
 import { StatusChangesPoller } from './status-poller.ts';
@@ -527,25 +525,3 @@ export class DigicertCa implements CertificateAuthority, PendingIssuance, Backgr
     return commentsNameIt ? info : undefined;
   }
 }
-
-export const digicertBackend: CaBackend<DigicertConfig> = {
-  type: 'digicert',
-  faultComponent: 'digicert',
-  configSchema: digicertConfigSchema,
-  capabilities: (config) => {
-    const product = DIGICERT_PRODUCTS[config.product];
-    return {
-      keyTypes: ['rsa', 'ec'],
-      // common_name, organization_units[] and the validated organization (profile-checks.ts has the finer rules).
-      subjectAttributes: ['CN', 'OU', 'O'],
-      subjectAltNameTypes: product === undefined ? [] : [product.subjectAltNameType],
-      maxValidityDays: maxValidityDaysOf(config),
-      extendedKeyUsages: product?.extendedKeyUsages ?? [],
-      // The order carries no keyUsage: DigiCert sets it from the product (the CSR's extensions are not read).
-      keyUsages: 'ca',
-      requiresDurableStore: true,
-    };
-  },
-  profileProblems: digicertProfileProblems,
-  create: (name, config, deps) => DigicertCa.open(name, config, deps),
-};
