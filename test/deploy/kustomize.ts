@@ -55,7 +55,7 @@ export function renderOverlay(overlay: Overlay): Promise<K8sObject[]> {
   return kustomize(path.join(DEPLOY, 'overlays', overlay));
 }
 
-export type Component = 'prometheus-operator' | 'hpa-cpu-only';
+export type Component = 'prometheus-operator' | 'hpa-cpu-only' | 'crl';
 
 /**
  * Renders an overlay with components added (what an overlay's comment or docs/operations.md tell operators to add),

@@ -327,6 +327,44 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(rest(cpuOnly)).toEqual(rest(objects));
   });
 
+  it('exposes /crl/ alone through the crl component, to the port the ops server answers CRLs on', async () => {
+    const { objects } = get(overlay);
+    const withCrl = await renderOverlayWith(overlay, ['crl']);
+    const ingress = only(withCrl, 'Ingress');
+    const paths = (ingress.spec.rules as any[]).flatMap((r) => r.http.paths as any[]);
+    expect(paths.map((p) => [p.path, p.pathType])).toEqual([['/crl/', 'Prefix']]);
+    const service = (withCrl.filter((o) => o.kind === 'Service') as any[]).find(
+      (o) => o.metadata.name === paths[0].backend.service.name,
+    );
+    expect((service.spec.ports as any[]).map((p) => p.name)).toContain(paths[0].backend.service.port.name);
+    const pod = only(objects, 'Deployment').spec.template.metadata.labels as Record<string, string>;
+    for (const [k, v] of Object.entries(service.spec.selector as Record<string, string>)) expect(pod[k]).toBe(v);
+    expect((container(objects).ports as any[]).map((p) => p.name)).toContain(service.spec.ports[0].targetPort);
+
+    // The ops server answers a connection's CRL under that prefix.
+    const metrics = new Metrics({ defaultMetrics: false });
+    const der = Uint8Array.of(0x30, 0x00);
+    const server = await startOpsServer({
+      host: '127.0.0.1',
+      port: 0,
+      metrics,
+      health: new Health(metrics),
+      crl: (name) =>
+        Promise.resolve(
+          name === 'wifi_ca'
+            ? { crlNumber: 1, thisUpdate: Date.now(), nextUpdate: Date.now() + 86_400_000, der }
+            : undefined,
+        ),
+    });
+    try {
+      const response = await fetch(`http://127.0.0.1:${server.port}${paths[0].path as string}wifi_ca.crl`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toBe('application/pkix-crl');
+    } finally {
+      await server.close();
+    }
+  });
+
   it('scrapes the pods with PodMonitoring (Google Managed Prometheus) or a ServiceMonitor (Prometheus Operator)', () => {
     const { objects, withOperator } = get(overlay);
     const labels = only(objects, 'Deployment').spec.template.metadata.labels as Record<string, string>;
