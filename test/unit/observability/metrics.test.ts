@@ -21,6 +21,7 @@ const LOW_CARDINALITY_LABELS = new Set([
   'component',
   'version',
   'node',
+  'within', // certificates_expiring: two fixed horizons (7d, 30d)
 ]);
 
 interface RegisteredMetric {
