@@ -25,6 +25,7 @@ import { issuingCaProblems } from '../pki/issuing-ca-checks.ts';
 import { encodePem, splitPemBundle } from '../pki/pem.ts';
 import type { Logger } from '../observability/logger.ts';
 import type {
+  CaCapabilities,
   IssueRequest,
   IssueResult,
   IssuingCa,
@@ -237,6 +238,22 @@ export function caCertificateProblem(certificate: ParsedCertificate, now: Date):
   if (!certificate.isCa) return 'not-ca';
   if (certificate.notAfter.getTime() <= now.getTime()) return 'expired';
   return undefined;
+}
+
+/**
+ * What a self-signing CA (local key, Key Vault, Cloud KMS) can carry: everything, since the certificate is built here
+ * from the profile and only the signature comes from the key's home. The profile's keyUsage is written as it is.
+ */
+export function selfSigningCapabilities(maxValidityDays: number): CaCapabilities {
+  return {
+    keyTypes: ['rsa', 'ec'],
+    subjectAttributes: 'any',
+    subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
+    maxValidityDays,
+    extendedKeyUsages: 'any',
+    keyUsages: 'profile',
+    requiresDurableStore: false,
+  };
 }
 
 /** The `chainFile` a self-signing CA opens, when configured: check-config reports it missing at load. */

@@ -1,4 +1,4 @@
-import { chainFileRequirement } from '../issuing-core.ts';
+import { chainFileRequirement, selfSigningCapabilities } from '../issuing-core.ts';
 import type { CaBackend } from '../types.ts';
 import { keyVaultCaConfigSchema, type KeyVaultCaConfig } from './config.ts';
 
@@ -10,16 +10,7 @@ export const azureKeyVaultBackend: CaBackend<KeyVaultCaConfig> = {
   type: 'azure-key-vault',
   faultComponent: 'keyvault',
   configSchema: keyVaultCaConfigSchema,
-  capabilities: (config) => ({
-    keyTypes: ['rsa', 'ec'],
-    subjectAttributes: 'any',
-    subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
-    maxValidityDays: config.maxValidityDays,
-    extendedKeyUsages: 'any',
-    // The shared certificate builder writes the profile's keyUsage; Key Vault only signs the TBS.
-    keyUsages: 'profile',
-    requiresDurableStore: false,
-  }),
+  capabilities: (config) => selfSigningCapabilities(config.maxValidityDays),
   // Loaded on use: the Azure SDKs cost a second to import, and only a configuration with a vault needs them.
   create: async (name, config, deps) => (await import('./key-vault-ca.ts')).KeyVaultCa.create(name, config, deps),
   requiredFiles: (config) => [

@@ -1,4 +1,4 @@
-import { chainFileRequirement } from '../issuing-core.ts';
+import { chainFileRequirement, selfSigningCapabilities } from '../issuing-core.ts';
 import type { CaBackend } from '../types.ts';
 import { kmsCaConfigSchema, type KmsCaConfig } from './config.ts';
 
@@ -10,16 +10,7 @@ export const googleKmsBackend: CaBackend<KmsCaConfig> = {
   type: 'google-kms',
   faultComponent: 'google-kms',
   configSchema: kmsCaConfigSchema,
-  capabilities: (config) => ({
-    keyTypes: ['rsa', 'ec'],
-    subjectAttributes: 'any',
-    subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
-    maxValidityDays: config.maxValidityDays,
-    extendedKeyUsages: 'any',
-    // The shared certificate builder writes the profile's keyUsage; KMS only signs the TBS.
-    keyUsages: 'profile',
-    requiresDurableStore: false,
-  }),
+  capabilities: (config) => selfSigningCapabilities(config.maxValidityDays),
   // Loaded on use, like every backend whose client pulls in an SDK: `certprov --help` and configurations without
   // a KMS connection never import it.
   create: async (name, config, deps) => (await import('./kms-ca.ts')).KmsCa.create(name, config, deps),

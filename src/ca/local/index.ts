@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { selfSigningCapabilities } from '../issuing-core.ts';
 import type { CaBackend } from '../types.ts';
 import { localCaConfigSchema, type LocalCaConfig } from './config.ts';
 import { LOCAL_CA_FILES } from './init.ts';
@@ -9,15 +10,7 @@ export const localBackend: CaBackend<LocalCaConfig> = {
   type: 'local',
   faultComponent: 'local-ca',
   configSchema: localCaConfigSchema,
-  capabilities: (config) => ({
-    keyTypes: ['rsa', 'ec'],
-    subjectAttributes: 'any',
-    subjectAltNameTypes: ['email', 'dns', 'uri', 'upn'],
-    maxValidityDays: config.maxValidityDays,
-    extendedKeyUsages: 'any',
-    keyUsages: 'profile',
-    requiresDurableStore: false,
-  }),
+  capabilities: (config) => selfSigningCapabilities(config.maxValidityDays),
   create: (name, config, deps) => LocalCa.open(name, config, deps),
   requiredFiles: (config) =>
     [LOCAL_CA_FILES.key, LOCAL_CA_FILES.certificate].map((file) => ({
