@@ -17,6 +17,7 @@ import type { Metrics } from './observability/metrics.ts';
 import { startOpsServer, type OpsServer } from './observability/server.ts';
 import { ProvisioningEngine } from './provisioning/engine.ts';
 import { CrlCache, CrlPublisher, crlPublications } from './lifecycle/crl.ts';
+import { crlBucketUploaderFor } from './lifecycle/crl-bucket.ts';
 import { ExpiryGauges } from './lifecycle/expiry.ts';
 import { SupersededRevoker } from './lifecycle/superseded.ts';
 import { Intake } from './pubsub/intake.ts';
@@ -111,6 +112,7 @@ export class Adapter {
       ...(options.now === undefined ? {} : { now: options.now }),
     });
     const publications = crlPublications(parts.cas.values());
+    const bucket = crlBucketUploaderFor(publications, log);
     this.crlPublisher = new CrlPublisher(
       {
         store: parts.store,
@@ -118,6 +120,7 @@ export class Adapter {
         log,
         now: options.now ?? Date.now,
         signal: this.background.signal,
+        ...(bucket === undefined ? {} : { bucket }),
       },
       publications,
     );
@@ -141,6 +144,7 @@ export class Adapter {
       log,
       now: options.now ?? Date.now,
       signal: this.background.signal,
+      ...(bucket === undefined ? {} : { bucket }),
     });
     this.intake = new Intake({
       config,

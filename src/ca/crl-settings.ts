@@ -15,6 +15,43 @@ const httpUrl = z
   .url({ protocol: /^https?$/ })
   .describe('an http:// or https:// URL (relying parties fetch CRLs over plain http as a rule)');
 
+/**
+ * A Cloud Storage bucket name as GCS accepts it (cloud.google.com/storage/docs/buckets#naming): lowercase letters,
+ * digits, `-`, `_` and `.`; starting and ending with a letter or digit; 3–63 characters (up to 222 with dots, each
+ * dot-separated part at most 63); not an IP address; not starting with `goog` nor containing `google`.
+ */
+const bucketName = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9._-]*[a-z0-9]$/,
+    'lowercase letters, digits, "-", "_" and ".", starting and ending with a letter or digit',
+  )
+  .refine(
+    (name) => name.length <= (name.includes('.') ? 222 : 63) && name.length >= 3,
+    'a bucket name has 3 to 63 characters (222 with dots)',
+  )
+  .refine(
+    (name) => name.split('.').every((part) => part.length > 0 && part.length <= 63),
+    'each dot-separated part has 1 to 63 characters',
+  )
+  .refine((name) => !/^\d+\.\d+\.\d+\.\d+$/.test(name), 'a bucket name cannot be an IP address')
+  .refine(
+    (name) => !name.startsWith('goog') && !name.includes('google'),
+    'a bucket name cannot start with "goog" or contain "google"',
+  )
+  .describe('a Cloud Storage bucket name (without gs://)');
+
+/** A Cloud Storage object name: 1–1024 bytes of UTF-8, no CR or LF, not `.` or `..`. */
+const objectName = z
+  .string()
+  .min(1)
+  .refine((name) => Buffer.byteLength(name, 'utf8') <= 1024, 'an object name has at most 1024 bytes')
+  .refine(
+    (name) => !/[\r\n]/.test(name) && name !== '.' && name !== '..',
+    'an object name has no CR/LF and is not "." or ".."',
+  )
+  .describe('a Cloud Storage object name');
+
 export const crlSettingsSchema = z
   .object({
     /**
@@ -31,8 +68,20 @@ export const crlSettingsSchema = z
     validity: durationMs.prefault(CRL_DEFAULTS.validity),
     /** How often a replica looks whether the CRL is due (one store read). Default 1m. */
     checkInterval: durationMs.prefault(CRL_DEFAULTS.checkInterval),
+    /**
+     * A Cloud Storage bucket each new CRL is also uploaded to (by the replica that signed it, with Application
+     * Default Credentials; the service account needs roles/storage.objectCreator or objectUser on the bucket).
+     * Default none: the CRL is only served by the replicas.
+     */
+    bucket: bucketName.optional(),
+    /** The object name in `bucket`. Default `<connection>.crl`. */
+    object: objectName.optional(),
   })
-  .strict();
+  .strict()
+  .refine((crl) => crl.object === undefined || crl.bucket !== undefined, {
+    message: '`object` names the CRL in `bucket`: set `bucket` too',
+    path: ['object'],
+  });
 
 export type CrlSettings = z.infer<typeof crlSettingsSchema>;
 

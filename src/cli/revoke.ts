@@ -6,6 +6,8 @@ import { createCertificateAuthorities, newReplicaId } from '../adapter.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { CRL_REASONS, isCrlReason } from '../pki/crl-reason.ts';
 import { publishCrlsAfter, revokeCertificates } from '../lifecycle/revoke.ts';
+import { crlPublications } from '../lifecycle/crl.ts';
+import { crlBucketUploaderFor } from '../lifecycle/crl-bucket.ts';
 import type { CertificateRecord } from '../store/inventory.ts';
 import { queryOf } from './certs.ts';
 import { parseOptions, UsageError, type Command } from './command.ts';
@@ -90,7 +92,9 @@ Exit code 1 when any certificate could not be revoked.`,
             ...reports.map((r) => [r.serial, r.caConnection, r.outcome, r.detail ?? '']),
           ]),
         );
+        const bucket = crlBucketUploaderFor(crlPublications(cas.values()), session.log);
         const crls = await publishCrlsAfter(reports, cas, {
+          ...(bucket === undefined ? {} : { bucket }),
           store,
           owner: `certprov-revoke-${newReplicaId()}`,
           log: session.log,
@@ -103,6 +107,11 @@ Exit code 1 when any certificate could not be revoked.`,
               ? `CRL of ${crl.caConnection}: ${crl.error ?? 'not signed'}; the next scheduled CRL (half its validity after the last) lists the revocation`
               : `CRL of ${crl.caConnection}: number ${crl.crlNumber} signed and stored (replicas serve it within seconds)`,
           );
+          if (bucket?.isStale(crl.caConnection) === true) {
+            console.log(
+              `CRL of ${crl.caConnection}: the Cloud Storage upload failed (see the log); the object stays stale until the next CRL is signed`,
+            );
+          }
         }
         const bad = reports.filter((r) => ['unsupported', 'no_connection', 'failed'].includes(r.outcome));
         return bad.length === 0 && crls.every((c) => c.error === undefined) ? 0 : 1;

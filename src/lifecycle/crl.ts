@@ -10,11 +10,15 @@
  * When a new CRL is signed: right after a revocation (`certprov revoke`, revoke-after-grace), when none exists yet,
  * and once half of `validity` has passed since thisUpdate — relying parties never hold an expired CRL while one
  * replica runs.
+ *
+ * With `crl.bucket`, the replica that signed a CRL also uploads it to Cloud Storage under the same lease; a failed
+ * upload is tried again at the next check (src/lifecycle/crl-bucket.ts).
  */
 import { describeError } from '../errors.ts';
 import type { CrlIssuer } from '../ca/types.ts';
 import type { CrlSettings } from '../ca/crl-settings.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { CrlBucketUploader } from './crl-bucket.ts';
 import { buildCrl, type CrlEntry } from '../pki/crl.ts';
 import type { StoredCrl } from '../store/inventory.ts';
 import type { ProcessStore } from '../store/types.ts';
@@ -41,8 +45,8 @@ export interface CrlDependencies {
   readonly log: Logger;
   readonly now: () => number;
   readonly signal: AbortSignal;
-  /** Called with each new CRL once it is stored (the Cloud Storage copy). */
-  readonly afterPublish?: (crl: StoredCrl, publication: CrlPublication) => Promise<void>;
+  /** Uploads each new CRL, once stored, to the connection's `crl.bucket` (src/lifecycle/crl-bucket.ts). */
+  readonly bucket?: Pick<CrlBucketUploader, 'upload' | 'isStale'>;
 }
 
 export type PublishOutcome =
@@ -134,8 +138,24 @@ export async function publishCrl(
       },
       'CRL signed',
     );
-    await deps.afterPublish?.(crl, publication);
+    await deps.bucket?.upload(crl, publication, signal);
     return { status: 'published', crl, buildMs };
+  } finally {
+    await store.releaseNamedLease(lease, owner).catch(() => undefined);
+  }
+}
+
+/**
+ * Uploads the stored CRL again after a failed upload (the object is stale), under the connection's CRL lease so that
+ * it cannot overwrite a newer CRL another replica uploads meanwhile. Answers whether it uploaded.
+ */
+export async function retryCrlUpload(deps: CrlDependencies, publication: CrlPublication): Promise<boolean> {
+  const { store, owner } = deps;
+  const lease = `crl:${publication.connection}`;
+  if (deps.bucket === undefined || !(await store.tryNamedLease(lease, owner, CRL_LEASE.ttlMs))) return false;
+  try {
+    const current = await store.getCrl(publication.connection);
+    return current !== undefined && (await deps.bucket.upload(current, publication, deps.signal));
   } finally {
     await store.releaseNamedLease(lease, owner).catch(() => undefined);
   }
@@ -188,7 +208,10 @@ export class CrlPublisher {
 
   async #check(publication: CrlPublication): Promise<void> {
     try {
-      await publishCrl(this.#deps, publication);
+      const outcome = await publishCrl(this.#deps, publication);
+      if (outcome.status !== 'published' && this.#deps.bucket?.isStale(publication.connection) === true) {
+        await retryCrlUpload(this.#deps, publication);
+      }
     } catch (error) {
       if (this.#deps.signal.aborted) return;
       this.#deps.log.warn(

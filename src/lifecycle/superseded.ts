@@ -10,6 +10,7 @@ import { describeError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { ProcessStore } from '../store/types.ts';
 import { publishCrlsAfter, revokeCertificates, type RevocationReport } from './revoke.ts';
+import type { CrlDependencies } from './crl.ts';
 
 export const SUPERSEDED_DEFAULTS = {
   intervalMs: 10 * 60_000,
@@ -26,6 +27,8 @@ export interface SupersededDependencies {
   readonly log: Logger;
   readonly now: () => number;
   readonly signal: AbortSignal;
+  /** The Cloud Storage copy of the CRLs signed after revocations (src/lifecycle/crl-bucket.ts). */
+  readonly bucket?: CrlDependencies['bucket'];
 }
 
 /** One round: revokes every superseded certificate past its profile's grace. Returns the reports. */
