@@ -27,29 +27,17 @@ import { bytesEqual } from '../../pki/der.ts';
 import { encodePem } from '../../pki/pem.ts';
 import type { SigningAlgorithm } from '../../pki/signature-algorithms.ts';
 import { digestSigner, type TbsSigner } from '../../pki/signer.ts';
-import {
-  ISSUING_CA_PROFILE_HINT,
-  IssuingMaterialCache,
-  issueLeaf,
-  leafIssuingProblem,
-  listOnOwnCrl,
-  readChainFile,
-  type IssuingCa,
-} from '../issuing-core.ts';
-import { revocationInfoOf, type CrlSettings } from '../crl-settings.ts';
+import { ISSUING_CA_PROFILE_HINT, IssuingMaterialCache, leafIssuingProblem } from '../issuing-core.ts';
 import type {
   BackgroundWork,
   CaDependencies,
   CertificateAuthority,
-  IssueRequest,
-  IssueResult,
-  RevocationRequest,
-  RevocationResult,
   Probe,
   Revocation,
   CrlIssuer,
   StepContext,
 } from '../types.ts';
+import { RemoteKeyCa } from '../remote-key-ca.ts';
 import type { KeyVaultCaConfig } from './config.ts';
 import { createKeyVaultCredential } from './credential.ts';
 import { callEnvironmentOf, callKeyVault, type KeyVaultCallEnvironment } from './key-vault-call.ts';
@@ -100,11 +88,16 @@ function fault(message: string, hint?: string, cause?: unknown): DeploymentFault
   return new DeploymentFaultError(message, { component: 'keyvault', hint, cause });
 }
 
-export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, Revocation, CrlIssuer {
+export class KeyVaultCa
+  extends RemoteKeyCa<IssuingMaterial>
+  implements CertificateAuthority, BackgroundWork, Probe, Revocation, CrlIssuer
+{
   readonly type = 'azure-key-vault';
   readonly name: string;
   readonly config: KeyVaultCaConfig;
-  readonly #deps: CaDependencies;
+  protected readonly deps: CaDependencies;
+  protected readonly label = 'Key Vault CA';
+  protected readonly component = 'keyvault';
   readonly #credential: TokenCredential;
   readonly #settings: KeyVaultClientSettings;
   readonly #callEnv: KeyVaultCallEnvironment;
@@ -121,9 +114,10 @@ export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, 
     credential: TokenCredential,
     options: KeyVaultCaOptions,
   ) {
+    super();
     this.name = name;
     this.config = config;
-    this.#deps = deps;
+    this.deps = deps;
     this.#credential = credential;
     this.#now = options.now ?? (() => new Date());
     this.#settings = clientSettingsOf(config);
@@ -164,7 +158,7 @@ export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, 
 
   /** Warms the cache in the background so the first device does not wait. */
   start(): Promise<void> {
-    this.#material.warm(this.#deps.log, this.name, 'Key Vault CA', (material) => ({
+    this.#material.warm(this.deps.log, this.name, 'Key Vault CA', (material) => ({
       kid: material.kid,
       algorithm: material.algorithm,
       notAfter: material.certificate.notAfter.toISOString(),
@@ -235,7 +229,7 @@ export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, 
         'pin the certificate version together with its own key (certificate mode does this by itself)',
       );
     }
-    const chainPem = [certificatePem, ...(await this.#loadChain(certificate))];
+    const chainPem = [certificatePem, ...(await this.loadChain(certificate))];
     // A CA certificate (or parent) that cannot issue device certificates is found now, not by a RADIUS server
     // rejecting every device.
     const problem = leafIssuingProblem(chainPem);
@@ -311,7 +305,7 @@ export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, 
 
   /** Signing-only mode (Managed HSM): the key by name and version, the certificate from a file. */
   async #loadFromFile(signingKey: { name: string; version: string }) {
-    const file = path.resolve(this.#deps.baseDir, this.config.caCertificateFile ?? '');
+    const file = path.resolve(this.deps.baseDir, this.config.caCertificateFile ?? '');
     const description = `key ${signingKey.name} version ${signingKey.version} with CA certificate ${file}`;
     let certificatePem: string;
     let certificate: ParsedCertificate;
@@ -334,47 +328,15 @@ export class KeyVaultCa implements CertificateAuthority, BackgroundWork, Probe, 
     };
   }
 
-  /** `chainFile`: the CA certificate's parents, each the issuer of the one before. */
-  async #loadChain(certificate: ParsedCertificate): Promise<string[]> {
-    if (this.config.chainFile === undefined) return [];
-    const file = path.resolve(this.#deps.baseDir, this.config.chainFile);
-    try {
-      return await readChainFile(file, certificate);
-    } catch (error) {
-      throw fault(`chainFile ${file} cannot be used (${describeError(error)})`, undefined, error);
-    }
+  protected now(): Date {
+    return this.#now();
   }
 
-  /** Revocation lists the serial on this connection's CRL; the CRL costs one Key Vault sign, not one per serial. */
-  async revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult> {
-    return listOnOwnCrl(await this.material(ctx.signal), request, 'Key Vault CA');
-  }
-
-  crlSettings(): CrlSettings | undefined {
-    return this.config.crl;
-  }
-
-  crlIssuer(signal: AbortSignal): Promise<IssuingCa> {
-    return this.material(signal);
-  }
-
-  async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {
-    ctx.signal.throwIfAborted();
-    const material = await this.material(ctx.signal);
-    return issueLeaf(request, ctx, material, {
-      connection: this.name,
-      label: 'Key Vault CA',
-      component: 'keyvault',
-      maxValidityDays: this.config.maxValidityDays,
-      backdateMs: this.config.backdate,
-      revocationInfo: revocationInfoOf(this.config.crl),
-      now: this.#now(),
-      hints: {
-        signatureMismatch: `the signature came from ${material.kid}: the pinned key and certificate do not belong together, or the vault answered with a different algorithm`,
-        expired: 'rotate the CA (docs/backends/azure-key-vault.md, Rotation)',
-      },
-      logFields: { keyVersion: material.keyVersion },
-    });
+  protected issueHints(material: IssuingMaterial): { signatureMismatch: string; expired: string } {
+    return {
+      signatureMismatch: `the signature came from ${material.kid}: the pinned key and certificate do not belong together, or the vault answered with a different algorithm`,
+      expired: 'rotate the CA (docs/backends/azure-key-vault.md, Rotation)',
+    };
   }
 
   /** `check-config --probe`: reads the certificate and key afresh (certificates/get, keys/get); signs nothing. */

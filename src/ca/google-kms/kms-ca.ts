@@ -26,24 +26,11 @@ import {
   ISSUING_CA_PROFILE_HINT,
   IssuingMaterialCache,
   caCertificateProblem,
-  issueLeaf,
   leafIssuingProblem,
-  listOnOwnCrl,
-  readChainFile,
   type IssuingCa,
 } from '../issuing-core.ts';
-import { revocationInfoOf, type CrlSettings } from '../crl-settings.ts';
-import type {
-  BackgroundWork,
-  CaDependencies,
-  CertificateAuthority,
-  IssueRequest,
-  IssueResult,
-  Probe,
-  RevocationRequest,
-  RevocationResult,
-  StepContext,
-} from '../types.ts';
+import type { BackgroundWork, CaDependencies, CertificateAuthority, Probe, StepContext } from '../types.ts';
+import { RemoteKeyCa } from '../remote-key-ca.ts';
 import { createKmsClient, type KmsClient, type KmsDigest } from './client.ts';
 import type { KmsCaConfig } from './config.ts';
 import { DAY_MS } from '../../time.ts';
@@ -211,20 +198,23 @@ export async function kmsCertificationRequest(
   };
 }
 
-export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
+export class KmsCa extends RemoteKeyCa<KmsIssuingMaterial> implements CertificateAuthority, BackgroundWork, Probe {
   readonly type = 'google-kms';
   readonly name: string;
   readonly config: KmsCaConfig;
-  readonly #deps: CaDependencies;
+  protected readonly deps: CaDependencies;
+  protected readonly label = 'Cloud KMS CA';
+  protected readonly component = 'google-kms';
   readonly #client: KmsClient;
   readonly #now: () => Date;
   readonly #material = new IssuingMaterialCache<KmsIssuingMaterial>((signal) => this.#load(signal));
   #signCalls = 0;
 
   private constructor(name: string, config: KmsCaConfig, deps: CaDependencies, client: KmsClient, now: () => Date) {
+    super();
     this.name = name;
     this.config = config;
-    this.#deps = deps;
+    this.deps = deps;
     this.#client = client;
     this.#now = now;
   }
@@ -249,7 +239,7 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
 
   /** Warms the cache in the background so the first device does not wait. */
   start(): Promise<void> {
-    this.#material.warm(this.#deps.log, this.name, 'Cloud KMS CA', (material) => ({
+    this.#material.warm(this.deps.log, this.name, 'Cloud KMS CA', (material) => ({
       keyVersion: material.keyVersion,
       algorithm: material.signer.algorithm,
       protectionLevel: material.protectionLevel,
@@ -270,7 +260,7 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
 
   async #load(signal: AbortSignal): Promise<KmsIssuingMaterial> {
     const keyVersion = this.config.keyVersion;
-    const file = path.resolve(this.#deps.baseDir, this.config.caCertificateFile);
+    const file = path.resolve(this.deps.baseDir, this.config.caCertificateFile);
     let certificate: ParsedCertificate;
     try {
       certificate = parseCertificate(await readFile(file, 'utf8'));
@@ -301,7 +291,7 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
         'configure the certificate the parent CA issued for this key version (`certprov kms-ca csr` for a new one)',
       );
     }
-    const chainPem = [encodePem('CERTIFICATE', certificate.der), ...(await this.#loadChain(certificate))];
+    const chainPem = [encodePem('CERTIFICATE', certificate.der), ...(await this.loadChain(certificate))];
     const unfit = leafIssuingProblem(chainPem);
     if (unfit !== undefined) {
       throw fault(
@@ -320,16 +310,6 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
     };
   }
 
-  async #loadChain(certificate: ParsedCertificate): Promise<string[]> {
-    if (this.config.chainFile === undefined) return [];
-    const file = path.resolve(this.#deps.baseDir, this.config.chainFile);
-    try {
-      return await readChainFile(file, certificate);
-    } catch (error) {
-      throw fault(`chainFile ${file} cannot be used (${describeError(error)})`, undefined, error);
-    }
-  }
-
   /** A signer over the pinned key version: one AsymmetricSign per TBS (certificates, CRLs). */
   signerFor(algorithm: SigningAlgorithm): TbsSigner {
     return kmsSigner(this.#client, this.config.keyVersion, algorithm, this.#material.signal, () => {
@@ -337,36 +317,15 @@ export class KmsCa implements CertificateAuthority, BackgroundWork, Probe {
     });
   }
 
-  /** A self-run CA: the serial goes on the connection's CRL, signed through KMS like the leaves. */
-  async revoke(request: RevocationRequest, ctx: StepContext): Promise<RevocationResult> {
-    return listOnOwnCrl(await this.material(ctx.signal), request, 'Cloud KMS CA');
+  protected now(): Date {
+    return this.#now();
   }
 
-  crlSettings(): CrlSettings | undefined {
-    return this.config.crl;
-  }
-
-  crlIssuer(signal: AbortSignal): Promise<IssuingCa> {
-    return this.material(signal);
-  }
-
-  async issue(request: IssueRequest, ctx: StepContext): Promise<IssueResult> {
-    ctx.signal.throwIfAborted();
-    const material = await this.material(ctx.signal);
-    return issueLeaf(request, ctx, material, {
-      connection: this.name,
-      label: 'Cloud KMS CA',
-      component: 'google-kms',
-      maxValidityDays: this.config.maxValidityDays,
-      backdateMs: this.config.backdate,
-      revocationInfo: revocationInfoOf(this.config.crl),
-      now: this.#now(),
-      hints: {
-        signatureMismatch: `the signature came from ${material.keyVersion}: the key version and caCertificateFile do not belong together`,
-        expired: 'rotate the CA: a new key version, `certprov kms-ca csr`, the parent signs, new caCertificateFile',
-      },
-      logFields: { keyVersion: material.keyVersion },
-    });
+  protected issueHints(material: KmsIssuingMaterial): { signatureMismatch: string; expired: string } {
+    return {
+      signatureMismatch: `the signature came from ${material.keyVersion}: the key version and caCertificateFile do not belong together`,
+      expired: 'rotate the CA: a new key version, `certprov kms-ca csr`, the parent signs, new caCertificateFile',
+    };
   }
 
   /** `check-config --probe`: reads the public key afresh and checks it against the CA certificate; signs nothing. */
