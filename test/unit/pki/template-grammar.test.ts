@@ -1,0 +1,288 @@
+/**
+ * The subject/SAN template grammar, the security-relevant part (DESIGN.md §1): a value from the device or the user
+ * is always ONE attribute value, whatever characters it holds — it cannot add RDNs, attributes or SANs, and it is
+ * never expanded as a template. openssl's `asn1parse` of the encoded Name is the independent judge of the
+ * structure; malformed templates are refused at config load with the field named.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compileConfig } from '../../../src/config/load.ts';
+import { ConfigError } from '../../../src/errors.ts';
+import { encodeGeneralNames, encodeName } from '../../../src/pki/name-encoding.ts';
+import {
+  parseSubjectTemplate,
+  parseValueTemplate,
+  renderSubject,
+  renderSubjectAltNames,
+  type TemplateVariables,
+} from '../../../src/pki/subject-template.ts';
+import { rigConfig, type RawConfig } from '../../support/adapter-rig.ts';
+import { openssl, withTempDir } from '../../support/openssl.ts';
+
+interface Asn1Line {
+  readonly depth: number;
+  readonly length: number;
+  readonly kind: string;
+  readonly text: string;
+}
+
+/** `openssl asn1parse` of DER bytes, one entry per element (its depth, content length in bytes and type). */
+async function asn1(der: Uint8Array): Promise<Asn1Line[]> {
+  return withTempDir(async (dir) => {
+    await writeFile(path.join(dir, 'in.der'), der);
+    const result = await openssl(['asn1parse', '-inform', 'DER', '-in', path.join(dir, 'in.der')]);
+    if (result.code !== 0) throw new Error(`openssl asn1parse failed: ${result.stderr}`);
+    return (
+      result.stdout
+        .split('\n')
+        // A value holding a newline continues on the next output line: only element headers start with `N:d=`.
+        .filter((line) => /^\s*\d+:d=/.test(line))
+        .map((line) => {
+          const m = /d=(\d+)\s+hl=\s*\d+\s+l=\s*(\d+)\s+(?:cons|prim):\s+(cont \[ \d+ \]|\S+)\s*(?::(.*))?$/s.exec(
+            line,
+          );
+          if (m === null) throw new Error(`unexpected asn1parse line: ${line}`);
+          return { depth: Number(m[1]), length: Number(m[2]), kind: m[3] as string, text: m[4] ?? '' };
+        })
+    );
+  });
+}
+
+/** RDNs as openssl sees them: per RDN (SET at depth 1), the attribute OIDs and the value's type and byte length. */
+async function rdnsOf(der: Uint8Array): Promise<{ oid: string; type: string; length: number }[][]> {
+  const lines = await asn1(der);
+  const rdns: { oid: string; type: string; length: number }[][] = [];
+  for (let i = 0; i < lines.length; i += 1) {
+    const line = lines[i] as Asn1Line;
+    if (line.depth === 1) {
+      expect(line.kind).toBe('SET');
+      rdns.push([]);
+    } else if (line.depth === 3 && line.kind === 'OBJECT') {
+      const value = lines[i + 1] as Asn1Line;
+      rdns.at(-1)?.push({ oid: line.text.trim(), type: value.kind, length: value.length });
+    }
+  }
+  return rdns;
+}
+
+const processOnly = { id: 'proc-1', customer: 'C0123' };
+
+function withEmail(email: string): TemplateVariables {
+  return { process: processOnly, user: { userPrimaryEmail: email, userDirectoryApiId: 'u-1' } };
+}
+
+function withSerial(serialNumber: string): TemplateVariables {
+  return { process: processOnly, device: { serialNumber, deviceDirectoryApiId: 'd-1' } };
+}
+
+describe('a user value with DN syntax stays one UTF8String attribute value', () => {
+  const template = parseSubjectTemplate('CN={{user.userPrimaryEmail}},O=Example');
+  it.each<[string, string]>([
+    ['an injected RDN after a comma', 'a@b.com,CN=admin'],
+    ['an injected attribute after a plus', 'a+O=Evil@b.com'],
+    ['an escaped comma (RFC 4514 style)', 'a\\,CN=admin@b.com'],
+    ['a double quote', '"a"@b.com'],
+    ['a backslash', 'a\\b@b.com'],
+    ['angle brackets', '<a>@b.com'],
+    ['a semicolon (old RDN separator)', 'a@b.com;CN=admin'],
+    ['an equals sign', 'a=b@b.com'],
+    ['a leading #', '#04024869'],
+    ['a leading space', ' a@b.com'],
+    ['a trailing space', 'a@b.com '],
+    ['a NUL', 'admin\u0000@b.com'],
+    ['control characters and a newline', 'a\u0001\u001f\u007f\nCN=admin'],
+    ['non-ASCII', 'Zoë.Müller@bücher.example'],
+    ['astral characters', 'a😀@b.com'],
+    ['template syntax (not expanded again)', '{{process.customer}}'],
+    ['a slash-separated DN', '/CN=admin/O=Evil'],
+  ])('%s', async (_label, email) => {
+    const name = renderSubject(template, withEmail(email), 'p');
+    expect(name).toEqual([
+      [{ type: 'CN', oid: '2.5.4.3', value: email }],
+      [{ type: 'O', oid: '2.5.4.10', value: 'Example' }],
+    ]);
+    expect(await rdnsOf(encodeName(name))).toEqual([
+      [{ oid: 'commonName', type: 'UTF8STRING', length: Buffer.byteLength(email, 'utf8') }],
+      [{ oid: 'organizationName', type: 'UTF8STRING', length: 7 }],
+    ]);
+  });
+});
+
+describe('a device serial in a PrintableString attribute', () => {
+  const template = parseSubjectTemplate('SERIALNUMBER={{device.serialNumber}},O=Example');
+  it.each<[string, string]>([
+    ['an injected attribute after a plus', 'X+O=Evil'],
+    ['an injected RDN after a comma', 'X,CN=admin'],
+    ['both', 'X+O=Evil,CN=admin+OU=x'],
+  ])('stays one value: %s', async (_label, serial) => {
+    const name = renderSubject(template, withSerial(serial), 'p');
+    expect(name.map((rdn) => rdn.map((a) => [a.type, a.value]))).toEqual([
+      [['SERIALNUMBER', serial]],
+      [['O', 'Example']],
+    ]);
+    expect(await rdnsOf(encodeName(name))).toEqual([
+      [{ oid: 'serialNumber', type: 'PRINTABLESTRING', length: serial.length }],
+      [{ oid: 'organizationName', type: 'UTF8STRING', length: 7 }],
+    ]);
+  });
+
+  it.each<[string, string]>([
+    ['a semicolon', 'X;CN=admin'],
+    ['a double quote', 'X"'],
+    ['a NUL', 'X\u0000'],
+    ['non-ASCII', 'Xé'],
+  ])('is refused with the field named when it holds %s', (_label, serial) => {
+    expect(() => renderSubject(template, withSerial(serial), 'p')).toThrow(
+      /profile "p": subject SERIALNUMBER contains characters outside PrintableString/,
+    );
+  });
+});
+
+describe('template structure', () => {
+  it('a multi-valued RDN (+) is one SET holding both attributes; the values cannot add a third', async () => {
+    const template = parseSubjectTemplate('CN={{device.serialNumber}}+UID={{device.deviceDirectoryApiId}},O=Example');
+    const vars: TemplateVariables = {
+      process: processOnly,
+      device: { serialNumber: 'S1+OU=Evil', deviceDirectoryApiId: 'd-1,CN=admin' },
+    };
+    const name = renderSubject(template, vars, 'p');
+    expect(name.map((rdn) => rdn.map((a) => [a.type, a.value]))).toEqual([
+      [
+        ['CN', 'S1+OU=Evil'],
+        ['UID', 'd-1,CN=admin'],
+      ],
+      [['O', 'Example']],
+    ]);
+    const rdns = await rdnsOf(encodeName(name));
+    expect(rdns.map((rdn) => rdn.map((a) => a.oid).sort())).toEqual([['commonName', 'userId'], ['organizationName']]);
+  });
+
+  it.each<[string, string, string[][]]>([
+    ['an escaped comma in a literal', 'O=Example\\, Inc.', [['O', 'Example, Inc.']]],
+    ['an escaped plus in a literal', 'O=A\\+B', [['O', 'A+B']]],
+    ['an escaped backslash in a literal', 'O=A\\\\B', [['O', 'A\\B']]],
+    ['an equals sign inside a value', 'CN=a=b', [['CN', 'a=b']]],
+    [
+      'lower-case types and aliases',
+      'cn=x,emailAddress=a@b.com',
+      [
+        ['CN', 'x'],
+        ['E', 'a@b.com'],
+      ],
+    ],
+    [
+      'spaces around separators',
+      ' CN = x , O = y ',
+      [
+        ['CN', 'x'],
+        ['O', 'y'],
+      ],
+    ],
+  ])('%s', (_label, source, expected) => {
+    const name = renderSubject(parseSubjectTemplate(source), { process: processOnly }, 'p');
+    expect(name.map((rdn) => rdn.map((a) => [a.type, a.value]))).toEqual(expected.map((pair) => [pair]));
+  });
+});
+
+describe('SAN values', () => {
+  it.each<[string, 'email' | 'dns' | 'uri', string, TemplateVariables, string]>([
+    [
+      'an email with DN and SAN syntax',
+      'email',
+      '{{user.userPrimaryEmail}}',
+      withEmail('a@b.com,DNS:evil.com'),
+      'a@b.com,DNS:evil.com',
+    ],
+    [
+      'a URI with a comma',
+      'uri',
+      'urn:x:{{device.serialNumber}}',
+      withSerial('a,DNS:evil.com'),
+      'urn:x:a,DNS:evil.com',
+    ],
+  ])('%s stays one GeneralName', async (_label, type, source, vars, expected) => {
+    const sans = renderSubjectAltNames([{ type, value: parseValueTemplate(source) }], vars, 'p');
+    expect(sans).toEqual([{ type, value: expected }]);
+    const lines = await asn1(encodeGeneralNames(sans));
+    expect(lines.filter((line) => line.depth === 1)).toHaveLength(1);
+    expect(lines[1]?.length).toBe(expected.length);
+  });
+
+  it.each<[string, 'email' | 'dns', string, TemplateVariables]>([
+    ['a DNS name with a comma', 'dns', '{{device.serialNumber}}.example.com', withSerial('x,DNS:evil.com')],
+    ['a DNS name with a space', 'dns', '{{device.serialNumber}}.example.com', withSerial('x evil')],
+    ['a DNS name with a NUL', 'dns', '{{device.serialNumber}}.example.com', withSerial('evil.com\u0000')],
+    ['an email with a space', 'email', '{{user.userPrimaryEmail}}', withEmail('a@b.com DNS:evil.com')],
+    ['an email with a newline', 'email', '{{user.userPrimaryEmail}}', withEmail('a@b.com\nevil')],
+    ['a non-ASCII email', 'email', '{{user.userPrimaryEmail}}', withEmail('zoë@b.com')],
+    ['an email with two @', 'email', '{{user.userPrimaryEmail}}', withEmail('a@b.com@evil.com')],
+  ])('%s is refused, naming the field', (_label, type, source, vars) => {
+    expect(() => renderSubjectAltNames([{ type, value: parseValueTemplate(source) }], vars, 'p')).toThrow(
+      new RegExp(`profile "p": ${type} SAN "${source.replace(/[{}.]/g, '\\$&')}" did not render to a valid value`),
+    );
+  });
+});
+
+describe('config load refuses malformed templates with the field named', () => {
+  function problemsOf(profile: RawConfig): string[] {
+    try {
+      compileConfig(
+        rigConfig({
+          endpoint: 'http://127.0.0.1:1',
+          caConnections: { local: { type: 'local', directory: '/tmp/ca' } },
+          profiles: { p: { validity: '30d', ...profile } },
+        }),
+        { source: 'test', baseDir: '/tmp', purpose: 'demo' },
+      );
+      return [];
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      return [...error.problems];
+    }
+  }
+
+  it.each<[string, RawConfig, RegExp]>([
+    [
+      'an unknown variable',
+      { subject: 'CN={{device.imei}}' },
+      /^profiles\.p\.subject: unknown template variable \{\{device\.imei\}\}; known: device\.deviceDirectoryApiId/,
+    ],
+    [
+      'an unknown root',
+      { subject: 'CN={{env.HOME}}' },
+      /^profiles\.p\.subject: unknown template variable \{\{env\.HOME\}\}/,
+    ],
+    [
+      'an unclosed placeholder',
+      { subject: 'CN={{device.serialNumber}' },
+      /^profiles\.p\.subject: malformed placeholder in "\{\{device\.serialNumber\}"/,
+    ],
+    [
+      'a placeholder without a field',
+      { subject: 'CN={{serialNumber}}' },
+      /^profiles\.p\.subject: malformed placeholder/,
+    ],
+    [
+      'an unknown attribute type',
+      { subject: 'XX=foo' },
+      /^profiles\.p\.subject: unknown subject attribute "XX"; known: CN/,
+    ],
+    ['an attribute without =', { subject: 'CN' }, /^profiles\.p\.subject: "CN" is not TYPE=value/],
+    ['an empty value', { subject: 'CN=,O=x' }, /^profiles\.p\.subject: CN has an empty value/],
+    ['an empty RDN', { subject: 'CN=a,,O=b' }, /^profiles\.p\.subject: empty RDN/],
+    ['an empty attribute in a multi-valued RDN', { subject: 'CN=a+' }, /^profiles\.p\.subject: "" is not TYPE=value/],
+    [
+      'an unknown variable in a SAN',
+      { subject: 'CN=x', subjectAltNames: [{ email: '{{user.email}}' }] },
+      /^profiles\.p\.subjectAltNames\[0\]\.email: unknown template variable \{\{user\.email\}\}/,
+    ],
+    [
+      'a malformed placeholder in a SAN',
+      { subject: 'CN=x', subjectAltNames: [{ dns: '{{device.serialNumber}.example.com' }] },
+      /^profiles\.p\.subjectAltNames\[0\]\.dns: malformed placeholder/,
+    ],
+  ])('%s', (_label, profile, problem) => {
+    expect(problemsOf(profile)).toEqual(expect.arrayContaining([expect.stringMatching(problem)]));
+  });
+});
