@@ -280,6 +280,18 @@ export function renderSubject(
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
+/**
+ * No control character, space or DEL anywhere in an email, UPN or URI SAN: `\s` does not match NUL, and
+ * `URL.canParse` strips tabs and newlines before parsing, so neither check alone keeps a NUL-prefix name
+ * (`admin\0@evil.example`) or a line break out of a certificate a relying party matches on.
+ */
+function noControlOrSpace(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code <= 0x20 || code === 0x7f) return false;
+  }
+  return value.length > 0;
+}
 const DNS =
   /^(?=.{1,253}$)(\*\.)?([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
@@ -292,10 +304,10 @@ export function renderSubjectAltNames(
     const value = renderValue(template.value, vars, profileName);
     const ok =
       template.type === 'email' || template.type === 'upn'
-        ? EMAIL.test(value) && IA5.test(template.type === 'email' ? value : '')
+        ? EMAIL.test(value) && noControlOrSpace(value) && IA5.test(template.type === 'email' ? value : '')
         : template.type === 'dns'
           ? DNS.test(value)
-          : URL.canParse(value) && IA5.test(value);
+          : URL.canParse(value) && noControlOrSpace(value) && IA5.test(value);
     if (!ok)
       throw invalidValue(
         profileName,

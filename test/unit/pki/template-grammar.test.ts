@@ -209,7 +209,7 @@ describe('SAN values', () => {
     expect(lines[1]?.length).toBe(expected.length);
   });
 
-  it.each<[string, 'email' | 'dns', string, TemplateVariables]>([
+  it.each<[string, 'email' | 'dns' | 'uri' | 'upn', string, TemplateVariables]>([
     ['a DNS name with a comma', 'dns', '{{device.serialNumber}}.example.com', withSerial('x,DNS:evil.com')],
     ['a DNS name with a space', 'dns', '{{device.serialNumber}}.example.com', withSerial('x evil')],
     ['a DNS name with a NUL', 'dns', '{{device.serialNumber}}.example.com', withSerial('evil.com\u0000')],
@@ -217,6 +217,14 @@ describe('SAN values', () => {
     ['an email with a newline', 'email', '{{user.userPrimaryEmail}}', withEmail('a@b.com\nevil')],
     ['a non-ASCII email', 'email', '{{user.userPrimaryEmail}}', withEmail('zoë@b.com')],
     ['an email with two @', 'email', '{{user.userPrimaryEmail}}', withEmail('a@b.com@evil.com')],
+    // NUL-prefix names: `\s` does not match NUL, and URL.canParse drops tabs and newlines before parsing.
+    ['an email with a NUL', 'email', '{{user.userPrimaryEmail}}', withEmail('admin\u0000@evil.com')],
+    ['an email ending in a control character', 'email', '{{user.userPrimaryEmail}}', withEmail('a@b.com\u0001')],
+    ['a UPN with a NUL', 'upn', '{{user.userPrimaryEmail}}', withEmail('admin\u0000@corp.example')],
+    ['a URI with a NUL', 'uri', 'urn:x:{{device.serialNumber}}', withSerial('a\u0000b')],
+    ['a URI with a newline', 'uri', 'urn:x:{{device.serialNumber}}', withSerial('a\nb')],
+    ['a URI with a tab', 'uri', 'urn:x:{{device.serialNumber}}', withSerial('a\tb')],
+    ['a URI with DEL', 'uri', 'urn:x:{{device.serialNumber}}', withSerial('a\u007fb')],
   ])('%s is refused, naming the field', (_label, type, source, vars) => {
     expect(() => renderSubjectAltNames([{ type, value: parseValueTemplate(source) }], vars, 'p')).toThrow(
       new RegExp(`profile "p": ${type} SAN "${source.replace(/[{}.]/g, '\\$&')}" did not render to a valid value`),
