@@ -15,19 +15,12 @@
  */
 import 'reflect-metadata';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
 import { FakeKeyVault } from '../../test/fakes/key-vault/fake-key-vault.ts';
 import { createIssuingCa } from '../../test/fakes/key-vault/issuing-ca-fixture.ts';
 import type { BenchScenario } from '../scenario.ts';
-import { ask, measureCaPath } from '../support/ca-path.ts';
+import { ask, measureCaPath, serveCaPathWorker, type TenantCounters } from '../support/ca-path.ts';
 
 const WORKER_ROLE = 'azure-key-vault-fakes';
-
-type Request =
-  | { readonly type: 'hello' }
-  | { readonly type: 'create'; readonly count: number }
-  | { readonly type: 'wait'; readonly ids: readonly string[] }
-  | { readonly type: 'stop' };
 
 interface Ready {
   readonly type: 'ready';
@@ -35,13 +28,9 @@ interface Ready {
   readonly connection: Record<string, unknown>;
 }
 
-interface Finished {
-  readonly type: 'finished';
-  readonly issued: number;
-  readonly failed: number;
+interface Finished extends TenantCounters {
   readonly signOperations: number;
   readonly signRequests: number;
-  readonly doubleSignData: number;
 }
 
 const scenario: BenchScenario = {
@@ -91,44 +80,20 @@ const scenario: BenchScenario = {
 };
 export default scenario;
 
-/** The worker: the sandbox tenant and the fake vault with an enrolled issuing CA, driven by messages. */
+/** The worker: the sandbox tenant and the fake vault with an enrolled issuing CA. */
 async function runFakes(): Promise<void> {
-  const port = parentPort;
-  if (port === null) return;
-  const pool = await KeyPool.generate({ 'rsa-2048': 4, 'ec-p256': 4 });
-  const tenant = await SandboxTenant.start({});
-  const vault = await FakeKeyVault.start();
-  const fixture = await createIssuingCa(vault, { certificateName: 'bench-issuing-ca' });
-  port.on('message', (request: Request) => {
-    void (async () => {
-      if (request.type === 'hello') {
-        port.postMessage({
-          type: 'ready',
-          tenantEndpoint: tenant.endpoint,
-          connection: fixture.connection({ retry: {} }),
-        } satisfies Ready);
-      } else if (request.type === 'create') {
-        port.postMessage({
-          ids: tenant.createProcesses(request.count, { pool, ecShare: 0.5, userShare: 0.5, affiliatedShare: 0.5 }),
-        });
-      } else if (request.type === 'wait') {
-        await tenant.waitUntilFinished([...request.ids], 600_000);
-        const stats = tenant.stats();
-        port.postMessage({
-          type: 'finished',
-          issued: stats.issued,
-          failed: stats.failed,
-          signOperations: vault.signOperations.length,
-          signRequests: vault.signRequests().length,
-          doubleSignData: stats.doubleSignData,
-        } satisfies Finished);
-      } else {
-        await tenant.close();
+  if (parentPort === null) return;
+  await serveCaPathWorker(parentPort, async () => {
+    const vault = await FakeKeyVault.start();
+    const fixture = await createIssuingCa(vault, { certificateName: 'bench-issuing-ca' });
+    return {
+      ready: { connection: fixture.connection({ retry: {} }) },
+      counters: () => ({ signOperations: vault.signOperations.length, signRequests: vault.signRequests().length }),
+      close: async () => {
         await vault.close();
         await fixture.close();
-        port.postMessage({ type: 'stopped' });
-      }
-    })();
+      },
+    };
   });
 }
 

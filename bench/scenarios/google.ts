@@ -18,21 +18,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
 import { FakeCas } from '../../test/fakes/google-cas/fake-cas.ts';
 import { FakeKms } from '../../test/fakes/google-kms/fake-kms.ts';
 import { createKmsIssuingCa } from '../../test/fakes/google-kms/kms-ca-fixture.ts';
 import { FakeMetadataServer } from '../../test/support/fake-metadata-server.ts';
 import type { BenchFigure, BenchScenario } from '../scenario.ts';
-import { ask, measureCaPath } from '../support/ca-path.ts';
+import { ask, measureCaPath, serveCaPathWorker, type TenantCounters } from '../support/ca-path.ts';
 
 const WORKER_ROLE = 'google-fakes';
-
-type Request =
-  | { readonly type: 'hello' }
-  | { readonly type: 'create'; readonly count: number }
-  | { readonly type: 'wait'; readonly ids: readonly string[] }
-  | { readonly type: 'stop' };
 
 interface Ready {
   readonly type: 'ready';
@@ -42,14 +35,10 @@ interface Ready {
   readonly kms: Record<string, unknown>;
 }
 
-interface Finished {
-  readonly type: 'finished';
-  readonly issued: number;
-  readonly failed: number;
+interface Finished extends TenantCounters {
   readonly casRequests: number;
   readonly casCreates: number;
   readonly kmsSigns: number;
-  readonly doubleSignData: number;
 }
 
 const scenario: BenchScenario = {
@@ -139,61 +128,42 @@ const scenario: BenchScenario = {
 };
 export default scenario;
 
-/** The worker: the sandbox tenant, the metadata server and the CAS and KMS fakes, driven by messages. */
+/** The worker: the sandbox tenant, the metadata server and the CAS and KMS fakes. */
 async function runFakes(): Promise<void> {
-  const port = parentPort;
-  if (port === null) return;
-  const pool = await KeyPool.generate({ 'rsa-2048': 4, 'ec-p256': 4 });
-  const tenant = await SandboxTenant.start({});
-  const metadata = await FakeMetadataServer.start();
-  const cas = await FakeCas.start();
-  const { name: caPool } = await cas.createPool({ maximumLifetimeDays: 397 });
-  const kms = await FakeKms.start({ rsaKey: () => pool.next('rsa-2048').privateKey });
-  const fixture = await createKmsIssuingCa(kms);
-  port.on('message', (request: Request) => {
-    void (async () => {
-      if (request.type === 'hello') {
-        port.postMessage({
-          type: 'ready',
-          tenantEndpoint: tenant.endpoint,
-          metadataHost: metadata.host,
-          // The budget is the pool's real quota's stand-in; here it must not be what is measured.
-          cas: {
-            type: 'google-cas',
-            caPool,
-            endpoint: cas.url,
-            rateLimit: { requestsPerSecond: 10_000, requestsPerMinute: 600_000 },
-          },
-          kms: fixture.connection({
-            caCertificateFile: path.join(fixture.dir, 'kms-ca.pem'),
-            chainFile: path.join(fixture.dir, 'parent.pem'),
-          }),
-        } satisfies Ready);
-      } else if (request.type === 'create') {
-        port.postMessage({
-          ids: tenant.createProcesses(request.count, { pool, ecShare: 0.5, userShare: 0.5, affiliatedShare: 0.5 }),
-        });
-      } else if (request.type === 'wait') {
-        await tenant.waitUntilFinished([...request.ids], 600_000);
-        const stats = tenant.stats();
-        port.postMessage({
-          type: 'finished',
-          issued: stats.issued,
-          failed: stats.failed,
-          casRequests: cas.server.requests.length,
-          casCreates: cas.createRequests,
-          kmsSigns: kms.signCalls,
-          doubleSignData: stats.doubleSignData,
-        } satisfies Finished);
-      } else {
-        await tenant.close();
+  if (parentPort === null) return;
+  await serveCaPathWorker(parentPort, async (pool) => {
+    const metadata = await FakeMetadataServer.start();
+    const cas = await FakeCas.start();
+    const { name: caPool } = await cas.createPool({ maximumLifetimeDays: 397 });
+    const kms = await FakeKms.start({ rsaKey: () => pool.next('rsa-2048').privateKey });
+    const fixture = await createKmsIssuingCa(kms);
+    return {
+      ready: {
+        metadataHost: metadata.host,
+        // The budget is the pool's real quota's stand-in; here it must not be what is measured.
+        cas: {
+          type: 'google-cas',
+          caPool,
+          endpoint: cas.url,
+          rateLimit: { requestsPerSecond: 10_000, requestsPerMinute: 600_000 },
+        },
+        kms: fixture.connection({
+          caCertificateFile: path.join(fixture.dir, 'kms-ca.pem'),
+          chainFile: path.join(fixture.dir, 'parent.pem'),
+        }),
+      },
+      counters: () => ({
+        casRequests: cas.server.requests.length,
+        casCreates: cas.createRequests,
+        kmsSigns: kms.signCalls,
+      }),
+      close: async () => {
         await cas.close();
         await kms.close();
         await fixture.close();
         await metadata.close();
-        port.postMessage({ type: 'stopped' });
-      }
-    })();
+      },
+    };
   });
 }
 

@@ -4,17 +4,79 @@
  * sandbox tenant and the CA fakes. Only this thread — the adapter — is measured (`process.threadCpuUsage`), so the
  * CPU figure is the adapter's own cost, not the rig's.
  *
- * The worker answers `{type: 'create', count}` with `{ids}` and `{type: 'wait', ids}` with its counters once those
- * processes finished (at least `issued`).
+ * The worker ({@link serveCaPathWorker}) answers `{type: 'hello'}` with what the adapter needs to reach the fakes,
+ * `{type: 'create', count}` with `{ids}`, `{type: 'wait', ids}` with its counters once those processes finished,
+ * and `{type: 'stop'}` once everything is closed.
  */
 import { performance } from 'node:perf_hooks';
-import type { Worker } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import { Adapter } from '../../src/adapter.ts';
 import { compileConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { InProcessMessageSource } from '../../src/pubsub/in-process-source.ts';
-import { encodeProcessCreatedEvent } from '../../src/sandbox/index.ts';
+import { encodeProcessCreatedEvent, KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
+
+type WorkerRequest =
+  | { readonly type: 'hello' }
+  | { readonly type: 'create'; readonly count: number }
+  | { readonly type: 'wait'; readonly ids: readonly string[] }
+  | { readonly type: 'stop' };
+
+/** What the tenant counts for every CA path; a scenario's worker adds its CA's counters. */
+export interface TenantCounters {
+  readonly type: 'finished';
+  readonly issued: number;
+  readonly failed: number;
+  readonly doubleSignData: number;
+}
+
+/** The CA fakes a scenario's worker runs beside the sandbox tenant. */
+export interface CaPathFakes<R, C> {
+  /** The `hello` answer (without `type` and `tenantEndpoint`, which are added). */
+  readonly ready: R;
+  /** The CA's own counters, read when a batch has finished. */
+  counters(): C;
+  close(): Promise<void>;
+}
+
+/**
+ * The worker side: the sandbox tenant (processes half EC, half users, half affiliated) and the fakes `start`
+ * builds with the tenant's key pool, driven by the messages {@link measureCaPath} sends.
+ */
+export async function serveCaPathWorker<R, C>(
+  port: MessagePort,
+  start: (pool: KeyPool) => Promise<CaPathFakes<R, C>>,
+): Promise<void> {
+  const pool = await KeyPool.generate({ 'rsa-2048': 4, 'ec-p256': 4 });
+  const tenant = await SandboxTenant.start({});
+  const fakes = await start(pool);
+  port.on('message', (request: WorkerRequest) => {
+    void (async () => {
+      if (request.type === 'hello') {
+        port.postMessage({ type: 'ready', tenantEndpoint: tenant.endpoint, ...fakes.ready });
+      } else if (request.type === 'create') {
+        port.postMessage({
+          ids: tenant.createProcesses(request.count, { pool, ecShare: 0.5, userShare: 0.5, affiliatedShare: 0.5 }),
+        });
+      } else if (request.type === 'wait') {
+        await tenant.waitUntilFinished([...request.ids], 600_000);
+        const stats = tenant.stats();
+        const finished: TenantCounters = {
+          type: 'finished',
+          issued: stats.issued,
+          failed: stats.failed,
+          doubleSignData: stats.doubleSignData,
+        };
+        port.postMessage({ ...finished, ...fakes.counters() });
+      } else {
+        await tenant.close();
+        await fakes.close();
+        port.postMessage({ type: 'stopped' });
+      }
+    })();
+  });
+}
 
 /** Sends a request to the worker and resolves with its next message. */
 export function ask<T>(worker: Worker, request: unknown): Promise<T> {
