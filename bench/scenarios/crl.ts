@@ -15,6 +15,7 @@ import { MemoryProcessStore } from '../../src/store/memory.ts';
 import { FakeKeyVault } from '../../test/fakes/key-vault/fake-key-vault.ts';
 import { createIssuingCa } from '../../test/fakes/key-vault/issuing-ca-fixture.ts';
 import type { BenchScenario } from '../scenario.ts';
+import { DAY_MS } from '../../src/time.ts';
 
 const scenario: BenchScenario = {
   name: 'crl',
@@ -39,7 +40,7 @@ const scenario: BenchScenario = {
           serial,
           issuer: 'CN=bench',
           notBefore: now - 60_000,
-          notAfter: now + 365 * 86_400_000,
+          notAfter: now + 365 * DAY_MS,
           spkiSha256: '',
           profile: 'device_profile',
           processId: `p-${n}`,

@@ -3,7 +3,8 @@
  */
 import { CERTIFICATE_STATUSES, type CertificateQuery, type CertificateStatus } from '../store/inventory.ts';
 import { parseOptions, UsageError, type Command } from './command.ts';
-import { openLifecycleSession, parseWithin } from './lifecycle-context.ts';
+import { parseDuration } from '../config/duration.ts';
+import { openLifecycleSession } from './lifecycle-context.ts';
 import { table } from './table.ts';
 
 export const CERT_FILTER_OPTIONS = {
@@ -27,7 +28,7 @@ export function queryOf(
   }
   let notAfterBefore: number | undefined;
   if (values['expiring-within'] !== undefined) {
-    const within = parseWithin(values['expiring-within']);
+    const within = parseDuration(values['expiring-within']);
     if (within === undefined) throw new UsageError('--expiring-within takes a duration like 30d, 12h or 90m');
     notAfterBefore = now + within;
   }

@@ -25,11 +25,3 @@ export async function openLifecycleSession(configFile: string | undefined): Prom
   const abort = new AbortController();
   return { config, store, log, ctx: { signal: abort.signal, log }, close: () => store.close() };
 }
-
-/** `30d`, `12h`, `90m` → ms. */
-export function parseWithin(text: string): number | undefined {
-  const m = /^(\d+)([dhm])$/.exec(text.trim());
-  if (m === null) return undefined;
-  const unit = { d: 86_400_000, h: 3_600_000, m: 60_000 }[m[2] as 'd' | 'h' | 'm'];
-  return Number(m[1]) * unit;
-}

@@ -9,8 +9,7 @@ import type { CaConnection } from '../ca/connection.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProcessStore } from '../store/types.ts';
-
-const DAY_MS = 86_400_000;
+import { DAY_MS } from '../time.ts';
 
 export const EXPIRY_DEFAULTS = {
   refreshMs: 10 * 60_000,

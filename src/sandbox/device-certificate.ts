@@ -19,6 +19,7 @@ import {
 import { sha256WithRSAEncryption } from '@peculiar/asn1-rsa';
 import { ecdsaWithSHA256 } from '@peculiar/asn1-ecc';
 import type { DeviceKey } from './key-pool.ts';
+import { DAY_MS } from '../time.ts';
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
@@ -132,7 +133,7 @@ export function selfSignedDeviceCertificate(key: DeviceKey, cn: string): string 
     serialNumber: new Uint8Array(serial).buffer,
     signature: algorithm,
     issuer: commonName(cn),
-    validity: new Validity({ notBefore: new Date(now - 5 * 60_000), notAfter: new Date(now + 365 * 86_400_000) }),
+    validity: new Validity({ notBefore: new Date(now - 5 * 60_000), notAfter: new Date(now + 365 * DAY_MS) }),
     subject: commonName(cn),
     subjectPublicKeyInfo: AsnConvert.parse(key.spkiDer, SubjectPublicKeyInfo),
   });
