@@ -368,8 +368,9 @@ export class ProvisioningEngine {
         return current;
       },
     };
-    const component = this.componentOf(current, step);
-    const gateKey = this.gateKeyOf(current, step);
+    const target = this.targetOf(current, step);
+    const component = target?.component;
+    const gateKey = target?.gateKey;
     const admission = gateKey === undefined ? undefined : this.faultGate.admit(gateKey, record.processId);
     if (admission?.kind === 'hold') {
       // The component is paused: nothing is sent. The record is parked (released, due after the longest backoff, in
@@ -399,20 +400,18 @@ export class ProvisioningEngine {
     return this.apply(current, step, result, log);
   }
 
-  /** The component a successful step proves healthy: Google's API, or the fault component the CA's backend declares. */
-  private componentOf(record: ProcessRecord, step: Step): FaultComponent | undefined {
-    if (!CA_STEPS.has(step)) return 'chrome';
-    return this.deps.cas.get(record.caConnection ?? '')?.faultComponent;
-  }
-
   /**
-   * What the fault gate pauses for this step: the Chrome API, or one CA connection (`digicert:name`) — two
-   * connections of one backend have their own credentials, so one's refused key must not hold the other's work.
+   * What a step depends on: the fault component a success proves healthy (Google's API, or the one the CA's backend
+   * declares), and what the fault gate pauses — the Chrome API, or one CA connection (`digicert:name`), since two
+   * connections of one backend have their own credentials and one's refused key must not hold the other's work.
+   * Undefined for a connection this replica does not have.
    */
-  private gateKeyOf(record: ProcessRecord, step: Step): string | undefined {
-    if (!CA_STEPS.has(step)) return 'chrome';
+  private targetOf(record: ProcessRecord, step: Step): { component: FaultComponent; gateKey: string } | undefined {
+    if (!CA_STEPS.has(step)) return { component: 'chrome', gateKey: 'chrome' };
     const connection = this.deps.cas.get(record.caConnection ?? '');
-    return connection === undefined ? undefined : `${connection.faultComponent}:${connection.name}`;
+    return connection === undefined
+      ? undefined
+      : { component: connection.faultComponent, gateKey: `${connection.faultComponent}:${connection.name}` };
   }
 
   private onStepError(
