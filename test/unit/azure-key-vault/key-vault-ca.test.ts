@@ -25,6 +25,7 @@ import { splitPemBundle } from '../../../src/pki/pem.ts';
 import { testKeyPool } from '../../support/keys.ts';
 import { waitFor } from '../../support/pubsub.ts';
 import { certificateText, openssl, verifyCertificate } from '../../support/openssl.ts';
+import { rejection } from '../../support/rejection.ts';
 
 let pool: KeyPool;
 let rsaKey: KeyObject;
@@ -91,15 +92,6 @@ async function expectVerifies(
   });
   expect(verdict.ok, verdict.stdout + verdict.stderr).toBe(true);
   return result.certificatePem;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('issuing', () => {

@@ -18,6 +18,7 @@ import { fakeGoogleAuth } from '../../fakes/google-kms/kms-ca-fixture.ts';
 import { deviceProfile, deviceRequest, stepContext } from '../../fakes/key-vault/device-request.ts';
 import { testKeyPool } from '../../support/keys.ts';
 import { verifyCertificate } from '../../support/openssl.ts';
+import { rejection } from '../../support/rejection.ts';
 
 const DAY_MS = 86_400_000;
 let cas: FakeCas;
@@ -43,15 +44,6 @@ async function open(overrides: Record<string, unknown> = {}, token?: string) {
   );
   toClose.push(() => ca.close());
   return ca;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('idempotent by construction', () => {

@@ -22,6 +22,7 @@ import { deviceRequest, stepContext } from '../../fakes/key-vault/device-request
 import { FakeMetadataServer } from '../../support/fake-metadata-server.ts';
 import { testKeyPool } from '../../support/keys.ts';
 import { csrText, subjectLines, verifyCertificate, verifyCsr } from '../../support/openssl.ts';
+import { rejection } from '../../support/rejection.ts';
 
 let kms: FakeKms;
 let ec: KmsCaFixture;
@@ -48,15 +49,6 @@ async function open(fixture: KmsCaFixture, overrides: Record<string, unknown> = 
   );
   toClose.push(() => ca.close());
   return ca;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('crc32c', () => {
