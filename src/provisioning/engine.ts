@@ -1,69 +1,20 @@
 /**
- * The provisioning engine: one orchestrator for every process (DESIGN.md §1, §5).
- *
- * - `submit` records a process (create-if-absent: duplicate deliveries are normal) and starts it right away.
- * - A scheduler loop per replica picks due records from the store, takes the lease on each, and runs steps until
- *   the process must wait (device signature, CA pending order, retry backoff) or is done. A wait holds nothing: the
- *   record carries `dueAt` and the lease is released, so waiting processes cost no timer and no Pub/Sub message.
- * - Failures are handled here, by class (src/errors.ts): retry later with backoff; terminal → `report_failure`
- *   (setFailure with a short message and the correlation id); deployment fault → never setFailure, mark not-ready,
- *   retry later; lease lost → stop touching the process at once.
- * - Shutdown: stop taking work, let running steps finish within the grace period, then abort them and hand their
- *   processes back (lease released, due now) so another replica continues.
+ * The scheduler: one loop per replica picks due records from the store and launches them (at most
+ * `scheduler.maxConcurrent` at once), `submit` starts a new process at once, and `stop` drains — stops taking work,
+ * lets running steps finish within the grace period, then aborts them and hands their processes back. A waiting
+ * process holds nothing (its record carries `dueAt`). One process's run: process-runner.ts; what an error leads to:
+ * failure-policy.ts. The picture: DESIGN.md §1, §5 and docs/failure-model.md.
  */
 import { performance } from 'node:perf_hooks';
-import type { StepContext } from '../ca/types.ts';
-import { ProcessNotFoundError } from '../chrome/errors.ts';
-import { userMessageFor } from '../user-messages.ts';
 import type { ProcessRef } from '../chrome/types.ts';
-import {
-  CertprovError,
-  DeploymentFaultError,
-  RetryableError,
-  TerminalError,
-  describeError,
-  type FaultComponent,
-} from '../errors.ts';
-import {
-  ACTIVE_STEPS,
-  LeaseLostError,
-  type ActiveStep,
-  type Outcome,
-  type ProcessPatch,
-  type ProcessRecord,
-  type Step,
-} from '../store/types.ts';
-import { RateBudgetExhaustedError } from '../http/shared-rate-limiter.ts';
-import { backoffDelay } from '../backoff.ts';
+import { describeError } from '../errors.ts';
+import { ACTIVE_STEPS, type Outcome, type ProcessRecord } from '../store/types.ts';
 import { newCorrelationId } from './correlation-id.ts';
+import { ShutdownAbort } from './failure-policy.ts';
 import { FaultGate } from './fault-gate.ts';
-import {
-  failurePatch,
-  LeaseGuard,
-  type EngineDependencies,
-  type ProcessRun,
-  type StepHandler,
-  type StepResult,
-} from './step.ts';
-import { awaitSignatureStep } from './steps/await-signature.ts';
-import { awaitCaStep, issueStep } from './steps/issue.ts';
-import { reportFailureStep } from './steps/report-failure.ts';
-import { startStep } from './steps/start.ts';
-import { uploadStep } from './steps/upload.ts';
+import { ProcessRunner } from './process-runner.ts';
+import type { EngineDependencies } from './step.ts';
 
-const HANDLERS: Readonly<Record<ActiveStep, StepHandler>> = {
-  start: startStep,
-  await_signature: awaitSignatureStep,
-  issue: issueStep,
-  await_ca: awaitCaStep,
-  upload: uploadStep,
-  report_failure: reportFailureStep,
-};
-
-/** Steps that talk to the CA; the others talk to Google. Used to clear a component's deployment fault on success. */
-const CA_STEPS: ReadonlySet<Step> = new Set(['issue', 'await_ca']);
-/** At most this many next-steps in one lease hold; a guard against a step bug looping forever. */
-const MAX_STEPS_PER_RUN = 16;
 /** Least time between two scans of the store for due records (see schedule()). */
 const MIN_SCAN_SPACING_MS = 50;
 
@@ -80,13 +31,6 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Pro
   }
 }
 
-class ShutdownAbort extends Error {
-  constructor() {
-    super('adapter is shutting down');
-    this.name = 'ShutdownAbort';
-  }
-}
-
 interface Running {
   readonly abort: AbortController;
   readonly done: Promise<void>;
@@ -97,7 +41,6 @@ export class ProvisioningEngine {
   private readonly now: () => number;
   private readonly running = new Map<string, Running>();
   private readonly waiters = new Map<string, Set<(outcome: Outcome) => void>>();
-  private readonly leaseMarginMs: number;
   private state: 'idle' | 'running' | 'draining' | 'stopped' = 'idle';
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -106,6 +49,7 @@ export class ProvisioningEngine {
   readonly faultGate: FaultGate;
   /** Held processes the gate released, launched as capacity allows. */
   private readonly resumeQueue = new Set<string>();
+  private readonly runner: ProcessRunner;
 
   constructor(deps: EngineDependencies) {
     this.deps = deps;
@@ -119,11 +63,12 @@ export class ProvisioningEngine {
         this.launchResumed();
       },
     });
-    // Stop unsafe calls well before the lease could expire: 20% of the lease, at least 5 s (but never more than half).
-    this.leaseMarginMs = Math.min(
-      deps.config.scheduler.leaseMs / 2,
-      Math.max(5_000, deps.config.scheduler.leaseMs * 0.2),
-    );
+    this.runner = new ProcessRunner({
+      deps,
+      now: this.now,
+      faultGate: this.faultGate,
+      onDone: (record) => this.notifyWaiters(record),
+    });
   }
 
   /** Processes whose steps run on this replica right now. */
@@ -232,7 +177,8 @@ export class ProvisioningEngine {
     const abort = new AbortController();
     const entry: Running = {
       abort,
-      done: this.runProcess(processId, abort)
+      done: this.runner
+        .run(processId, abort)
         .catch((error: unknown) => {
           this.deps.log.error({ processId, error: describeError(error) }, 'unexpected error while running a process');
         })
@@ -304,304 +250,8 @@ export class ProvisioningEngine {
     this.deps.metrics.caPendingOrders.set(counts.await_ca ?? 0);
   }
 
-  /** Runs one process under a lease until it waits, finishes, or the lease is lost. */
-  private async runProcess(processId: string, abort: AbortController): Promise<void> {
-    const { store, config, replicaId } = this.deps;
-    const requestedAt = performance.now();
-    let record: ProcessRecord | undefined;
-    try {
-      record = await store.tryLease(processId, replicaId, config.scheduler.leaseMs);
-    } catch (error) {
-      // The store is unreachable or refused: the record stays where it is and the scheduler retries it.
-      this.deps.health.reportFault('store', describeError(error));
-      this.deps.log.warn({ processId, error: describeError(error) }, 'cannot take the lease on a process; will retry');
-      return;
-    }
-    if (record === undefined) return;
-    const guard = new LeaseGuard(config.scheduler.leaseMs, this.leaseMarginMs, requestedAt);
-    const renewal = setInterval(() => {
-      const at = performance.now();
-      store.renewLease(processId, replicaId, config.scheduler.leaseMs).then(
-        (held) => {
-          if (held) guard.renewed(at);
-          else {
-            guard.markLost();
-            abort.abort(new LeaseLostError(processId, replicaId));
-          }
-        },
-        (error: unknown) => this.deps.log.warn({ processId, error: describeError(error) }, 'lease renewal failed'),
-      );
-    }, config.scheduler.leaseMs / 3);
-    try {
-      for (let i = 0; i < MAX_STEPS_PER_RUN && record !== undefined; i += 1) {
-        record = await this.runStep(record, guard, abort, i === 0);
-      }
-    } finally {
-      clearInterval(renewal);
-    }
-  }
-
-  /** Runs the record's step and persists its result; returns the record when the next step should run right away. */
-  private async runStep(
-    record: ProcessRecord,
-    guard: LeaseGuard,
-    abort: AbortController,
-    freshLease: boolean,
-  ): Promise<ProcessRecord | undefined> {
-    const { store, metrics, replicaId, config } = this.deps;
-    const step = record.step;
-    if (step === 'done') return undefined;
-    const ref: ProcessRef = { customer: record.customer, processId: record.processId };
-    const log = this.deps.log.child({ processId: record.processId, correlationId: record.correlationId, step });
-    const ctx: StepContext = { signal: abort.signal, log };
-    let current = record;
-    const run: ProcessRun = {
-      deps: this.deps,
-      record,
-      ref,
-      ctx,
-      lease: guard,
-      freshLease,
-      now: this.now,
-      persist: async (patch) => {
-        current = await store.update(record.processId, replicaId, patch, { renewLeaseMs: config.scheduler.leaseMs });
-        return current;
-      },
-    };
-    const target = this.targetOf(current, step);
-    const component = target?.component;
-    const gateKey = target?.gateKey;
-    const admission = gateKey === undefined ? undefined : this.faultGate.admit(gateKey, record.processId);
-    if (admission?.kind === 'hold') {
-      // The component is paused: nothing is sent. The record is parked (released, due after the longest backoff, in
-      // case this replica goes away); the gate launches it again when a probe passes.
-      metrics.stepDuration.observe({ step, outcome: 'held' }, 0);
-      log.debug({ component: gateKey }, 'held: the component has a deployment fault');
-      return this.apply(current, step, { kind: 'wait', step, delayMs: config.scheduler.retryMaxMs }, log);
-    }
-    const started = performance.now();
-    let result: StepResult | 'abandon';
-    let outcomeLabel: string;
-    try {
-      result = await HANDLERS[step](run);
-      outcomeLabel = result.kind === 'wait' ? 'wait' : 'ok';
-      if (component !== undefined) this.deps.health.clearFault(component);
-      if (gateKey !== undefined) this.faultGate.succeeded(gateKey);
-      if ((current.faultAttempts ?? 0) > 0) result = { ...result, patch: { ...result.patch, faultAttempts: 0 } };
-    } catch (error) {
-      [result, outcomeLabel] = this.onStepError(current, step, error, abort, log, component, gateKey);
-    }
-    // A probe that ended neither way (a 5xx, the lease lost, shutdown) frees the slot for the next process.
-    if (admission?.kind === 'probe' && gateKey !== undefined && outcomeLabel !== 'deployment_fault') {
-      this.faultGate.release(gateKey, record.processId);
-    }
-    metrics.stepDuration.observe({ step, outcome: outcomeLabel }, (performance.now() - started) / 1000);
-    if (result === 'abandon') return undefined;
-    return this.apply(current, step, result, log);
-  }
-
-  /**
-   * What a step depends on: the fault component a success proves healthy (Google's API, or the one the CA's backend
-   * declares), and what the fault gate pauses — the Chrome API, or one CA connection (`digicert:name`), since two
-   * connections of one backend have their own credentials and one's refused key must not hold the other's work.
-   * Undefined for a connection this replica does not have.
-   */
-  private targetOf(record: ProcessRecord, step: Step): { component: FaultComponent; gateKey: string } | undefined {
-    if (!CA_STEPS.has(step)) return { component: 'chrome', gateKey: 'chrome' };
-    const connection = this.deps.cas.get(record.caConnection ?? '');
-    return connection === undefined
-      ? undefined
-      : { component: connection.faultComponent, gateKey: `${connection.faultComponent}:${connection.name}` };
-  }
-
-  private onStepError(
-    record: ProcessRecord,
-    step: Step,
-    error: unknown,
-    abort: AbortController,
-    log: StepContext['log'],
-    stepComponent: FaultComponent | undefined,
-    gateKey: string | undefined,
-  ): [StepResult | 'abandon', string] {
-    const { config, metrics, health } = this.deps;
-    const reason: unknown = abort.signal.aborted ? abort.signal.reason : undefined;
-    if (error instanceof LeaseLostError || reason instanceof LeaseLostError) {
-      log.warn('lease lost; another replica may continue this process. Not touching it further.');
-      return ['abandon', 'lease_lost'];
-    }
-    if (reason instanceof ShutdownAbort) {
-      log.info('shutting down; handing the process back');
-      return [{ kind: 'wait', step, delayMs: 0 }, 'shutdown'];
-    }
-    if (error instanceof ProcessNotFoundError) {
-      // Not ours to fail: the process is gone (or never existed in this customer).
-      log.warn({ error: error.message }, 'process not found; acknowledging it');
-      return [{ kind: 'done', outcome: 'skipped', reason: 'process_not_found' }, 'ok'];
-    }
-    if (error instanceof TerminalError) {
-      if (step === 'report_failure') {
-        log.error({ error: describeError(error) }, 'setFailure was refused; giving up on this process');
-        return [{ kind: 'done', outcome: 'failed', reason: record.failure?.reason ?? error.reason }, 'terminal'];
-      }
-      log.error({ reason: error.reason, error: describeError(error) }, 'process cannot succeed; reporting the failure');
-      return [
-        {
-          kind: 'next',
-          step: 'report_failure',
-          patch: failurePatch(error.reason, error.userMessage, record.correlationId),
-        },
-        'terminal',
-      ];
-    }
-    if (error instanceof DeploymentFaultError && error.component === stepComponent && gateKey !== undefined) {
-      // The step's own component: the gate pauses it for every process and logs once per interval.
-      health.reportFault(error.component, error.message);
-      metrics.retries.inc({ where: 'step', error_class: 'deployment' });
-      this.faultGate.faulted(gateKey, record.processId, error);
-      return [
-        {
-          kind: 'wait',
-          step,
-          delayMs: config.scheduler.retryMaxMs,
-          patch: { faultAttempts: (record.faultAttempts ?? 0) + 1, lastError: describeError(error) },
-        },
-        'deployment_fault',
-      ];
-    }
-    if (error instanceof DeploymentFaultError) {
-      health.reportFault(error.component, error.message);
-      metrics.retries.inc({ where: 'step', error_class: 'deployment' });
-      const faultAttempts = (record.faultAttempts ?? 0) + 1;
-      const delayMs = backoffDelay(
-        { initialMs: config.scheduler.retryInitialMs, maxMs: config.scheduler.retryMaxMs },
-        Math.min(faultAttempts, 12),
-        error.retryAfterMs,
-      );
-      log.error(
-        { component: error.component, hint: error.hint, error: describeError(error), retryInMs: delayMs },
-        'deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)',
-      );
-      // Deployment faults never exhaust a process (they do not count in `attempts`): the operator's fix should not
-      // cost users their certificates.
-      return [
-        { kind: 'wait', step, delayMs, patch: { faultAttempts, lastError: describeError(error) } },
-        'deployment_fault',
-      ];
-    }
-    if (error instanceof RateBudgetExhaustedError) {
-      // Our own client-side budget (Chrome API, DigiCert) had no room: nothing was sent, nothing failed. The process
-      // waits for room without spending its retry budget — a renewal wave must not exhaust processes.
-      metrics.retries.inc({ where: 'step', error_class: 'rate_budget' });
-      log.debug({ retryInMs: error.retryAfterMs }, 'rate budget has no room; step rescheduled');
-      return [{ kind: 'wait', step, delayMs: error.retryAfterMs ?? config.scheduler.retryInitialMs }, 'retry'];
-    }
-    const attempts = record.attempts + 1;
-    const retryAfterMs = error instanceof RetryableError ? error.retryAfterMs : undefined;
-    if (!(error instanceof CertprovError)) {
-      log.error(
-        { error: describeError(error), stack: error instanceof Error ? error.stack : undefined },
-        'unexpected error in step',
-      );
-    }
-    if (attempts >= config.scheduler.maxAttempts) {
-      log.error({ attempts, error: describeError(error) }, 'retries exhausted');
-      return [
-        {
-          kind: 'next',
-          step: 'report_failure',
-          patch: failurePatch('retries_exhausted', userMessageFor('retries_exhausted'), record.correlationId),
-        },
-        'terminal',
-      ];
-    }
-    metrics.retries.inc({ where: 'step', error_class: 'retry' });
-    const delayMs = backoffDelay(
-      { initialMs: config.scheduler.retryInitialMs, maxMs: config.scheduler.retryMaxMs },
-      attempts,
-      retryAfterMs,
-    );
-    log.warn({ attempts, retryInMs: delayMs, error: describeError(error) }, 'step failed; will retry');
-    return [{ kind: 'wait', step, delayMs, patch: { attempts, lastError: describeError(error) } }, 'retry'];
-  }
-
-  private async apply(
-    record: ProcessRecord,
-    from: Step,
-    result: StepResult,
-    log: StepContext['log'],
-  ): Promise<ProcessRecord | undefined> {
-    const { store, replicaId, config, health } = this.deps;
-    const now = this.now();
-    let patch: ProcessPatch;
-    let options: { release?: boolean; renewLeaseMs?: number };
-    switch (result.kind) {
-      case 'next':
-        patch = { ...result.patch, step: result.step };
-        options = { renewLeaseMs: config.scheduler.leaseMs };
-        break;
-      case 'wait':
-        patch = { ...result.patch, step: result.step, dueAt: now + result.delayMs };
-        options = { release: true };
-        break;
-      case 'done':
-        patch = {
-          ...result.patch,
-          step: 'done',
-          outcome: result.outcome,
-          dueAt: now,
-          ...(result.reason === undefined ? {} : { reason: result.reason }),
-        };
-        options = { release: true };
-        break;
-    }
-    let stored: ProcessRecord;
-    try {
-      stored = await store.update(record.processId, replicaId, patch, options);
-    } catch (error) {
-      if (error instanceof LeaseLostError) {
-        log.warn('lease lost before the step result was recorded; another replica will redo the step');
-      } else {
-        health.reportFault('store', describeError(error));
-        log.error(
-          { error: describeError(error) },
-          'cannot record the step result; the lease will expire and the step be retried',
-        );
-      }
-      return undefined;
-    }
-    if (result.kind === 'done') {
-      this.finished(stored, log);
-      return undefined;
-    }
-    if (stored.step !== from || result.kind === 'next') {
-      log.info(
-        { next: stored.step, ...(result.kind === 'wait' ? { dueInMs: result.delayMs } : {}) },
-        `process → ${stored.step}`,
-      );
-    }
-    return result.kind === 'next' ? stored : undefined;
-  }
-
-  private finished(record: ProcessRecord, log: StepContext['log']): void {
-    const { metrics } = this.deps;
-    const ca = record.caConnection ?? 'none';
-    const seconds = (this.now() - record.createdAt) / 1000;
-    switch (record.outcome) {
-      case 'issued':
-        metrics.processesIssued.inc({ ca_connection: ca, backend: this.deps.cas.get(ca)?.type ?? 'unknown' });
-        break;
-      case 'failed':
-        metrics.processesFailed.inc({ reason: record.reason ?? 'internal', ca_connection: ca });
-        break;
-      case 'skipped':
-        metrics.processesSkipped.inc({ reason: record.reason ?? 'unknown' });
-        break;
-    }
-    metrics.provisioningDuration.observe({ outcome: record.outcome ?? 'unknown' }, seconds);
-    log.info(
-      { outcome: record.outcome, reason: record.reason, durationMs: Math.round(seconds * 1000) },
-      `process done: ${record.outcome}`,
-    );
+  /** Resolves the waiters of a process that finished on this replica (waitForOutcome). */
+  private notifyWaiters(record: ProcessRecord): void {
     const set = this.waiters.get(record.processId);
     if (set !== undefined && record.outcome !== undefined) {
       this.waiters.delete(record.processId);

@@ -1,6 +1,7 @@
 /**
- * What every workflow step receives and returns. Steps are small functions, one file each under steps/; the
- * engine (engine.ts) owns leases, persistence between steps, retries, metrics and the failure path.
+ * What every workflow step receives and returns. Steps are small functions, one file each under steps/; the run of
+ * a process (process-runner.ts) owns leases, persistence between steps and metrics, and the failure policy
+ * (failure-policy.ts) decides what an error leads to.
  */
 import { performance } from 'node:perf_hooks';
 import type { CaConnection } from '../ca/connection.ts';
