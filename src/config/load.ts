@@ -312,9 +312,13 @@ export function compileConfig(
     }
     if (rawProfile.validity < 60_000) problems.push(`${at}.validity: must be at least 1m`);
     const wired = rawProfile.caConnections ?? [...Object.keys(raw.caConnections)];
-    rawProfile.caConnections?.forEach((connection, i) => {
+    rawProfile.caConnections?.forEach((connection, i, all) => {
       if (!(connection in raw.caConnections)) {
-        problems.push(`${at}.caConnections[${i}]: no CA connection named "${connection}"`);
+        problems.push(
+          `${at}.caConnections[${i}]: no CA connection named "${connection}"${suggestion(connection, Object.keys(raw.caConnections))}`,
+        );
+      } else if (all.indexOf(connection) !== i) {
+        problems.push(`${at}.caConnections[${i}]: "${connection}" is listed twice`);
       }
     });
     if (subject === undefined) continue;
@@ -348,11 +352,9 @@ export function compileConfig(
   if (s.signaturePollInitial > s.signaturePollMax) {
     problems.push('scheduler.signaturePollInitial: must not exceed scheduler.signaturePollMax');
   }
+  if (s.retryInitial > s.retryMax) problems.push('scheduler.retryInitial: must not exceed scheduler.retryMax');
 
   if (problems.length > 0 || typeof identity === 'string') throw new ConfigError(problems, options.source);
-
-  if (s.retryInitial > s.retryMax)
-    throw new ConfigError(['scheduler.retryInitial: must not exceed scheduler.retryMax'], options.source);
   const config: Config = {
     source: options.source,
     baseDir: options.baseDir,

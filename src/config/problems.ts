@@ -3,7 +3,7 @@
  * ("write { file: PATH } or { env: VARIABLE }", "did you mean profiles?"), never raw validator output such as
  * "Invalid input" or "expected object, received null".
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 
 type Issue = z.core.$ZodIssue;
 type Schema = z.core.$ZodType;
@@ -139,10 +139,48 @@ function scalarText(value: unknown): string {
   return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : '';
 }
 
-/** `X is not one of a, b; did you mean "b"?` */
+/**
+ * `X is not one of a, b; did you mean "b"?` A text value is echoed only when it is a typo of a known name: anything
+ * else may be a secret pasted into the wrong field (an API key as `chrome.credentials`).
+ */
 function notOneOf(value: unknown, names: readonly string[]): string {
   const close = nearest(scalarText(value), names);
-  return `${received(value)} is not one of ${names.join(', ')}${close === undefined ? '' : `; did you mean "${close}"?`}`;
+  const got = typeof value === 'string' && close === undefined ? 'a text value' : received(value);
+  return `${got} is not one of ${names.join(', ')}${close === undefined ? '' : `; did you mean "${close}"?`}`;
+}
+
+/** The validator's own wording for `issue` (a schema's custom message differs from it). */
+function isValidatorWording(issue: Issue): boolean {
+  // The error map takes the raw issue, whose `input` is optional on the finished one.
+  const own = z.config().localeError?.(issue as z.core.$ZodRawIssue);
+  return issue.message === (typeof own === 'string' ? own : own?.message);
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** A size bound in words: `must be at least 1`, `must not be empty`, `must list at most 3 entries`. */
+function boundText(issue: Issue): string | undefined {
+  if (issue.code !== 'too_small' && issue.code !== 'too_big') return undefined;
+  const small = issue.code === 'too_small';
+  const bound = Number(small ? issue.minimum : issue.maximum);
+  const inclusive = issue.inclusive !== false;
+  switch (issue.origin) {
+    case 'number':
+    case 'int':
+    case 'bigint':
+      return small
+        ? `must be ${inclusive ? 'at least' : 'more than'} ${bound}`
+        : `must be ${inclusive ? 'at most' : 'less than'} ${bound}`;
+    case 'string':
+      if (small && bound === 1) return 'must not be empty';
+      return `must be ${small ? 'at least' : 'at most'} ${plural(bound, 'character')} long`;
+    case 'array':
+    case 'set':
+      if (small && bound === 1) return 'must list at least one entry';
+      return `must list ${small ? 'at least' : 'at most'} ${bound} ${bound === 1 ? 'entry' : 'entries'}`;
+    default:
+      return undefined;
+  }
 }
 
 function what(schema: Schema | undefined, expected: string | undefined): string {
@@ -227,6 +265,19 @@ export function describeIssues(
         );
         continue;
       }
+      case 'too_small':
+      case 'too_big':
+        problems.push(at((isValidatorWording(issue) ? boundText(issue) : undefined) ?? issue.message));
+        continue;
+      case 'invalid_format':
+        problems.push(
+          at(
+            issue.format === 'url' && isValidatorWording(issue)
+              ? 'is not a URL: write the scheme and host, e.g. https://service.example.com'
+              : issue.message,
+          ),
+        );
+        continue;
       default:
         problems.push(at(issue.message));
     }
