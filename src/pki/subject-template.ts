@@ -3,7 +3,11 @@
  *
  * The DN template is parsed into RDNs and attributes *before* anything is substituted, so a rendered value is
  * always one attribute value: a user email such as `a,b+c@example.com` cannot create new RDNs (DESIGN.md §1).
- * In a template, `\` escapes the next character (`O=Example\, Inc.`).
+ *
+ * Escapes follow RFC 4514 §3: in a subject template `\` makes the next character literal (`O=Example\, Inc.`,
+ * `\{` for a brace) or, before two hex digits, writes a UTF-8 byte (`\2C`). Unescaped spaces around a value are
+ * dropped; an escaped one is kept (`O=Example\ `). A brace outside a well-formed `{{root.field}}`, a trailing lone
+ * `\` and a control character in the fixed text are configuration errors naming the character's position.
  */
 import { TerminalError } from '../errors.ts';
 import type { DistinguishedName, SubjectAltName, SubjectAltNameType, SubjectAttribute } from './types.ts';
@@ -79,58 +83,157 @@ export interface SanTemplate {
 /** A problem found while parsing a template; config validation prefixes it with the field path. */
 export class TemplateSyntaxError extends Error {}
 
-const PLACEHOLDER = /\{\{\s*([A-Za-z]+)\.([A-Za-z]+)\s*\}\}/g;
+/** `{{root.field}}` at a given position (sticky). */
+const PLACEHOLDER_AT = /\{\{\s*([A-Za-z]+)\.([A-Za-z]+)\s*\}\}/y;
+const HEX_PAIR = /^[0-9A-Fa-f]{2}$/;
 
-/** Parses one attribute value or SAN value with `{{root.field}}` placeholders. */
-export function parseValueTemplate(source: string): ValueTemplate {
+/** Where a problem is, for the message: `character 27 of "CN={{device.serialNumber}}}"`. */
+function position(template: string, index: number): string {
+  return `character ${index + 1} of ${JSON.stringify(template)}`;
+}
+
+/**
+ * C0 and C1 control characters and DEL: never in a subject. A NUL cuts a name short for C-string consumers, a line
+ * break forges a line in a log or an openssl `-subject` printout, and neither has a legitimate place in a name.
+ */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+
+/** Half of a UTF-16 pair without its other half: no character at all, UTF-8 would write U+FFFD in its place. */
+const UNPAIRED_SURROGATE = /\p{Cs}/u;
+
+function codePoint(ch: string): string {
+  return `U+${(ch.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** A character or a placeholder of a value, and where it was written (`at` up to `end`, indices in the template). */
+type Token = ({ readonly char: string; readonly escaped: boolean } | { readonly variable: string }) & {
+  readonly at: number;
+  readonly end: number;
+};
+
+/**
+ * Reads a value into characters and placeholders. `template` and `offset` place `text` in the whole template for
+ * messages. With `escapes`, `\` is RFC 4514's escape; without (SAN values), a backslash is an ordinary character.
+ */
+function tokenize(text: string, offset: number, template: string, escapes: boolean): Token[] {
+  const tokens: Token[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const at = offset + i;
+    const ch = text[i] as string;
+    if (escapes && ch === '\\') {
+      if (i + 1 >= text.length) {
+        throw new TemplateSyntaxError(`"\\" at ${position(template, at)} escapes nothing (write \\\\ for a backslash)`);
+      }
+      if (HEX_PAIR.test(text.slice(i + 1, i + 3))) {
+        // A run of hex pairs is one UTF-8 sequence (`\C3\A9` is é).
+        const bytes: number[] = [];
+        while (text[i] === '\\' && HEX_PAIR.test(text.slice(i + 1, i + 3))) {
+          bytes.push(Number.parseInt(text.slice(i + 1, i + 3), 16));
+          i += 3;
+        }
+        let decoded: string;
+        try {
+          decoded = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+        } catch {
+          throw new TemplateSyntaxError(`the escaped bytes at ${position(template, at)} are not UTF-8`);
+        }
+        for (const c of decoded) tokens.push({ char: c, escaped: true, at, end: offset + i });
+        continue;
+      }
+      const next = String.fromCodePoint(text.codePointAt(i + 1) ?? 0);
+      i += 1 + next.length;
+      tokens.push({ char: next, escaped: true, at, end: offset + i });
+      continue;
+    }
+    if (ch === '{' || ch === '}') {
+      PLACEHOLDER_AT.lastIndex = i;
+      const match = ch === '{' ? PLACEHOLDER_AT.exec(text) : null;
+      if (match === null) {
+        const brace = escapes ? ` (write \\${ch} for a literal brace)` : '';
+        throw new TemplateSyntaxError(
+          text.startsWith('{{', i)
+            ? `malformed placeholder at ${position(template, at)} (write {{root.field}})`
+            : `stray "${ch}" at ${position(template, at)}${brace}`,
+        );
+      }
+      const [whole, root, field] = match as unknown as [string, string, string];
+      const known = TEMPLATE_VARIABLES[root];
+      if (known === undefined || !known.includes(field)) {
+        throw new TemplateSyntaxError(
+          `unknown template variable {{${root}.${field}}}; known: ${Object.entries(TEMPLATE_VARIABLES)
+            .flatMap(([r, fs]) => fs.map((f) => `${r}.${f}`))
+            .join(', ')}`,
+        );
+      }
+      i += whole.length;
+      tokens.push({ variable: `${root}.${field}`, at, end: offset + i });
+      continue;
+    }
+    const c = String.fromCodePoint(text.codePointAt(i) ?? 0);
+    i += c.length;
+    tokens.push({ char: c, escaped: false, at, end: offset + i });
+  }
+  for (const token of tokens) {
+    if ('char' in token && CONTROL.test(token.char)) {
+      throw new TemplateSyntaxError(`control character ${codePoint(token.char)} at ${position(template, token.at)}`);
+    }
+  }
+  return tokens;
+}
+
+function toValueTemplate(source: string, tokens: readonly Token[]): ValueTemplate {
   const segments: Segment[] = [];
   const variables: string[] = [];
-  let last = 0;
-  for (const match of source.matchAll(PLACEHOLDER)) {
-    const [whole, root, field] = match as unknown as [string, string, string];
-    const known = TEMPLATE_VARIABLES[root];
-    if (known === undefined || !known.includes(field)) {
-      throw new TemplateSyntaxError(
-        `unknown template variable {{${root}.${field}}}; known: ${Object.entries(TEMPLATE_VARIABLES)
-          .flatMap(([r, fs]) => fs.map((f) => `${r}.${f}`))
-          .join(', ')}`,
-      );
+  for (const token of tokens) {
+    if ('variable' in token) {
+      segments.push({ variable: token.variable });
+      variables.push(token.variable);
+      continue;
     }
-    if (match.index > last) segments.push({ literal: source.slice(last, match.index) });
-    segments.push({ variable: `${root}.${field}` });
-    variables.push(`${root}.${field}`);
-    last = match.index + whole.length;
-  }
-  if (last < source.length) segments.push({ literal: source.slice(last) });
-  const rest = segments.flatMap((s) => ('literal' in s ? [s.literal] : [])).join('');
-  if (rest.includes('{{') || rest.includes('}}')) {
-    throw new TemplateSyntaxError(`malformed placeholder in "${source}" (write {{root.field}})`);
+    const last = segments.at(-1);
+    if (last !== undefined && 'literal' in last) segments[segments.length - 1] = { literal: last.literal + token.char };
+    else segments.push({ literal: token.char });
   }
   return { source, segments, variables };
 }
 
-/** Splits on an unescaped separator, keeping escapes in place for the next level. */
-function splitUnescaped(text: string, separator: string): string[] {
-  const parts: string[] = [];
-  let current = '';
-  for (let i = 0; i < text.length; i += 1) {
-    const ch = text[i] as string;
-    if (ch === '\\' && i + 1 < text.length) {
-      current += ch + (text[i + 1] as string);
-      i += 1;
-    } else if (ch === separator) {
-      parts.push(current);
-      current = '';
-    } else {
-      current += ch;
-    }
-  }
-  parts.push(current);
-  return parts;
+/** Parses one SAN value with `{{root.field}}` placeholders (no escapes: a SAN value is taken as written). */
+export function parseValueTemplate(source: string): ValueTemplate {
+  return toValueTemplate(source, tokenize(source, 0, source, false));
 }
 
-function unescape(text: string): string {
-  return text.replace(/\\(.)/g, '$1');
+/** A piece of the template and where it starts in it. */
+interface Piece {
+  readonly text: string;
+  readonly start: number;
+}
+
+/** The index of the first unescaped `ch` in `text`, or -1. */
+function indexOfUnescaped(text: string, ch: string): number {
+  for (let i = 0; i < text.length; i += 1) {
+    if (text[i] === '\\') i += 1;
+    else if (text[i] === ch) return i;
+  }
+  return -1;
+}
+
+/** Splits on an unescaped separator, keeping escapes in place for the next level. */
+function splitUnescaped(piece: Piece, separator: string): Piece[] {
+  const parts: Piece[] = [];
+  let from = 0;
+  const { text, start } = piece;
+  for (let i = 0; i < text.length; i += 1) {
+    const ch = text[i] as string;
+    if (ch === '\\') i += 1;
+    else if (ch === separator) {
+      parts.push({ text: text.slice(from, i), start: start + from });
+      from = i + 1;
+    }
+  }
+  parts.push({ text: text.slice(from), start: start + from });
+  return parts;
 }
 
 function resolveAttributeType(name: string): { type: string; info: AttributeTypeInfo } {
@@ -145,18 +248,40 @@ function resolveAttributeType(name: string): { type: string; info: AttributeType
   return { type, info };
 }
 
+const isUnescapedSpace = (token: Token | undefined): boolean =>
+  token !== undefined && 'char' in token && !token.escaped && /\s/.test(token.char);
+
+/**
+ * One attribute's value: escapes resolved *after* the unescaped spaces around it are dropped, so an escaped
+ * space at either end stays (RFC 4514: `\ ` is how a DN keeps a trailing space).
+ */
+function parseAttributeValue(type: string, value: Piece, template: string): ValueTemplate {
+  const tokens = tokenize(value.text, value.start, template, true);
+  let first = 0;
+  let end = tokens.length;
+  while (first < end && isUnescapedSpace(tokens[first])) first += 1;
+  while (end > first && isUnescapedSpace(tokens[end - 1])) end -= 1;
+  if (first === end) throw new TemplateSyntaxError(`${type} has an empty value`);
+  const kept = tokens.slice(first, end);
+  // As written, escapes included (check-config prints it back as a DN).
+  const written = template.slice(kept[0]?.at, kept.at(-1)?.end);
+  return toValueTemplate(written, kept);
+}
+
 /** Parses `CN={{user.userPrimaryEmail}},O=Example` into RDNs of attribute templates. */
 export function parseSubjectTemplate(source: string): SubjectTemplate {
   if (source.trim() === '') throw new TemplateSyntaxError('subject is empty');
-  return splitUnescaped(source, ',').map((rdn) => {
-    if (rdn.trim() === '') throw new TemplateSyntaxError(`empty RDN in "${source}"`);
+  return splitUnescaped({ text: source, start: 0 }, ',').map((rdn) => {
+    if (rdn.text.trim() === '') throw new TemplateSyntaxError(`empty RDN in "${source}"`);
     return splitUnescaped(rdn, '+').map((attribute) => {
-      const eq = attribute.search(/(?<!\\)=/);
-      if (eq < 0) throw new TemplateSyntaxError(`"${attribute.trim()}" is not TYPE=value`);
-      const { type, info } = resolveAttributeType(attribute.slice(0, eq));
-      const rawValue = attribute.slice(eq + 1).trim();
-      if (rawValue === '') throw new TemplateSyntaxError(`${type} has an empty value`);
-      const value = parseValueTemplate(unescape(rawValue));
+      const eq = indexOfUnescaped(attribute.text, '=');
+      if (eq < 0) throw new TemplateSyntaxError(`"${attribute.text.trim()}" is not TYPE=value`);
+      const { type, info } = resolveAttributeType(attribute.text.slice(0, eq));
+      const value = parseAttributeValue(
+        type,
+        { text: attribute.text.slice(eq + 1), start: attribute.start + eq + 1 },
+        source,
+      );
       // No process could render a value within the bound (a variable renders to one character at least, an empty
       // one counts as missing): say so at load instead of failing every device.
       const shortest = value.segments.reduce(
@@ -255,6 +380,16 @@ export function renderSubject(
       const value = renderValue(attribute.value, vars, profileName);
       const { info } = attribute;
       const field = `subject ${attribute.type}`;
+      // The fixed text was checked at load; what breaks the rule here came from the device or the user.
+      const control = CONTROL.exec(value) ?? UNPAIRED_SURROGATE.exec(value);
+      if (control !== null) {
+        const what = CONTROL.test(control[0]) ? `control character ${codePoint(control[0])}` : 'an unpaired surrogate';
+        throw invalidValue(
+          profileName,
+          field,
+          `(profiles.${profileName}.subject) holds ${what} taken from ${attribute.value.variables.map((v) => `{{${v}}}`).join(', ')}; correct that value at its source or build the attribute from another field`,
+        );
+      }
       const length = characterCount(value);
       if (length > info.maxLength) {
         // An RFC 5280 upper bound (ub-common-name 64, …): a CA would refuse it or a relying party choke on it.
