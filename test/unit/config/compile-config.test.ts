@@ -8,18 +8,13 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { compileConfig, parseConfigText, type Config, type ConfigPurpose } from '../../../src/config/load.ts';
 import { ConfigError } from '../../../src/errors.ts';
+import { DIGICERT_CONNECTION } from '../../support/config-fixtures.ts';
 
 const minimal = {
   caConnections: { ca: { type: 'local', directory: './ca' } },
   profiles: { p: { subject: 'CN={{device.serialNumber}}', validity: '30d' } },
 };
-const digicert = {
-  type: 'digicert',
-  apiKey: { env: 'DIGICERT_API_KEY' },
-  product: 'client_authentication_plus',
-  organizationId: 987654,
-  processIdCustomFieldId: 77,
-};
+const digicert = DIGICERT_CONNECTION;
 
 function compile(input: unknown, purpose: ConfigPurpose = 'demo', env: NodeJS.ProcessEnv = {}): Config {
   return compileConfig(input, { source: 'certprov.yaml', baseDir: '/etc/certprov', purpose, env });

@@ -8,6 +8,7 @@ import { compileConfig, loadConfigFile, type Config } from '../../../src/config/
 import { placeholderProblems } from '../../../src/config/placeholders.ts';
 import { configWarnings } from '../../../src/config/warnings.ts';
 import { ConfigError } from '../../../src/errors.ts';
+import { DIGICERT_CONNECTION } from '../../support/config-fixtures.ts';
 import { readSettings } from '../../deploy/kustomize.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -23,13 +24,7 @@ const base = {
     },
   },
 };
-const digicert = {
-  type: 'digicert',
-  apiKey: { env: 'DIGICERT_API_KEY' },
-  product: 'client_authentication_plus',
-  organizationId: 987654,
-  processIdCustomFieldId: 77,
-};
+const digicert = DIGICERT_CONNECTION;
 
 function compile(input: unknown): Config {
   return compileConfig(input, { source: 'certprov.yaml', baseDir: ROOT, purpose: 'demo' });
