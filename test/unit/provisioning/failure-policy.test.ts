@@ -76,158 +76,137 @@ const retryable = new RetryableError('CA answered 503');
 const fault = (component: string, options: { retryAfterMs?: number } = {}) =>
   new DeploymentFaultError('403 permission denied', { component, hint: 'grant the role', ...options });
 
+type Expected = Row['expected'];
+const RETRY_LOG = 'warn: step failed; will retry';
+const UNEXPECTED_LOG = 'error: unexpected error in step';
+const FAULT_LOG =
+  'error: deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)';
+const TERMINAL_LOG = 'error: process cannot succeed; reporting the failure';
+
+/** The step runs again after `delayMs`, its attempt count now `attempts`. */
+function retried(
+  step: ActiveStep,
+  delayMs: number,
+  attempts: number,
+  lastError = 'RetryableError: CA answered 503',
+  log = [RETRY_LOG],
+): Expected {
+  return {
+    next: { kind: 'wait', step, delayMs, patch: { attempts, lastError } },
+    outcome: 'retry',
+    retryClass: 'retry',
+    log,
+  };
+}
+
+/** The failure is reported next (setFailure with `reason`'s message), at once, under the same lease. */
+function reports(reason: FailureReason, message: string, log = [TERMINAL_LOG]): Expected {
+  return { next: { kind: 'next', step: 'report_failure', patch: reported(reason, message) }, outcome: 'terminal', log };
+}
+
+/** A deployment fault of `component`: the step waits `delayMs`; `gated` when the fault gate pauses the component. */
+function heldForFault(
+  step: ActiveStep,
+  component: string,
+  delayMs: number,
+  faultAttempts: number,
+  gated: boolean,
+): Expected {
+  return {
+    next: {
+      kind: 'wait',
+      step,
+      delayMs,
+      patch: { faultAttempts, lastError: 'DeploymentFaultError: 403 permission denied' },
+    },
+    outcome: 'deployment_fault',
+    fault: { component, message: '403 permission denied', hint: 'grant the role', gated },
+    retryClass: 'deployment',
+    // The gate writes one line per interval, not one per process.
+    log: gated ? [] : [FAULT_LOG],
+  };
+}
+
+const ABANDONED: Expected = {
+  next: { kind: 'abandon' },
+  outcome: 'lease_lost',
+  log: ['warn: lease lost; another replica may continue this process. Not touching it further.'],
+};
+
+const FAILING = { failure: { reason: 'bad_signature', userMessage: 'x (reference CP-1)' } } as const;
+
 const ROWS: readonly Row[] = [
   // Retryable errors and their budget.
   {
     name: 'a retryable CA error on issue retries with backoff and keeps the step',
     step: 'issue',
     error: retryable,
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'issue',
-        delayMs: 1_000,
-        patch: { attempts: 1, lastError: 'RetryableError: CA answered 503' },
-      },
-      outcome: 'retry',
-      retryClass: 'retry',
-      log: ['warn: step failed; will retry'],
-    },
+    expected: retried('issue', 1_000, 1),
   },
   {
     name: 'the third consecutive failure of a step waits four times the first delay',
     step: 'await_signature',
-    record: { step: 'await_signature', attempts: 2 },
+    record: { attempts: 2 },
     error: retryable,
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'await_signature',
-        delayMs: 4_000,
-        patch: { attempts: 3, lastError: 'RetryableError: CA answered 503' },
-      },
-      outcome: 'retry',
-      retryClass: 'retry',
-      log: ['warn: step failed; will retry'],
-    },
+    expected: retried('await_signature', 4_000, 3),
   },
   {
     name: 'the backoff stops growing at scheduler.retryMax',
     step: 'upload',
-    record: { step: 'upload', attempts: 20 },
+    record: { attempts: 20 },
     scheduler: { maxAttempts: 30 },
     error: retryable,
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'upload',
-        delayMs: 60_000,
-        patch: { attempts: 21, lastError: 'RetryableError: CA answered 503' },
-      },
-      outcome: 'retry',
-      retryClass: 'retry',
-      log: ['warn: step failed; will retry'],
-    },
+    expected: retried('upload', 60_000, 21),
   },
   {
     name: 'the jitter is drawn from the random source it is given (lowest draw: 80 % of the schedule)',
     step: 'issue',
-    record: { step: 'issue', attempts: 1 },
+    record: { attempts: 1 },
     random: () => 0,
     error: retryable,
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'issue',
-        delayMs: 1_600,
-        patch: { attempts: 2, lastError: 'RetryableError: CA answered 503' },
-      },
-      outcome: 'retry',
-      retryClass: 'retry',
-      log: ['warn: step failed; will retry'],
-    },
+    expected: retried('issue', 1_600, 2),
   },
   {
     name: "a server's Retry-After longer than the backoff is waited out in full",
     step: 'start',
     error: new RetryableError('Chrome API answered 429', { retryAfterMs: 30_000 }),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'start',
-        delayMs: 30_000,
-        patch: { attempts: 1, lastError: 'RetryableError: Chrome API answered 429' },
-      },
-      outcome: 'retry',
-      retryClass: 'retry',
-      log: ['warn: step failed; will retry'],
-    },
+    expected: retried('start', 30_000, 1, 'RetryableError: Chrome API answered 429'),
   },
   {
     name: 'an unclear upload result that the step could not resolve is retried like any retryable error',
     step: 'upload',
-    record: { step: 'upload' },
     error: new UnclearResultError('connection reset after sending'),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'upload',
-        delayMs: 1_000,
-        patch: { attempts: 1, lastError: 'UnclearResultError: connection reset after sending' },
-      },
-      outcome: 'retry',
-      retryClass: 'retry',
-      log: ['warn: step failed; will retry'],
-    },
+    expected: retried('upload', 1_000, 1, 'UnclearResultError: connection reset after sending'),
   },
   {
     name: 'the failure that reaches scheduler.maxAttempts fails the process with retries_exhausted',
     step: 'await_signature',
-    record: { step: 'await_signature', attempts: 4 },
+    record: { attempts: 4 },
     error: retryable,
-    expected: {
-      next: { kind: 'next', step: 'report_failure', patch: reported('retries_exhausted', EXHAUSTED) },
-      outcome: 'terminal',
-      log: ['error: retries exhausted'],
-    },
+    expected: reports('retries_exhausted', EXHAUSTED, ['error: retries exhausted']),
   },
   {
     name: 'with scheduler.maxAttempts 1 the first retryable failure is already the last',
     step: 'issue',
     scheduler: { maxAttempts: 1 },
     error: retryable,
-    expected: {
-      next: { kind: 'next', step: 'report_failure', patch: reported('retries_exhausted', EXHAUSTED) },
-      outcome: 'terminal',
-      log: ['error: retries exhausted'],
-    },
+    expected: reports('retries_exhausted', EXHAUSTED, ['error: retries exhausted']),
   },
   {
     name: 'an unknown error (a bug) is retried like a retryable one, and logged as unexpected first',
     step: 'issue',
     error: new TypeError("Cannot read properties of undefined (reading 'csr')"),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'issue',
-        delayMs: 1_000,
-        patch: { attempts: 1, lastError: "TypeError: Cannot read properties of undefined (reading 'csr')" },
-      },
-      outcome: 'retry',
-      retryClass: 'retry',
-      log: ['error: unexpected error in step', 'warn: step failed; will retry'],
-    },
+    expected: retried('issue', 1_000, 1, "TypeError: Cannot read properties of undefined (reading 'csr')", [
+      UNEXPECTED_LOG,
+      RETRY_LOG,
+    ]),
   },
   {
     name: 'an unknown thrown value that is not an Error exhausts the process like any other at the last attempt',
     step: 'upload',
-    record: { step: 'upload', attempts: 4 },
+    record: { attempts: 4 },
     error: 'a string thrown by a dependency',
-    expected: {
-      next: { kind: 'next', step: 'report_failure', patch: reported('retries_exhausted', EXHAUSTED) },
-      outcome: 'terminal',
-      log: ['error: unexpected error in step', 'error: retries exhausted'],
-    },
+    expected: reports('retries_exhausted', EXHAUSTED, [UNEXPECTED_LOG, 'error: retries exhausted']),
   },
 
   // Terminal errors.
@@ -238,69 +217,36 @@ const ROWS: readonly Row[] = [
       reason: 'unknown_profile',
       details: { profile: 'wifi' },
     }),
-    expected: {
-      next: {
-        kind: 'next',
-        step: 'report_failure',
-        patch: reported(
-          'unknown_profile',
-          'The certificate service has no certificate profile named "wifi". Ask your administrator.',
-        ),
-      },
-      outcome: 'terminal',
-      log: ['error: process cannot succeed; reporting the failure'],
-    },
+    expected: reports(
+      'unknown_profile',
+      'The certificate service has no certificate profile named "wifi". Ask your administrator.',
+    ),
   },
   {
     name: "a CA refusal carries the backend's own user message, not the catalog's",
     step: 'issue',
-    record: { step: 'issue' },
     error: new TerminalError('order rejected', { reason: 'ca_rejected', userMessage: 'The domain is not validated.' }),
-    expected: {
-      next: {
-        kind: 'next',
-        step: 'report_failure',
-        patch: reported('ca_rejected', 'The domain is not validated.'),
-      },
-      outcome: 'terminal',
-      log: ['error: process cannot succeed; reporting the failure'],
-    },
+    expected: reports('ca_rejected', 'The domain is not validated.'),
   },
   {
     name: 'a terminal error is reported at once, whatever retry budget is left',
     step: 'await_signature',
-    record: { step: 'await_signature', attempts: 3 },
+    record: { attempts: 3 },
     error: new TerminalError('the signed CertificationRequestInfo carries a different public key', {
       reason: 'bad_signature',
     }),
-    expected: {
-      next: {
-        kind: 'next',
-        step: 'report_failure',
-        patch: reported('bad_signature', "The device's proof-of-possession signature could not be verified."),
-      },
-      outcome: 'terminal',
-      log: ['error: process cannot succeed; reporting the failure'],
-    },
+    expected: reports('bad_signature', "The device's proof-of-possession signature could not be verified."),
   },
   {
     name: 'a claim lost to another instance that escapes a step is terminal like any other',
     step: 'start',
     error: new ClaimedByAnotherInstanceError('claimed by another callerInstanceId'),
-    expected: {
-      next: {
-        kind: 'next',
-        step: 'report_failure',
-        patch: reported('chrome_rejected', 'The certificate request was rejected by the Chrome management service.'),
-      },
-      outcome: 'terminal',
-      log: ['error: process cannot succeed; reporting the failure'],
-    },
+    expected: reports('chrome_rejected', 'The certificate request was rejected by the Chrome management service.'),
   },
   {
     name: 'setFailure refused for good ends the process failed with the reason it was failing for',
     step: 'report_failure',
-    record: { step: 'report_failure', failure: { reason: 'bad_signature', userMessage: 'x (reference CP-1)' } },
+    record: FAILING,
     error: new TerminalError('400 FAILED_PRECONDITION', { reason: 'chrome_rejected' }),
     expected: {
       next: { kind: 'done', outcome: 'failed', reason: 'bad_signature' },
@@ -311,7 +257,6 @@ const ROWS: readonly Row[] = [
   {
     name: "setFailure refused on a record without a failure ends with the refusal's reason",
     step: 'report_failure',
-    record: { step: 'report_failure' },
     error: new TerminalError('400 FAILED_PRECONDITION', { reason: 'chrome_rejected' }),
     expected: {
       next: { kind: 'done', outcome: 'failed', reason: 'chrome_rejected' },
@@ -322,19 +267,9 @@ const ROWS: readonly Row[] = [
   {
     name: 'a transient setFailure error is retried on report_failure (the failure is not lost)',
     step: 'report_failure',
-    record: { step: 'report_failure', failure: { reason: 'bad_signature', userMessage: 'x (reference CP-1)' } },
+    record: FAILING,
     error: new RetryableError('Chrome API answered 503'),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'report_failure',
-        delayMs: 1_000,
-        patch: { attempts: 1, lastError: 'RetryableError: Chrome API answered 503' },
-      },
-      outcome: 'retry',
-      retryClass: 'retry',
-      log: ['warn: step failed; will retry'],
-    },
+    expected: retried('report_failure', 1_000, 1, 'RetryableError: Chrome API answered 503'),
   },
 
   // A process that is not there.
@@ -351,7 +286,7 @@ const ROWS: readonly Row[] = [
   {
     name: 'a process that disappears while its failure is reported is skipped too (not-found wins over terminal)',
     step: 'report_failure',
-    record: { step: 'report_failure', failure: { reason: 'bad_signature', userMessage: 'x (reference CP-1)' } },
+    record: FAILING,
     error: new ProcessNotFoundError('404 process not found'),
     expected: {
       next: { kind: 'done', outcome: 'skipped', reason: 'process_not_found' },
@@ -364,79 +299,31 @@ const ROWS: readonly Row[] = [
   {
     name: "a deployment fault of the step's own CA connection parks the process for retryMax and trips the gate",
     step: 'issue',
-    record: { step: 'issue', attempts: 4 },
+    record: { attempts: 4 },
     component: 'digicert',
     error: fault('digicert'),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'issue',
-        delayMs: 60_000,
-        patch: { faultAttempts: 1, lastError: 'DeploymentFaultError: 403 permission denied' },
-      },
-      outcome: 'deployment_fault',
-      fault: { component: 'digicert', message: '403 permission denied', hint: 'grant the role', gated: true },
-      retryClass: 'deployment',
-      log: [], // the gate writes one line per interval, not one per process
-    },
+    expected: heldForFault('issue', 'digicert', 60_000, 1, true),
   },
   {
     name: "a Chrome 403 on a Chrome step is the step's own component too: gated",
     step: 'upload',
-    record: { step: 'upload', faultAttempts: 2 },
+    record: { faultAttempts: 2 },
     error: fault('chrome'),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'upload',
-        delayMs: 60_000,
-        patch: { faultAttempts: 3, lastError: 'DeploymentFaultError: 403 permission denied' },
-      },
-      outcome: 'deployment_fault',
-      fault: { component: 'chrome', message: '403 permission denied', hint: 'grant the role', gated: true },
-      retryClass: 'deployment',
-      log: [],
-    },
+    expected: heldForFault('upload', 'chrome', 60_000, 3, true),
   },
   {
     name: 'a fault of another component (the store during a Chrome step) backs off, is logged, and spends no attempt',
     step: 'start',
     record: { attempts: 4 },
     error: fault('store'),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'start',
-        delayMs: 1_000,
-        patch: { faultAttempts: 1, lastError: 'DeploymentFaultError: 403 permission denied' },
-      },
-      outcome: 'deployment_fault',
-      fault: { component: 'store', message: '403 permission denied', hint: 'grant the role', gated: false },
-      retryClass: 'deployment',
-      log: [
-        'error: deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)',
-      ],
-    },
+    expected: heldForFault('start', 'store', 1_000, 1, false),
   },
   {
     name: 'ungated deployment faults never exhaust a process: the 40th still waits',
     step: 'start',
     record: { attempts: 4, faultAttempts: 39 },
     error: fault('kms'),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'start',
-        delayMs: 60_000,
-        patch: { faultAttempts: 40, lastError: 'DeploymentFaultError: 403 permission denied' },
-      },
-      outcome: 'deployment_fault',
-      fault: { component: 'kms', message: '403 permission denied', hint: 'grant the role', gated: false },
-      retryClass: 'deployment',
-      log: [
-        'error: deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)',
-      ],
-    },
+    expected: heldForFault('start', 'kms', 60_000, 40, false),
   },
   {
     name: 'the deployment-fault backoff stops doubling at the 12th fault, whatever retryMax allows',
@@ -444,60 +331,20 @@ const ROWS: readonly Row[] = [
     record: { faultAttempts: 29 },
     scheduler: { retryMaxMs: 100_000_000 },
     error: fault('store'),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'start',
-        delayMs: 1_000 * 2 ** 11,
-        patch: { faultAttempts: 30, lastError: 'DeploymentFaultError: 403 permission denied' },
-      },
-      outcome: 'deployment_fault',
-      fault: { component: 'store', message: '403 permission denied', hint: 'grant the role', gated: false },
-      retryClass: 'deployment',
-      log: [
-        'error: deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)',
-      ],
-    },
+    expected: heldForFault('start', 'store', 1_000 * 2 ** 11, 30, false),
   },
   {
     name: "an ungated deployment fault's Retry-After is waited out",
     step: 'start',
     error: fault('store', { retryAfterMs: 45_000 }),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'start',
-        delayMs: 45_000,
-        patch: { faultAttempts: 1, lastError: 'DeploymentFaultError: 403 permission denied' },
-      },
-      outcome: 'deployment_fault',
-      fault: { component: 'store', message: '403 permission denied', hint: 'grant the role', gated: false },
-      retryClass: 'deployment',
-      log: [
-        'error: deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)',
-      ],
-    },
+    expected: heldForFault('start', 'store', 45_000, 1, false),
   },
   {
     name: "a CA step whose connection this replica does not have is not gated, even for that backend's component",
     step: 'await_ca',
-    record: { step: 'await_ca' },
     component: null,
     error: fault('digicert'),
-    expected: {
-      next: {
-        kind: 'wait',
-        step: 'await_ca',
-        delayMs: 1_000,
-        patch: { faultAttempts: 1, lastError: 'DeploymentFaultError: 403 permission denied' },
-      },
-      outcome: 'deployment_fault',
-      fault: { component: 'digicert', message: '403 permission denied', hint: 'grant the role', gated: false },
-      retryClass: 'deployment',
-      log: [
-        'error: deployment fault: fix the configuration or permissions; the process is kept and retried (no setFailure)',
-      ],
-    },
+    expected: heldForFault('await_ca', 'digicert', 1_000, 1, false),
   },
 
   // Our own rate budget.
@@ -516,7 +363,6 @@ const ROWS: readonly Row[] = [
   {
     name: 'an empty rate budget that does not say when waits scheduler.retryInitial',
     step: 'issue',
-    record: { step: 'issue' },
     error: new RateBudgetExhaustedError('digicert budget has no room'),
     expected: {
       next: { kind: 'wait', step: 'issue', delayMs: 1_000 },
@@ -530,29 +376,20 @@ const ROWS: readonly Row[] = [
   {
     name: 'a lost lease stops the run at once and records nothing',
     step: 'upload',
-    record: { step: 'upload' },
     error: new LeaseLostError('p-1', 'replica-a'),
-    expected: {
-      next: { kind: 'abandon' },
-      outcome: 'lease_lost',
-      log: ['warn: lease lost; another replica may continue this process. Not touching it further.'],
-    },
+    expected: ABANDONED,
   },
   {
     name: 'a step aborted because the lease was lost is abandoned, whatever it threw (here a terminal error)',
     step: 'start',
     error: new TerminalError('aborted mid-call', { reason: 'internal' }),
     abortReason: new LeaseLostError('p-1', 'replica-a'),
-    expected: {
-      next: { kind: 'abandon' },
-      outcome: 'lease_lost',
-      log: ['warn: lease lost; another replica may continue this process. Not touching it further.'],
-    },
+    expected: ABANDONED,
   },
   {
     name: 'a step aborted by shutdown hands the process back: same step, due now, no attempt spent',
     step: 'await_ca',
-    record: { step: 'await_ca', attempts: 4 },
+    record: { attempts: 4 },
     error: new DOMException('This operation was aborted', 'AbortError'),
     abortReason: new ShutdownAbort(),
     expected: {
