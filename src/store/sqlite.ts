@@ -15,19 +15,27 @@
  * - `rate_grants`: one row per granted token of a shared rate budget (exact sliding windows: one replica has no
  *   contention to batch away, and the grants survive a restart, so a crash loop cannot overrun DigiCert's limits).
  *
- * Durability: WAL journal, `synchronous=FULL` by default — every commit is fsynced before its promise resolves. With
- * NORMAL a commit survives a crash of this process but may be rolled back by a power cut or kernel crash; the
- * adapter acknowledges a message and posts a DigiCert order only after the record that protects it is written, so a
- * rolled-back commit could lose a process (the message is gone) or, for DigiCert, forget the order intent and pay
- * twice. FULL costs one fsync per commit; writes issued in the same event-loop turn share one transaction (group
- * commit), so under load the fsync is paid per batch, not per write.
+ * Durability: WAL journal. With `synchronous: full` (default) a write's promise resolves only once its commit is
+ * fsynced — but the fsync does not run inside COMMIT on the event loop: SQLite runs with `PRAGMA synchronous=NORMAL`
+ * (commit = write to the WAL, no sync) and the store fsyncs the WAL file itself on libuv's thread pool, resolving
+ * every write committed before that fsync began (group commit: writes that commit while one fsync runs share the
+ * next). The WAL is append-only between checkpoints and SQLite syncs it before a checkpoint and the WAL header
+ * before a restart, so an fsync of the WAL makes every earlier commit durable, as FULL would. With `normal` a write
+ * resolves at its commit: it survives a crash of this process but may be rolled back by a power cut or kernel crash;
+ * the adapter acknowledges a message and posts a DigiCert order only after the record that protects it is written,
+ * so a rolled-back commit could lose a process (the message is gone) or, for DigiCert, forget the order intent and
+ * pay twice. Writes issued in the same event-loop turn share one transaction.
+ *
+ * Leases and rate tokens resolve at their commit, without waiting for the fsync: no decision after a restart rests
+ * on them (a restart releases the previous incarnation's leases, see claimSoleUse), and a token only has to be
+ * visible to other connections on the file before its request goes out — it is; the next fsync makes it durable.
  *
  * Consistency: `node:sqlite` is synchronous, so each read-modify-write runs start to end inside one
  * `BEGIN IMMEDIATE` transaction (the write lock is taken before the read): another connection — another store object
  * on the same file, or a CLI reading it — never sees half a decision. One file serves ONE replica: see
  * {@link SqliteProcessStore.claimSoleUse}.
  */
-import { mkdirSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -76,9 +84,11 @@ const DEFAULTS = {
   soleUseTtlMs: 30_000,
   /** Finished records past `expireAt` are deleted at most this often. */
   expirySpacingMs: 60_000,
+  /** Grants older than a bucket's longest window are deleted from the file at most this often per bucket. */
+  grantPruneSpacingMs: 1_000,
 } as const;
 
-/** `synchronous` pragma: `full` fsyncs every commit (default), `normal` only at checkpoints. See the module comment. */
+/** `full`: a write resolves once its commit is fsynced (default); `normal`: at its commit. See the module comment. */
 export type SqliteSynchronous = 'full' | 'normal';
 
 export interface SqliteStoreOptions {
@@ -90,6 +100,8 @@ export interface SqliteStoreOptions {
   readonly finishedRetentionMs?: number;
   /** Wall clock (epoch ms); injectable for tests. */
   readonly now?: () => number;
+  /** How the WAL file is fsynced off the event loop (`synchronous: full`); injectable for tests. Default `fs.fsync`. */
+  readonly syncFile?: (fd: number, done: (error: NodeJS.ErrnoException | null) => void) => void;
 }
 
 /** The name of the lease that makes one file serve one adapter process (see claimSoleUse). */
@@ -139,6 +151,21 @@ interface QueuedWrite {
   readonly op: () => unknown;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
+  /** Settle only once the commit is fsynced (`synchronous: full`); else at the commit (leases, rate tokens). */
+  readonly durable: boolean;
+}
+
+interface Settled {
+  readonly item: QueuedWrite;
+  readonly ok: boolean;
+  readonly value: unknown;
+}
+
+function settle(done: readonly Settled[]): void {
+  for (const { item, ok, value } of done) {
+    if (ok) item.resolve(value);
+    else item.reject(value);
+  }
 }
 
 /** An error raised by SQLite itself (disk full, locked, corrupt) rather than by a decision of this store. */
@@ -171,6 +198,17 @@ export class SqliteProcessStore implements ProcessStore {
   private readonly statements: ReturnType<typeof prepareStatements>;
   private queue: QueuedWrite[] = [];
   private flushScheduled = false;
+  /** `synchronous: full` on a file: durable writes wait for an fsync of the WAL (see the module comment). */
+  private readonly syncCommits: boolean;
+  private readonly syncFile: NonNullable<SqliteStoreOptions['syncFile']>;
+  private walFd: number | undefined;
+  /** Committed writes waiting for the next fsync; `syncing` while one runs. */
+  private awaitingSync: Settled[] = [];
+  private syncing = false;
+  private syncIdle: (() => void) | undefined;
+  /** Set by a failed fsync: what the file holds is unknown from then on, so every later durable write fails. */
+  private syncFailure: Error | undefined;
+  private readonly lastGrantPrune = new Map<string, number>();
   private lastExpiry = 0;
   private closed = false;
   private soleUse: { readonly holder: string; readonly timer: NodeJS.Timeout } | undefined;
@@ -183,6 +221,8 @@ export class SqliteProcessStore implements ProcessStore {
     this.durable = this.file !== ':memory:';
     this.now = options.now ?? Date.now;
     this.finishedRetentionMs = options.finishedRetentionMs ?? DEFAULTS.finishedRetentionMs;
+    this.syncCommits = this.durable && (options.synchronous ?? 'full') === 'full';
+    this.syncFile = options.syncFile ?? fsync;
     try {
       if (this.durable) mkdirSync(path.dirname(this.file), { recursive: true });
       this.db = new DatabaseSync(this.file);
@@ -190,7 +230,8 @@ export class SqliteProcessStore implements ProcessStore {
       const mode = (this.db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode?: string } | undefined)
         ?.journal_mode;
       if (this.durable && mode !== 'wal') throw new Error(`the file system refused WAL mode (journal_mode ${mode})`);
-      this.db.exec(`PRAGMA synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
+      // NORMAL in both modes: with `full` the store fsyncs the WAL itself, off the event loop (module comment).
+      this.db.exec('PRAGMA synchronous = NORMAL');
       migrate(this.db, this.file);
       addTables(this.db);
       this.statements = prepareStatements(this.db);
@@ -322,7 +363,7 @@ export class SqliteProcessStore implements ProcessStore {
       const now = this.now();
       if (record === undefined || record.step === 'done' || leasedByOther(record.lease, owner, now)) return undefined;
       return this.store(record, {}, { owner, expiresAt: now + ttlMs });
-    });
+    }, false);
   }
 
   update(processId: string, owner: string, patch: ProcessPatch, options: UpdateOptions = {}): Promise<ProcessRecord> {
@@ -341,7 +382,7 @@ export class SqliteProcessStore implements ProcessStore {
       if (record === undefined || !holdsLease(record.lease, owner, now)) return false;
       this.store(record, {}, { owner, expiresAt: now + ttlMs });
       return true;
-    });
+    }, false);
   }
 
   findDue(now: number, limit: number): Promise<ProcessRecord[]> {
@@ -402,26 +443,26 @@ export class SqliteProcessStore implements ProcessStore {
     if (windows.length === 0) return Promise.resolve(0);
     return this.write(() => {
       const now = this.now();
-      const times = this.grantTimes(bucket, now - longestWindowMs(windows));
-      this.statements.pruneGrants.run(bucket, now - longestWindowMs(windows));
+      const since = now - longestWindowMs(windows);
+      const times = this.grantTimes(bucket, since);
+      if (now - (this.lastGrantPrune.get(bucket) ?? 0) >= DEFAULTS.grantPruneSpacingMs) {
+        this.lastGrantPrune.set(bucket, now);
+        this.statements.pruneGrants.run(bucket, since);
+      }
       const wait = takeFromWindows(times, windows, now);
       if (wait === 0) this.statements.grant.run(bucket, now);
       return wait;
-    });
+    }, false);
   }
 
   /**
    * The bucket's grants as an ascending array mirroring its `rate_grants` rows, so that deciding a token costs a
    * binary search instead of an index walk as long as the window's limit (thousands for the Chrome API budget).
    * Read from the file on first use, and again whenever another connection has written the file since (`PRAGMA
-   * data_version`: a CLI on the same file may take tokens too). Called inside the write transaction.
+   * data_version`, checked once per write transaction: a CLI on the same file may take tokens too). Called inside
+   * the write transaction.
    */
   private grantTimes(bucket: string, since: number): number[] {
-    const version = (this.statements.dataVersion.get() as { data_version: number }).data_version;
-    if (version !== this.grantsVersion) {
-      this.grants.clear();
-      this.grantsVersion = version;
-    }
     let times = this.grants.get(bucket);
     if (times === undefined) {
       const rows = this.statements.grantsOf.all(bucket, since) as unknown as { at: number }[];
@@ -502,6 +543,8 @@ export class SqliteProcessStore implements ProcessStore {
     await this.drain();
     this.closed = true;
     this.db.close();
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
   }
 
   // --- internals ---------------------------------------------------------------------------------------------
@@ -584,14 +627,15 @@ export class SqliteProcessStore implements ProcessStore {
 
   /**
    * Queues a read-modify-write. Every write queued in one event-loop turn runs in one `BEGIN IMMEDIATE` transaction
-   * and one commit (one fsync with synchronous=FULL); each promise settles only after that commit. An operation
-   * that decides not to write may throw (LeaseLostError) — it wrote nothing, and the others commit; an error of
-   * SQLite itself rolls the whole batch back and rejects every operation in it as a store fault.
+   * and one commit. A `durable` write settles once that commit is fsynced (`synchronous: full`; the fsync runs off
+   * the event loop and is shared by every commit made before it starts), any other at the commit. An operation that
+   * decides not to write may throw (LeaseLostError) — it wrote nothing, and the others commit; an error of SQLite
+   * itself rolls the whole batch back and rejects every operation in it as a store fault.
    */
-  private write<T>(op: () => T): Promise<T> {
+  private write<T>(op: () => T, durable = true): Promise<T> {
     if (this.closed) return Promise.reject(this.closedError());
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ op, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ op, resolve: resolve as (value: unknown) => void, reject, durable });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -604,16 +648,22 @@ export class SqliteProcessStore implements ProcessStore {
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    const settled: { ok: boolean; value: unknown }[] = [];
+    const settled: Settled[] = [];
     try {
       this.db.exec('BEGIN IMMEDIATE');
       try {
+        // Another connection wrote the file since our last transaction: the grant mirror may be stale.
+        const version = (this.statements.dataVersion.get() as { data_version: number }).data_version;
+        if (version !== this.grantsVersion) {
+          this.grants.clear();
+          this.grantsVersion = version;
+        }
         for (const item of batch) {
           try {
-            settled.push({ ok: true, value: item.op() });
+            settled.push({ item, ok: true, value: item.op() });
           } catch (error) {
             if (isSqliteError(error)) throw error;
-            settled.push({ ok: false, value: error });
+            settled.push({ item, ok: false, value: error });
           }
         }
         this.db.exec('COMMIT');
@@ -628,18 +678,74 @@ export class SqliteProcessStore implements ProcessStore {
       for (const item of batch) item.reject(fault);
       return;
     }
-    batch.forEach((item, i) => {
-      const result = settled[i] as { ok: boolean; value: unknown };
-      if (result.ok) item.resolve(result.value);
-      else item.reject(result.value);
-    });
+    if (!this.syncCommits) {
+      settle(settled);
+      return;
+    }
+    settle(settled.filter((s) => !s.item.durable));
+    const durable = settled.filter((s) => s.item.durable);
+    if (durable.length === 0) return;
+    if (this.syncFailure !== undefined) {
+      for (const { item } of durable) item.reject(this.syncFailure);
+      return;
+    }
+    this.awaitingSync.push(...durable);
+    if (!this.syncing) this.syncWal();
   }
 
-  /** Runs what is queued now (close). */
+  /**
+   * fsyncs the WAL on the thread pool, then settles the writes committed before it began; writes committed
+   * meanwhile wait for the next one. The WAL file is opened on the first sync (SQLite creates it at the first
+   * commit) and its directory entry fsynced once.
+   */
+  private syncWal(): void {
+    const waiting = this.awaitingSync;
+    this.awaitingSync = [];
+    this.syncing = true;
+    const done = (error: NodeJS.ErrnoException | null) => {
+      this.syncing = false;
+      if (error !== null && this.syncFailure === undefined) {
+        this.syncFailure = sqliteFault(error, 'sync the process store to disk', this.file);
+      }
+      if (this.syncFailure === undefined) settle(waiting);
+      else for (const { item } of waiting) item.reject(this.syncFailure);
+      if (this.awaitingSync.length > 0) this.syncWal();
+      else this.syncIdle?.();
+    };
+    let fd: number;
+    try {
+      fd = this.walFd ?? this.openWal();
+    } catch (error) {
+      done(error as NodeJS.ErrnoException);
+      return;
+    }
+    this.syncFile(fd, done);
+  }
+
+  private openWal(): number {
+    const fd = openSync(`${this.file}-wal`, 'r');
+    const dir = openSync(path.dirname(this.file), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+    this.walFd = fd;
+    return fd;
+  }
+
+  /** Runs what is queued now and waits for the fsync of what is committed (close). */
   private async drain(): Promise<void> {
-    if (this.queue.length === 0) return;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (this.queue.length > 0) this.flush();
+    if (this.queue.length > 0) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.queue.length > 0) this.flush();
+    }
+    while (this.syncing) {
+      await new Promise<void>((resolve) => {
+        this.syncIdle = resolve;
+      });
+      this.syncIdle = undefined;
+    }
   }
 
   private closedError(): Error {

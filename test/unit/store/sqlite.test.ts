@@ -11,7 +11,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compileConfig } from '../../../src/config/load.ts';
 import { DeploymentFaultError } from '../../../src/errors.ts';
-import { SqliteProcessStore } from '../../../src/store/sqlite.ts';
+import { SqliteProcessStore, type SqliteStoreOptions } from '../../../src/store/sqlite.ts';
 
 let dir: string;
 const open: SqliteProcessStore[] = [];
@@ -23,7 +23,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function store(options: { now?: () => number; file?: string } = {}): SqliteProcessStore {
+function store(options: Partial<SqliteStoreOptions> & { file?: string } = {}): SqliteProcessStore {
   const s = new SqliteProcessStore({ path: options.file ?? path.join(dir, 'data', 'certprov.db'), ...options });
   open.push(s);
   return s;
@@ -76,6 +76,94 @@ describe('SqliteProcessStore', () => {
     db.close();
     expect(() => store({ file })).toThrow(DeploymentFaultError);
     expect(() => store({ file })).toThrow(/layout version 99/);
+  });
+});
+
+describe('durability: a write resolves once its commit is fsynced', () => {
+  /** An fsync that finishes only when the test says so, counting the calls. */
+  function heldSync() {
+    const pending: ((error: NodeJS.ErrnoException | null) => void)[] = [];
+    return {
+      pending,
+      syncFile: (_fd: number, done: (error: NodeJS.ErrnoException | null) => void) => void pending.push(done),
+    };
+  }
+  const settledYet = async (promise: Promise<unknown>) => {
+    let settled = false;
+    promise.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    return settled;
+  };
+
+  it('holds a record write until the WAL fsync is done, and lets one fsync serve every write committed before it', async () => {
+    const sync = heldSync();
+    const s = store({ syncFile: sync.syncFile });
+    const created = s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 });
+    expect(await settledYet(created)).toBe(false);
+    expect(sync.pending).toHaveLength(1);
+    // Committed but not yet known durable: a second connection already sees it.
+    expect((await store().get('p1'))?.processId).toBe('p1');
+    // Writes committed while that fsync runs wait for the next one, together.
+    const more = [
+      s.create({ processId: 'p2', customer: 'C', correlationId: 'c2', dueAt: 0 }),
+      s.create({ processId: 'p3', customer: 'C', correlationId: 'c3', dueAt: 0 }),
+    ];
+    expect(await settledYet(Promise.race(more))).toBe(false);
+    sync.pending.shift()?.(null);
+    expect((await created).created).toBe(true);
+    expect(sync.pending).toHaveLength(1);
+    expect(await settledYet(Promise.race(more))).toBe(false);
+    sync.pending.shift()?.(null);
+    expect((await Promise.all(more)).map((r) => r.created)).toEqual([true, true]);
+  });
+
+  it('resolves leases and rate tokens at their commit: nothing after a restart rests on them', async () => {
+    const sync = heldSync();
+    const s = store({ syncFile: sync.syncFile });
+    const created = s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 });
+    await new Promise((resolve) => setImmediate(resolve));
+    sync.pending.shift()?.(null);
+    await created;
+    expect((await s.tryLease('p1', 'r', 60_000))?.lease?.owner).toBe('r');
+    expect(await s.renewLease('p1', 'r', 60_000)).toBe(true);
+    expect(await s.takeToken('b', [{ limit: 1, windowMs: 60_000 }])).toBe(0);
+    // The grant is committed before the token is handed out: another connection is refused at once.
+    expect(await store().takeToken('b', [{ limit: 1, windowMs: 60_000 }])).toBeGreaterThan(0);
+    expect(sync.pending).toHaveLength(0);
+  });
+
+  it('fails the waiting writes and every later one when an fsync fails: what the disk holds is unknown', async () => {
+    const sync = heldSync();
+    const s = store({ syncFile: sync.syncFile });
+    const created = s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 });
+    await new Promise((resolve) => setImmediate(resolve));
+    sync.pending.shift()?.(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+    await expect(created).rejects.toThrow(DeploymentFaultError);
+    await expect(created).rejects.toThrow(/sync the process store to disk.*EIO/);
+    await expect(s.create({ processId: 'p2', customer: 'C', correlationId: 'c2', dueAt: 0 })).rejects.toThrow(/EIO/);
+  });
+
+  it('with synchronous normal resolves at the commit and never fsyncs', async () => {
+    const sync = heldSync();
+    const s = store({ syncFile: sync.syncFile, synchronous: 'normal' });
+    expect((await s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 })).created).toBe(true);
+    expect(sync.pending).toHaveLength(0);
+  });
+
+  it('waits for the fsync in flight before it closes', async () => {
+    const sync = heldSync();
+    const s = store({ syncFile: sync.syncFile });
+    const created = s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 });
+    await new Promise((resolve) => setImmediate(resolve));
+    const closing = s.close();
+    expect(await settledYet(closing)).toBe(false);
+    sync.pending.shift()?.(null);
+    await closing;
+    expect((await created).created).toBe(true);
   });
 });
 
