@@ -104,6 +104,9 @@ export interface SqliteStoreOptions {
   readonly syncFile?: (fd: number, done: (error: NodeJS.ErrnoException | null) => void) => void;
 }
 
+/** Bound of the cache of leased records (SqliteProcessStore.leased): well above any `maxConcurrent`. */
+const MAX_LEASED_CACHED = 4_096;
+
 /** The name of the lease that makes one file serve one adapter process (see claimSoleUse). */
 const SOLE_USE_LEASE = 'certprov:sqlite-sole-writer';
 
@@ -214,6 +217,13 @@ export class SqliteProcessStore implements ProcessStore {
   private soleUse: { readonly holder: string; readonly timer: NodeJS.Timeout } | undefined;
   /** Grant times per rate bucket, mirroring `rate_grants` (see grantTimes). */
   private readonly grants = new Map<string, number[]>();
+  /**
+   * The records this connection last wrote with a lease on them — the processes being worked on, at most about
+   * `maxConcurrent` — so that the next write of a step (renewal, patch, release) does not parse its JSON again.
+   * Dropped when the record is released or done, and wholly when another connection wrote the file or a batch was
+   * rolled back: it always equals what the file holds.
+   */
+  private readonly leased = new Map<string, ProcessRecord>();
   private grantsVersion: number | undefined;
 
   constructor(options: SqliteStoreOptions) {
@@ -566,7 +576,10 @@ export class SqliteProcessStore implements ProcessStore {
     );
   }
 
+  /** The record as the file holds it, inside a write transaction (see `leased`). */
   private read(processId: string): ProcessRecord | undefined {
+    const cached = this.leased.get(processId);
+    if (cached !== undefined) return cached;
     const row = this.statements.get.get(processId) as ProcessRow | undefined;
     return row === undefined ? undefined : freezeRecord(row.data);
   }
@@ -584,6 +597,11 @@ export class SqliteProcessStore implements ProcessStore {
       JSON.stringify(next),
       next.processId,
     );
+    if (active && next.lease !== undefined) {
+      // Leases that ran out unreleased (a lost lease, a crash of a step) would stay: bound the map.
+      if (this.leased.size >= MAX_LEASED_CACHED) this.leased.clear();
+      this.leased.set(next.processId, next);
+    } else this.leased.delete(next.processId);
     return next;
   }
 
@@ -656,6 +674,7 @@ export class SqliteProcessStore implements ProcessStore {
         const version = (this.statements.dataVersion.get() as { data_version: number }).data_version;
         if (version !== this.grantsVersion) {
           this.grants.clear();
+          this.leased.clear();
           this.grantsVersion = version;
         }
         for (const item of batch) {
@@ -672,8 +691,9 @@ export class SqliteProcessStore implements ProcessStore {
         throw error;
       }
     } catch (error) {
-      // The batch was rolled back: grants it decided are not in the file, so the mirror is read again.
+      // The batch was rolled back: grants and records it decided are not in the file, so they are read again.
       this.grants.clear();
+      this.leased.clear();
       const fault = sqliteFault(error, 'write the process store', this.file);
       for (const item of batch) item.reject(fault);
       return;
