@@ -37,6 +37,8 @@ function opsSince(before: StoreOps, after: StoreOps): StoreOps {
     reads: after.reads - before.reads,
     writes: after.writes - before.writes,
     tokens: after.tokens - before.tokens,
+    commits: after.commits - before.commits,
+    fsyncs: after.fsyncs - before.fsyncs,
   };
 }
 
@@ -190,6 +192,15 @@ const scenario: BenchScenario = {
             value: (run.storeOps?.reads ?? 0) / count,
             unit: '',
           },
+          ...(store === 'sqlite'
+            ? [
+                {
+                  name: `${store}: commits per certificate (of which fsynced)`,
+                  value: (run.storeOps?.commits ?? 0) / count,
+                  unit: `(${((run.storeOps?.fsyncs ?? 0) / count).toFixed(2)})`,
+                },
+              ]
+            : []),
           {
             name: `${store}: certificates/s the default chrome.rateLimit allows`,
             value: DEFAULTS.chrome.rateLimit.requestsPerMinute / 60 / run.requestsPerCert,

@@ -93,6 +93,9 @@ export interface StoreOps {
   readonly writes: number;
   /** Writes that were rate-budget tokens (one per Chrome API request). */
   readonly tokens: number;
+  /** sqlite: write transactions committed, and WAL fsyncs (several writes share each); 0 for the other stores. */
+  readonly commits: number;
+  readonly fsyncs: number;
 }
 
 /** The store with every call counted (a Proxy: the store itself is untouched). */
@@ -110,7 +113,8 @@ function countingStore(store: ProcessStore): { store: ProcessStore; ops: () => S
       };
     },
   });
-  return { store: proxy, ops: () => ({ ...counts }) };
+  const file = (store as { counters?: { commits: number; fsyncs: number } }).counters;
+  return { store: proxy, ops: () => ({ ...counts, commits: file?.commits ?? 0, fsyncs: file?.fsyncs ?? 0 }) };
 }
 
 export interface RunningAdapter {
