@@ -185,6 +185,20 @@ function availableAt(record: ProcessRecord): number {
   return Math.max(record.dueAt, record.lease?.expiresAt ?? 0);
 }
 
+/** The `processes` columns the indexes use, besides the key; `indexedColumns` gives their values in this order. */
+const INDEXED_COLUMNS = ['active', 'available_at', 'step', 'lookup_key', 'expire_at'] as const;
+
+function indexedColumns(record: ProcessRecord): readonly (string | number | null)[] {
+  const active = record.step !== 'done';
+  return [
+    active ? 1 : 0,
+    availableAt(record),
+    record.step,
+    active ? (record.lookupKey ?? null) : null,
+    record.expireAt ?? null,
+  ];
+}
+
 function freezeRecord(json: string): ProcessRecord {
   return Object.freeze(JSON.parse(json) as ProcessRecord);
 }
@@ -226,6 +240,7 @@ export class SqliteProcessStore implements ProcessStore {
    * rolled back: it always equals what the file holds.
    */
   private readonly leased = new Map<string, ProcessRecord>();
+  private readonly updates = new Map<number, StatementSync>();
   private grantsVersion: number | undefined;
 
   constructor(options: SqliteStoreOptions) {
@@ -561,6 +576,17 @@ export class SqliteProcessStore implements ProcessStore {
 
   // --- internals ---------------------------------------------------------------------------------------------
 
+  /** The UPDATE that sets `data` and the indexed columns in `mask` (bits in INDEXED_COLUMNS order), prepared once. */
+  private updateStatement(mask: number): StatementSync {
+    let statement = this.updates.get(mask);
+    if (statement === undefined) {
+      const set = INDEXED_COLUMNS.filter((_, i) => (mask & (1 << i)) !== 0).map((column) => `${column} = ?, `);
+      statement = this.db.prepare(`UPDATE processes SET ${set.join('')}data = ? WHERE process_id = ?`);
+      this.updates.set(mask, statement);
+    }
+    return statement;
+  }
+
   private readCertificate(caConnection: string, serial: string): CertificateRecord | undefined {
     const row = this.statements.getCertificate.get(caConnection, serial) as CertificateRow | undefined;
     return row === undefined ? undefined : freezeCertificate(row.data);
@@ -590,15 +616,19 @@ export class SqliteProcessStore implements ProcessStore {
   private store(record: ProcessRecord, patch: ProcessPatch, lease: Lease | undefined): ProcessRecord {
     const next = nextRecord(record, patch, lease, this.now(), this.finishedRetentionMs);
     const active = next.step !== 'done';
-    this.statements.update.run(
-      active ? 1 : 0,
-      availableAt(next),
-      next.step,
-      active ? (next.lookupKey ?? null) : null,
-      next.expireAt ?? null,
-      JSON.stringify(next),
-      next.processId,
-    );
+    // Only the indexed columns whose value changes are set: SQLite rewrites an index entry for every column in the
+    // SET list, changed or not, which tripled the pages each write appends to the WAL.
+    const before = indexedColumns(record);
+    const after = indexedColumns(next);
+    let mask = 0;
+    const values: (string | number | null)[] = [];
+    for (let i = 0; i < after.length; i += 1) {
+      if (after[i] !== before[i]) {
+        mask |= 1 << i;
+        values.push(after[i] as string | number | null);
+      }
+    }
+    this.updateStatement(mask).run(...values, JSON.stringify(next), next.processId);
     if (active && next.lease !== undefined) {
       // Leases that ran out unreleased (a lost lease, a crash of a step) would stay: bound the map.
       if (this.leased.size >= MAX_LEASED_CACHED) this.leased.clear();
@@ -900,9 +930,6 @@ function prepareStatements(db: DatabaseSync) {
     activeOfHolder: s("SELECT data FROM certificates WHERE holder_key = ? AND profile = ? AND status = 'active'"),
     putIdentity: s(
       'INSERT OR IGNORE INTO certificate_identities (identity_key, ca_connection, serial) VALUES (?, ?, ?)',
-    ),
-    update: s(
-      'UPDATE processes SET active = ?, available_at = ?, step = ?, lookup_key = ?, expire_at = ?, data = ? WHERE process_id = ?',
     ),
     due: s('SELECT data FROM processes WHERE active = 1 AND available_at <= ? ORDER BY available_at LIMIT ?'),
     // Active records whose lease may still run (a leased record's available_at is its lease expiry or later).
