@@ -88,6 +88,14 @@ describe('durability: a write resolves once its commit is fsynced', () => {
       syncFile: (_fd: number, done: (error: NodeJS.ErrnoException | null) => void) => void pending.push(done),
     };
   }
+  /** A store whose fsyncs wait for the test, with one create committed and its fsync pending. */
+  async function createCommitted() {
+    const sync = heldSync();
+    const s = store({ syncFile: sync.syncFile });
+    const created = s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 });
+    await new Promise((resolve) => setImmediate(resolve));
+    return { sync, s, created };
+  }
   const settledYet = async (promise: Promise<unknown>) => {
     let settled = false;
     promise.then(
@@ -122,10 +130,7 @@ describe('durability: a write resolves once its commit is fsynced', () => {
   });
 
   it('resolves leases and rate tokens at their commit: nothing after a restart rests on them', async () => {
-    const sync = heldSync();
-    const s = store({ syncFile: sync.syncFile });
-    const created = s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 });
-    await new Promise((resolve) => setImmediate(resolve));
+    const { sync, s, created } = await createCommitted();
     sync.pending.shift()?.(null);
     await created;
     expect((await s.tryLease('p1', 'r', 60_000))?.lease?.owner).toBe('r');
@@ -137,10 +142,7 @@ describe('durability: a write resolves once its commit is fsynced', () => {
   });
 
   it('fails the waiting writes and every later one when an fsync fails: what the disk holds is unknown', async () => {
-    const sync = heldSync();
-    const s = store({ syncFile: sync.syncFile });
-    const created = s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 });
-    await new Promise((resolve) => setImmediate(resolve));
+    const { sync, s, created } = await createCommitted();
     sync.pending.shift()?.(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
     await expect(created).rejects.toThrow(DeploymentFaultError);
     await expect(created).rejects.toThrow(/sync the process store to disk.*EIO/);
@@ -155,10 +157,7 @@ describe('durability: a write resolves once its commit is fsynced', () => {
   });
 
   it('waits for the fsync in flight before it closes', async () => {
-    const sync = heldSync();
-    const s = store({ syncFile: sync.syncFile });
-    const created = s.create({ processId: 'p1', customer: 'C', correlationId: 'c', dueAt: 0 });
-    await new Promise((resolve) => setImmediate(resolve));
+    const { sync, s, created } = await createCommitted();
     const closing = s.close();
     expect(await settledYet(closing)).toBe(false);
     sync.pending.shift()?.(null);
