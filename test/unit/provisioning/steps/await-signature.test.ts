@@ -9,6 +9,7 @@ import { decodeBase64 } from '../../../../src/pki/pem.ts';
 import { awaitSignatureStep } from '../../../../src/provisioning/steps/await-signature.ts';
 import { startStep } from '../../../../src/provisioning/steps/start.ts';
 import type { StepResult } from '../../../../src/provisioning/step.ts';
+import { selfSignedDeviceCertificate } from '../../../../src/sandbox/device-certificate.ts';
 import type { CreateProcessOptions } from '../../../../src/sandbox/index.ts';
 import type { ProcessRecord } from '../../../../src/store/types.ts';
 import { spkiDerOfCsr, subjectLines, verifyCsr } from '../../../support/openssl.ts';
@@ -68,6 +69,15 @@ describe('step await_signature', () => {
       step: 'await_signature',
       delayMs,
     });
+  });
+
+  it('a process that got its certificate meanwhile (another replica finished it) is skipped', async () => {
+    const key = keys().next('ec-p256');
+    const { t, id, record } = await asked({ key });
+    await signed(t, id);
+    const run = t.runOf(record, { freshLease: false });
+    await t.chrome.uploadCertificate(run.ref, selfSignedDeviceCertificate(key, 'issued elsewhere'), run.ctx);
+    expect(await awaitSignatureStep(run)).toEqual({ kind: 'done', outcome: 'skipped', reason: 'already_finished' });
   });
 
   it('a device that has not signed 24 h after signData fails with signature_timeout', async () => {

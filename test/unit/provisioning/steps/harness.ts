@@ -227,7 +227,8 @@ export class ScriptedCa {
   /** The answers still to give, first first; a test may add more. */
   readonly script: ScriptedAnswer[];
 
-  constructor(name: string, answers: ScriptedAnswer[]) {
+  /** `linksRenewals`: the CA wants the certificate a renewal replaces (DigiCert's renewal_of_order_id). */
+  constructor(name: string, answers: ScriptedAnswer[], options: { linksRenewals?: boolean } = {}) {
     this.script = [...answers];
     const answer = async (request: IssueRequest, ctx: StepContext): Promise<IssueResult> => {
       const next = this.script.shift();
@@ -238,6 +239,7 @@ export class ScriptedCa {
     const ca = {
       name,
       type: 'scripted',
+      linksRenewals: options.linksRenewals ?? false,
       issue: (request: IssueRequest, ctx: StepContext) => {
         this.issued.push(request);
         return answer(request, ctx);

@@ -6,7 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import type { IssueResult } from '../../../../src/ca/types.ts';
 import { RetryableError, TerminalError } from '../../../../src/errors.ts';
+import { parseCertificate } from '../../../../src/pki/certificate.ts';
 import { awaitCaStep, issueStep } from '../../../../src/provisioning/steps/issue.ts';
+import { uploadStep } from '../../../../src/provisioning/steps/upload.ts';
 import type { ProcessRecord } from '../../../../src/store/types.ts';
 import { spkiDerOfCertificate } from '../../../support/openssl.ts';
 import { ScriptedCa, stepTests, type ScriptedAnswer, type StepHarness } from './harness.ts';
@@ -108,6 +110,30 @@ describe('step issue', () => {
       reason: 'ca_misbehaved',
       userMessage: 'The certificate authority returned an unusable certificate. Ask your administrator.',
     });
+  });
+
+  it('a CA that links renewals is told which active certificate of the same holder and profile this one replaces', async () => {
+    const ca = new ScriptedCa('scripted', [], { linksRenewals: true });
+    const t = await start({ cas: new Map([['scripted', ca.connection]]) });
+    const local = t.cas.get('default_ca_config')?.ca;
+    if (local === undefined) throw new Error('no local CA');
+    ca.script.push(
+      (request, ctx) => local.issue(request, ctx),
+      (request, ctx) => local.issue(request, ctx),
+    );
+    const device = { kind: 'device', serialNumber: 'SER-R', deviceDirectoryApiId: 'dir-R' } as const;
+
+    // The first certificate is issued and uploaded: the inventory holds it as the device's active one.
+    const first = await t.atIssue({ key: keys().next('ec-p256'), subject: device }, 'scripted');
+    const issued = await issueStep(t.runOf(first.record, { freshLease: false }));
+    const atUpload = await t.write(first.id, { ...(issued.kind === 'next' ? issued.patch : {}), step: 'upload' });
+    await uploadStep(t.runOf(atUpload, { freshLease: false }));
+    const leaf = parseCertificate(atUpload.certificatePem ?? '');
+
+    const second = await t.atIssue({ key: keys().next('ec-p256'), subject: device }, 'scripted');
+    await issueStep(t.runOf(second.record, { freshLease: false }));
+    expect(ca.issued[0]?.renews).toBeUndefined();
+    expect(ca.issued[1]?.renews).toEqual({ serial: leaf.serialHex, notAfter: leaf.notAfter.getTime() });
   });
 
   it('a CA connection gone from the configuration is terminal, naming the connection', async () => {
