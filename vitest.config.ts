@@ -33,7 +33,15 @@ export default defineConfig({
     },
     projects: [
       { test: { ...shared, name: 'unit', include: ['test/**/*.test.ts'], exclude: EMULATOR_FILES } },
-      { test: { ...shared, name: 'integration', include: EMULATOR_FILES } },
+      {
+        test: {
+          ...shared,
+          name: 'integration',
+          include: EMULATOR_FILES,
+          // Each file must close what it opened (servers, clients, child processes): test/support/leak-check.ts.
+          setupFiles: [...shared.setupFiles, 'test/support/leak-check-setup.ts'],
+        },
+      },
     ],
   },
 });
