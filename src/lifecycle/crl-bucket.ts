@@ -4,8 +4,11 @@
  * Credentials. The store stays the source of truth: a failed upload loses nothing (the CRL is stored and served at
  * `/crl/<connection>.crl`); it is logged as a deployment fault naming the role to grant, the object is reported stale
  * at every check, and the upload is tried again at the next check interval.
+ *
+ * The Cloud Storage client (with its dependencies, several MB) is imported at the first upload: a deployment without
+ * `crl.bucket` never loads it.
  */
-import { Storage, type StorageOptions } from '@google-cloud/storage';
+import type { Storage, StorageOptions } from '@google-cloud/storage';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { StoredCrl } from '../store/inventory.ts';
@@ -31,7 +34,8 @@ export function crlObjectOf(target: CrlObjectTarget): { bucket: string; object: 
 const DEPLOYMENT_STATUSES = new Set([401, 403, 404]);
 
 export class CrlBucketUploader {
-  readonly #storage: Storage;
+  readonly #options: StorageOptions;
+  #storage: Promise<Storage> | undefined;
   readonly #log: Logger;
   /** connection → the number of the stored CRL whose upload failed (the object holds an older one). */
   readonly #stale = new Map<string, number>();
@@ -39,7 +43,13 @@ export class CrlBucketUploader {
   /** `options` are for tests (`apiEndpoint`, `authClient`); production uses Application Default Credentials. */
   constructor(log: Logger, options: StorageOptions = {}) {
     this.#log = log;
-    this.#storage = new Storage(options);
+    this.#options = options;
+  }
+
+  /** The client, made at the first upload. */
+  #client(): Promise<Storage> {
+    this.#storage ??= import('@google-cloud/storage').then(({ Storage }) => new Storage(this.#options));
+    return this.#storage;
   }
 
   /** The connection's object holds an older CRL than the store since an upload failed. */
@@ -59,7 +69,9 @@ export class CrlBucketUploader {
     };
     try {
       signal.throwIfAborted();
-      await this.#storage
+      const storage = await this.#client();
+      signal.throwIfAborted();
+      await storage
         .bucket(where.bucket)
         .file(where.object)
         .save(Buffer.from(crl.der), {
