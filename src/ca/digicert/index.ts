@@ -1,7 +1,6 @@
 /** The DigiCert CertCentral backend's registry entry: its configuration, what it can honour, how it is built. */
 import type { CaBackend } from '../types.ts';
 import { digicertConfigSchema, maxValidityDaysOf, type DigicertConfig } from './config.ts';
-import { DigicertCa } from './digicert-ca.ts';
 import { digicertProfileProblems } from './profile-checks.ts';
 import { DIGICERT_PRODUCTS } from './products.ts';
 
@@ -24,5 +23,6 @@ export const digicertBackend: CaBackend<DigicertConfig> = {
     };
   },
   profileProblems: digicertProfileProblems,
-  create: (name, config, deps) => DigicertCa.open(name, config, deps),
+  // Loaded on use: the client, poller and rate limiter are only for configurations with a DigiCert connection.
+  create: async (name, config, deps) => (await import('./digicert-ca.ts')).DigicertCa.open(name, config, deps),
 };

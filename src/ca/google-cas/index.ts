@@ -1,7 +1,6 @@
 import type { CaBackend, ProfileProblem } from '../types.ts';
 import { CAS_SUBJECT_FIELDS } from './certificate-config.ts';
 import { casCaConfigSchema, type CasCaConfig } from './config.ts';
-import { CasCa } from './cas-ca.ts';
 
 /**
  * Google Cloud Certificate Authority Service: issues synchronously (one CreateCertificate per certificate). What it
@@ -46,5 +45,7 @@ export const googleCasBackend: CaBackend<CasCaConfig> = {
     }
     return problems;
   },
-  create: (name, config, deps) => CasCa.create(name, config, deps),
+  // Loaded on use, like every backend whose client pulls in an SDK: configurations without a CAS connection never
+  // import it (nor google-gax's CAS protos).
+  create: async (name, config, deps) => (await import('./cas-ca.ts')).CasCa.create(name, config, deps),
 };
