@@ -20,6 +20,9 @@ import { deepMerge } from '../../test/support/adapter-rig.ts';
 
 export type BenchStore = 'memory' | 'sqlite' | 'firestore';
 
+/** The Google Cloud project of the benchmark's Firestore store and Pub/Sub topics (emulators). */
+export const BENCH_PROJECT = 'certprov-bench';
+
 export interface BenchWorkDir {
   readonly dir: string;
   readonly caDirectory: string;
@@ -33,45 +36,59 @@ export async function benchWorkDir(): Promise<BenchWorkDir> {
   return { dir, caDirectory, close: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** The documented defaults, pointed at the sandbox and the bench's CA, with `overrides` deep-merged on top. */
+/**
+ * The documented defaults, pointed at the sandbox and the bench's CA, with `overrides` deep-merged on top, as the
+ * configuration file holds it (the fleet scenario writes it for `certprov run` processes).
+ */
+export function benchRawConfig(
+  endpoint: string,
+  work: BenchWorkDir,
+  store: BenchStore,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const storeBlock =
+    store === 'sqlite'
+      ? { type: 'sqlite', path: path.join(work.dir, `state-${Date.now()}.db`) }
+      : store === 'firestore'
+        ? { type: 'firestore', projectId: BENCH_PROJECT, collection: `bench-${Date.now().toString(36)}` }
+        : { type: 'memory' };
+  return deepMerge(
+    {
+      instanceId: 'certprov-bench',
+      chrome: { endpoint, credentials: 'none' },
+      store: storeBlock,
+      caConnections: { default_ca_config: { type: 'local', directory: work.caDirectory } },
+      profiles: {
+        device_profile: {
+          subject: 'CN={{device.serialNumber}},O=certprov bench',
+          subjectAltNames: [{ uri: 'urn:chromeos:device:{{device.deviceDirectoryApiId}}' }],
+          validity: '30d',
+        },
+        user_profile: {
+          subject: 'CN={{user.userPrimaryEmail}},O=certprov bench',
+          subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],
+          validity: '30d',
+        },
+      },
+      http: { host: '127.0.0.1', port: 0 },
+      log: { level: 'warn' },
+    },
+    overrides,
+  );
+}
+
+/** {@link benchRawConfig}, compiled. */
 export function benchConfig(
   endpoint: string,
   work: BenchWorkDir,
   store: BenchStore,
   overrides: Record<string, unknown> = {},
 ): Config {
-  const storeBlock =
-    store === 'sqlite'
-      ? { type: 'sqlite', path: path.join(work.dir, `state-${Date.now()}.db`) }
-      : store === 'firestore'
-        ? { type: 'firestore', projectId: 'certprov-bench', collection: `bench-${Date.now().toString(36)}` }
-        : { type: 'memory' };
-  return compileConfig(
-    deepMerge(
-      {
-        instanceId: 'certprov-bench',
-        chrome: { endpoint, credentials: 'none' },
-        store: storeBlock,
-        caConnections: { default_ca_config: { type: 'local', directory: work.caDirectory } },
-        profiles: {
-          device_profile: {
-            subject: 'CN={{device.serialNumber}},O=certprov bench',
-            subjectAltNames: [{ uri: 'urn:chromeos:device:{{device.deviceDirectoryApiId}}' }],
-            validity: '30d',
-          },
-          user_profile: {
-            subject: 'CN={{user.userPrimaryEmail}},O=certprov bench',
-            subjectAltNames: [{ email: '{{user.userPrimaryEmail}}' }],
-            validity: '30d',
-          },
-        },
-        http: { host: '127.0.0.1', port: 0 },
-        log: { level: 'warn' },
-      },
-      overrides,
-    ),
-    { source: 'bench', baseDir: work.dir, purpose: 'demo' },
-  );
+  return compileConfig(benchRawConfig(endpoint, work, store, overrides), {
+    source: 'bench',
+    baseDir: work.dir,
+    purpose: 'demo',
+  });
 }
 
 /** Store methods that write; every other method called on the store is a read. */

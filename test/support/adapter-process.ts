@@ -23,6 +23,8 @@ export interface AdapterProcessOptions {
   readonly logFile: string;
   /** A label for messages ("replica-2"). */
   readonly name: string;
+  /** Options for `node` itself, before the script (`--import` of a benchmark probe). Default none. */
+  readonly nodeArgs?: readonly string[];
 }
 
 const live = new Set<ChildProcess>();
@@ -45,6 +47,8 @@ export class AdapterProcess {
   readonly exited: Promise<number | NodeJS.Signals>;
   /** Set from the "adapter started" log line. */
   replicaId: string | undefined;
+  /** The ops port (/metrics, /healthz), set from the "adapter started" log line. */
+  httpPort: number | undefined;
   /** True once the "adapter started" line was seen (see {@link waitStarted}). */
   isStarted = false;
   private readonly log: WriteStream;
@@ -56,7 +60,7 @@ export class AdapterProcess {
     this.name = options.name;
     this.logFile = options.logFile;
     this.log = createWriteStream(options.logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, [MAIN, 'run', '--config', options.configFile], {
+    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, 'run', '--config', options.configFile], {
       cwd: REPO_ROOT,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -99,7 +103,9 @@ export class AdapterProcess {
         for (const line of buffer.split('\n')) {
           if (!line.includes('"adapter started"')) continue;
           try {
-            this.replicaId = (JSON.parse(line) as { replicaId?: string }).replicaId;
+            const started = JSON.parse(line) as { replicaId?: string; httpPort?: number };
+            this.replicaId = started.replicaId;
+            this.httpPort = started.httpPort;
           } catch {
             // a partial line; the next chunk completes it
             continue;
