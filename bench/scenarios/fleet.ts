@@ -171,6 +171,8 @@ const scenario: BenchScenario = {
       await publish(warm);
       finished += warm.length;
       await sandbox.waitFinished(warm, 120_000, finished);
+      // A replica counts a process issued after its last store write, a moment after the upload the sandbox saw.
+      await new Promise((r) => setTimeout(r, 1_000));
 
       const ids = await sandbox.create(count, SIGN_DELAY_MS);
       const before = await Promise.all(replicas.map((r, i) => snapshot(r, countsFiles[i]!)));
