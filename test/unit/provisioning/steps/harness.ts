@@ -19,7 +19,7 @@ import { compileConfig, type Config } from '../../../../src/config/load.ts';
 import { Health } from '../../../../src/observability/health.ts';
 import { createLogger } from '../../../../src/observability/logger.ts';
 import { Metrics } from '../../../../src/observability/metrics.ts';
-import { LeaseGuard, type ProcessRun } from '../../../../src/provisioning/step.ts';
+import { LeaseGuard, type EngineDependencies, type ProcessRun } from '../../../../src/provisioning/step.ts';
 import { awaitSignatureStep } from '../../../../src/provisioning/steps/await-signature.ts';
 import { startStep } from '../../../../src/provisioning/steps/start.ts';
 import {
@@ -34,7 +34,8 @@ import type { ProcessPatch, ProcessRecord } from '../../../../src/store/types.ts
 import { LogCapture, deepMerge, rigConfig, type RawConfig } from '../../../support/adapter-rig.ts';
 import { testKeyPool } from '../../../support/keys.ts';
 
-const REPLICA = 'replica-under-test';
+/** The lease owner the harness writes as. */
+export const REPLICA = 'replica-under-test';
 
 export interface HarnessOptions {
   /** Deep-merged over the rig's configuration (fast timings, a local CA `default_ca_config`). */
@@ -54,6 +55,7 @@ export class StepHarness {
   readonly cas: ReadonlyMap<string, CaConnection>;
   readonly metrics: Metrics;
   readonly logs: LogCapture;
+  readonly health: Health;
   /** The workflow's wall clock; {@link advance} moves it. */
   clock = Date.now();
   private readonly workDir: string;
@@ -74,6 +76,7 @@ export class StepHarness {
     this.workDir = init.workDir;
     this.logs = init.logs;
     this.metrics = init.metrics;
+    this.health = new Health(init.metrics);
   }
 
   static async start(options: HarnessOptions = {}): Promise<StepHarness> {
@@ -123,21 +126,26 @@ export class StepHarness {
     return Object.keys(fields).length === 0 ? record : this.store.update(id, REPLICA, fields);
   }
 
+  /** What the engine is built with: this harness's parts, its clock, and a logger into {@link logs}. */
+  deps(log = createLogger({ level: 'debug', destination: this.logs })): EngineDependencies {
+    return {
+      config: this.config,
+      chrome: this.chrome,
+      cas: this.cas,
+      store: this.store,
+      metrics: this.metrics,
+      log,
+      health: this.health,
+      replicaId: REPLICA,
+      now: () => this.clock,
+    };
+  }
+
   /** What a step receives for `record`: the first step under this lease unless `freshLease` is false. */
   runOf(record: ProcessRecord, options: { freshLease?: boolean; signal?: AbortSignal } = {}): ProcessRun {
     const log = createLogger({ level: 'debug', destination: this.logs }).child({ processId: record.processId });
     return {
-      deps: {
-        config: this.config,
-        chrome: this.chrome,
-        cas: this.cas,
-        store: this.store,
-        metrics: this.metrics,
-        log,
-        health: new Health(this.metrics),
-        replicaId: REPLICA,
-        now: () => this.clock,
-      },
+      deps: this.deps(log),
       record,
       ref: { customer: record.customer, processId: record.processId },
       ctx: { signal: options.signal ?? new AbortController().signal, log },
