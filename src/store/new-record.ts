@@ -36,16 +36,14 @@ export function nextRecord(
   now: number,
   retentionMs: number,
 ): ProcessRecord {
-  const draft: { -readonly [K in keyof ProcessRecord]: ProcessRecord[K] } = {
-    ...record,
-    ...patch,
-    lease,
-    version: record.version + 1,
-    updatedAt: now,
-  };
-  for (const key of Object.keys(draft) as (keyof ProcessRecord)[]) {
-    if (draft[key] === undefined) delete draft[key];
+  const merged: Record<string, unknown> = { ...record, ...patch, lease, version: record.version + 1, updatedAt: now };
+  // Fields patched to undefined are left out of a new object rather than `delete`d: a delete (like adding many
+  // properties one by one) turns the object into a dictionary, about 1.6 KiB of property table instead of a few
+  // hundred bytes — and every waiting process keeps its record. Object.fromEntries builds a fast object.
+  const hasUndefined = Object.values(merged).includes(undefined);
+  const draft = hasUndefined ? Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined)) : merged;
+  if (draft.step === 'done' && record.step !== 'done') {
+    return Object.freeze({ ...draft, expireAt: now + retentionMs } as unknown as ProcessRecord);
   }
-  if (draft.step === 'done' && record.step !== 'done') draft.expireAt = now + retentionMs;
-  return Object.freeze(draft);
+  return Object.freeze(draft as unknown as ProcessRecord);
 }
