@@ -6,6 +6,7 @@
  * Records are frozen and replaced on every write, so a caller can never mutate stored state by accident.
  */
 import type { PendingRef } from '../ca/types.ts';
+import { DueIndex } from './due-index.ts';
 import { holdsLease, leaseAfterUpdate, leasedByOther } from './lease.ts';
 import { takeFromWindows } from './rate-window.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
@@ -50,8 +51,10 @@ export class MemoryProcessStore implements ProcessStore {
   readonly durable = false;
 
   private readonly records = new Map<string, ProcessRecord>();
-  /** Ids of records not done: the scheduler scans only these. */
+  /** Ids of records not done. */
   private readonly active = new Set<string>();
+  /** The records not done, by when they can be worked on: a scheduler scan does not visit every waiting process. */
+  private readonly dueIndex = new DueIndex((record) => this.records.get(record.processId) === record);
   private readonly lookup = new Map<string, string>();
   private readonly namedLeases = new Map<string, NamedLease>();
   private readonly buckets = new Map<string, number[]>();
@@ -77,6 +80,7 @@ export class MemoryProcessStore implements ProcessStore {
     const record: ProcessRecord = Object.freeze(newProcessRecord(init, now));
     this.records.set(init.processId, record);
     this.active.add(init.processId);
+    this.dueIndex.add(record);
     return Promise.resolve({ created: true, record });
   }
 
@@ -171,27 +175,11 @@ export class MemoryProcessStore implements ProcessStore {
   }
 
   findDue(now: number, limit: number): Promise<ProcessRecord[]> {
-    const due: ProcessRecord[] = [];
-    for (const id of this.active) {
-      const record = this.records.get(id);
-      if (record === undefined || record.dueAt > now) continue;
-      if (record.lease !== undefined && record.lease.expiresAt > now) continue;
-      due.push(record);
-    }
-    due.sort((a, b) => a.dueAt - b.dueAt);
-    return Promise.resolve(due.slice(0, limit));
+    return Promise.resolve(limit > 0 ? this.dueIndex.due(now, limit) : []);
   }
 
   nextDueAt(): Promise<number | undefined> {
-    let next: number | undefined;
-    for (const id of this.active) {
-      const record = this.records.get(id);
-      if (record === undefined) continue;
-      // A leased record becomes available again when its lease expires.
-      const at = Math.max(record.dueAt, record.lease?.expiresAt ?? 0);
-      if (next === undefined || at < next) next = at;
-    }
-    return Promise.resolve(next);
+    return Promise.resolve(this.dueIndex.nextAt());
   }
 
   countActive(): Promise<Partial<Record<Step, number>>> {
@@ -253,6 +241,12 @@ export class MemoryProcessStore implements ProcessStore {
     if (next.step === 'done') {
       this.active.delete(next.processId);
       if (next.lookupKey !== undefined) this.lookup.delete(next.lookupKey);
+    } else {
+      this.dueIndex.add(next);
+    }
+    // Every write leaves the record's previous index entry stale; drop them all once they far outnumber the records.
+    if (this.dueIndex.size > 4 * this.active.size + 1_024) {
+      this.dueIndex.rebuild([...this.active].flatMap((id) => this.records.get(id) ?? []));
     }
     return next;
   }
