@@ -8,6 +8,7 @@
  * its message id and a base64 preview of its first bytes (rate-limited), and counted — never acked away, never a
  * crash loop.
  */
+import { performance } from 'node:perf_hooks';
 import type { ProcessRef } from '../chrome/types.ts';
 import type { Config } from '../config/load.ts';
 import { DeploymentFaultError, describeError } from '../errors.ts';
@@ -39,12 +40,28 @@ const MALFORMED_PREVIEW_ATTRIBUTE_KEYS = 10;
 /** Warn lines for undecodable messages: at most 10 a minute; the rest go to debug and are counted in the next. */
 export const MALFORMED_LOG_BUDGET = { perWindow: 10, windowMs: 60_000 } as const;
 
+/** A message held until its process finishes (memory store): aborted on shutdown or at its deadline. */
+interface Holding {
+  readonly abort: AbortController;
+  /** performance.now() after which the client no longer extends the message's ack deadline. */
+  readonly deadline: number;
+}
+
 export class Intake {
   private readonly deps: IntakeDependencies;
   private readonly shutdown = new AbortController();
   private readonly handling = new Set<Promise<void>>();
   private readonly malformedSeen = new Set<string>();
   private readonly malformedLogBudget = new LogBudget(MALFORMED_LOG_BUDGET);
+  /**
+   * Messages held until their process finishes, and the same in deadline order. Every deadline is the arrival time
+   * plus pubsub.maxExtension, so arrival order is deadline order: a FIFO and one timer for its head serve them all,
+   * instead of a timer and a combined AbortSignal per message (which cost several KiB of heap each).
+   */
+  private readonly holdings = new Set<Holding>();
+  private deadlines: Holding[] = [];
+  private deadlinesHead = 0;
+  private deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: IntakeDependencies) {
     this.deps = deps;
@@ -66,6 +83,9 @@ export class Intake {
   async stop(): Promise<void> {
     this.deps.health.setSubscribed(false);
     this.shutdown.abort();
+    for (const holding of this.holdings) holding.abort.abort();
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
     await Promise.allSettled([...this.handling]);
     await this.deps.source.close();
   }
@@ -141,14 +161,71 @@ export class Intake {
     }
     if (!done && !store.durable) {
       // Memory store: the message is the only durable trace of the process until it has finished.
-      const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(config.pubsub.maxExtensionMs)]);
-      const outcome = await engine.waitForOutcome(processId, signal);
+      const holding = this.hold(config.pubsub.maxExtensionMs);
+      const outcome = await engine.waitForOutcome(processId, holding.abort.signal);
+      this.release(holding);
       if (outcome === undefined) {
         this.nack(message, this.shutdown.signal.aborted ? 'shutdown' : 'timeout');
         return;
       }
     }
     await this.ack(message, processId);
+  }
+
+  /** Registers a held message; it is aborted on shutdown or once `maxExtensionMs` have passed. */
+  private hold(maxExtensionMs: number): Holding {
+    const holding: Holding = { abort: new AbortController(), deadline: performance.now() + maxExtensionMs };
+    if (this.shutdown.signal.aborted) {
+      holding.abort.abort();
+      return holding;
+    }
+    this.holdings.add(holding);
+    this.deadlines.push(holding);
+    if (this.deadlineTimer === undefined) this.armDeadlineTimer();
+    return holding;
+  }
+
+  /** A held message was settled: forgotten, and the deadline FIFO compacted once settled entries dominate it. */
+  private release(holding: Holding): void {
+    this.holdings.delete(holding);
+    if (this.deadlines.length - this.deadlinesHead > 2 * this.holdings.size + 1_024) {
+      this.deadlines = this.deadlines.slice(this.deadlinesHead).filter((h) => this.holdings.has(h));
+      this.deadlinesHead = 0;
+    }
+  }
+
+  /** Aborts the held messages whose deadline has passed, then waits for the next deadline (if any). */
+  private expireHoldings(): void {
+    this.deadlineTimer = undefined;
+    const now = performance.now();
+    for (;;) {
+      const next = this.deadlines[this.deadlinesHead];
+      if (next === undefined || next.deadline > now) break;
+      this.deadlinesHead += 1;
+      if (this.holdings.delete(next)) next.abort.abort();
+    }
+    if (this.deadlinesHead > 1_024 && this.deadlinesHead * 2 > this.deadlines.length) {
+      this.deadlines.splice(0, this.deadlinesHead);
+      this.deadlinesHead = 0;
+    }
+    this.armDeadlineTimer();
+  }
+
+  private armDeadlineTimer(): void {
+    // Entries whose message was settled before their deadline are skipped, not waited for.
+    while (this.deadlinesHead < this.deadlines.length) {
+      const head = this.deadlines[this.deadlinesHead] as Holding;
+      if (this.holdings.has(head)) break;
+      this.deadlinesHead += 1;
+    }
+    const head = this.deadlines[this.deadlinesHead];
+    if (head === undefined || this.shutdown.signal.aborted) {
+      this.deadlines.length = 0;
+      this.deadlinesHead = 0;
+      return;
+    }
+    this.deadlineTimer = setTimeout(() => this.expireHoldings(), Math.max(0, head.deadline - performance.now()));
+    this.deadlineTimer.unref();
   }
 
   private async ack(message: IncomingMessage, processId: string): Promise<void> {
