@@ -165,7 +165,8 @@ export class StepHarness {
     const asked = await startStep(this.runOf(await this.leased(id)));
     if (asked.kind !== 'wait') throw new Error(`start did not wait: ${JSON.stringify(asked)}`);
     let record = await this.write(id, { ...asked.patch, step: 'await_signature' });
-    for (let i = 0; i < 100 && this.tenant.process(id).signature === undefined; i += 1) await setTimeout(20);
+    // The sandbox device signs within milliseconds; a loaded machine gets 5 s.
+    for (let i = 0; i < 250 && this.tenant.process(id).signature === undefined; i += 1) await setTimeout(20);
     const verified = await awaitSignatureStep(this.runOf(record, { freshLease: false }));
     if (verified.kind !== 'next') throw new Error(`await_signature did not verify: ${JSON.stringify(verified)}`);
     record = await this.write(id, {
