@@ -197,6 +197,22 @@ export function decideFailure(input: FailureInput): FailureDecision {
             message: 'unexpected error in step',
           },
         ];
+  if (attempts >= scheduler.maxAttempts && step === 'report_failure') {
+    // setFailure itself kept failing: the process ends failed with the reason it was failing for (not
+    // retries_exhausted, which would hide it), as when setFailure is refused for good.
+    return {
+      next: { kind: 'done', outcome: 'failed', reason: record.failure?.reason ?? 'retries_exhausted' },
+      outcome: 'terminal',
+      log: [
+        ...unexpected,
+        {
+          level: 'error',
+          fields: { attempts, error: describeError(error) },
+          message: 'setFailure kept failing; giving up on this process',
+        },
+      ],
+    };
+  }
   if (attempts >= scheduler.maxAttempts) {
     return {
       next: {

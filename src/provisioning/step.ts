@@ -129,5 +129,11 @@ export function userFailureMessage(userMessage: string, correlationId: string): 
 
 /** Terminal errors whose user message already names the reason; the failure path uses these directly. */
 export function failurePatch(reason: FailureReason, userMessage: string, correlationId: string): ProcessPatch {
-  return { step: 'report_failure', failure: { reason, userMessage: userFailureMessage(userMessage, correlationId) } };
+  // `attempts` counts the failures of the current step: report_failure starts its own count, so a step that ran out of
+  // retries does not leave setFailure without any.
+  return {
+    step: 'report_failure',
+    failure: { reason, userMessage: userFailureMessage(userMessage, correlationId) },
+    attempts: 0,
+  };
 }

@@ -48,6 +48,7 @@ function record(overrides: Partial<ProcessRecord> = {}): ProcessRecord {
 const reported = (reason: FailureReason, message: string): ProcessPatch => ({
   step: 'report_failure',
   failure: { reason, userMessage: `${message} (reference ${CORRELATION})` },
+  attempts: 0,
 });
 
 const EXHAUSTED = 'The certificate service could not complete the request. Try again later.';
@@ -270,6 +271,31 @@ const ROWS: readonly Row[] = [
     record: FAILING,
     error: new RetryableError('Chrome API answered 503'),
     expected: retried('report_failure', 1_000, 1, 'RetryableError: Chrome API answered 503'),
+  },
+  {
+    name: 'a step that ran out of retries leaves report_failure a fresh count of its own',
+    step: 'issue',
+    record: { attempts: 4 },
+    error: retryable,
+    expected: reports('retries_exhausted', EXHAUSTED, ['error: retries exhausted']),
+  },
+  {
+    name: 'a transient setFailure error right after the retries ran out is retried with backoff, reason kept',
+    step: 'report_failure',
+    record: { ...FAILING, attempts: 0 },
+    error: new RetryableError('Chrome API answered 503'),
+    expected: retried('report_failure', 1_000, 1, 'RetryableError: Chrome API answered 503'),
+  },
+  {
+    name: 'setFailure that keeps failing until scheduler.maxAttempts ends the process failed with its own reason',
+    step: 'report_failure',
+    record: { ...FAILING, attempts: 4 },
+    error: new RetryableError('Chrome API answered 503'),
+    expected: {
+      next: { kind: 'done', outcome: 'failed', reason: 'bad_signature' },
+      outcome: 'terminal',
+      log: ['error: setFailure kept failing; giving up on this process'],
+    },
   },
 
   // A process that is not there.
