@@ -6,6 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { CertificateProvisioningProcess, Operation } from '../chrome/types.ts';
 import {
   SandboxApiError,
@@ -235,6 +236,8 @@ export class SandboxTenant {
   private readonly onRequest: SandboxTenantOptions['onRequest'];
   private readonly processes = new Map<string, SimulatedProcess>();
   private readonly waiters = new Set<Waiter>();
+  /** Aborted by {@link close}: requests waiting out an injected latency end with it. */
+  private readonly closing = new AbortController();
   private readonly injector = new FaultInjector();
   private readonly requestCounts: RequestCounts = { ...emptyRequestCounts() };
   private readonly host: ProcessHost;
@@ -274,6 +277,7 @@ export class SandboxTenant {
 
   /** Stops devices, rejects pending waits and closes the server (open keep-alive connections included). */
   async close(): Promise<void> {
+    this.closing.abort();
     for (const process of this.processes.values()) process.close();
     for (const waiter of this.waiters) {
       clearTimeout(waiter.timer);
@@ -436,7 +440,13 @@ export class SandboxTenant {
       return;
     }
     const delay = this.injector.delayMs();
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (delay > 0) {
+      try {
+        await sleep(delay, undefined, { signal: this.closing.signal });
+      } catch {
+        return; // closed meanwhile: close() dropped the connection, and a closed tenant keeps no timer
+      }
+    }
 
     const decision: FaultDecision = route === undefined ? { kind: 'none' } : this.injector.decide(route.method);
     if (decision.kind === 'reject') {

@@ -120,15 +120,16 @@ describe.each(STORES)('on the %s store', (storeType) => {
       await tenant.notify(id, { encoding: 'json-camel' }, async (data, attributes) => {
         await subscription.publish(data, attributes);
       });
+      let deadline: NodeJS.Timeout | undefined;
       const order = await Promise.race([
         ordered,
         first.exited.then(() => {
           throw new Error(`the first adapter exited before ordering:\n${first.output()}`);
         }),
-        new Promise<never>((_, reject) =>
-          setTimeout(() => reject(new Error(`no order within 60 s:\n${first.output()}`)), 60_000),
-        ),
-      ]);
+        new Promise<never>((_, reject) => {
+          deadline = setTimeout(() => reject(new Error(`no order within 60 s:\n${first.output()}`)), 60_000);
+        }),
+      ]).finally(() => clearTimeout(deadline));
       first.child.kill('SIGKILL');
       expect((await first.exited).signal).toBe('SIGKILL');
       expect(fake.ordersForProcess(id).map((o) => o.id)).toEqual([order.id]);

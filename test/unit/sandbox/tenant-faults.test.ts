@@ -2,6 +2,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Operation } from '../../../src/chrome/types.ts';
 import { SandboxTenant, type FaultSettings, type KeyPool } from '../../../src/sandbox/index.ts';
 import { testKeyPool } from '../../support/keys.ts';
+import { traceResources } from '../../support/leak-check.ts';
 import { algorithmOf, call, claim, errorOf, getProcess, pollOperation, signData } from './sandbox-http.ts';
 
 let pool: KeyPool;
@@ -119,6 +120,18 @@ describe('throttling and outages', () => {
     const started = performance.now();
     await getProcess(tenant, id);
     expect(performance.now() - started).toBeGreaterThanOrEqual(75);
+  });
+
+  it('ends a request waiting out its latency when the tenant closes, keeping no timer', async () => {
+    const tenant = await start({ latencyMs: 60_000 });
+    const id = tenant.createProcess({ key: pool.next('ec-p256') });
+    const openResources = traceResources();
+    const answer = getProcess(tenant, id).catch((error: unknown) => error);
+    await expect.poll(() => tenant.requests.get).toBe(1);
+    await tenant.close();
+    expect(await answer).toBeInstanceOf(TypeError); // the connection was dropped, no answer
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(openResources().filter((r) => r.includes('src/sandbox/'))).toEqual([]);
   });
 
   it('refuses nonsensical settings', async () => {
