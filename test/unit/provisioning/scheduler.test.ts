@@ -1,0 +1,318 @@
+/**
+ * The scheduler loop (src/provisioning/engine.ts) on its own: which records it runs, when, how many at once, and how
+ * it stops. The sandbox's Chrome API, the memory store, a local CA and the harness's clock (steps/harness.ts). A gate
+ * in front of Chrome's `get` — the first call of every step — holds each step until the test lets it go, and
+ * counts the steps inside at once.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
+import type { ChromeApi } from '../../../src/chrome/types.ts';
+import { ProvisioningEngine } from '../../../src/provisioning/engine.ts';
+import type { EngineDependencies } from '../../../src/provisioning/step.ts';
+import type { Step } from '../../../src/store/types.ts';
+import { deepMerge } from '../../support/adapter-rig.ts';
+import { stepTests, type HarnessOptions, type StepHarness } from './steps/harness.ts';
+
+const { keys, start } = stepTests();
+
+/** Holds every step at its `get` while `holding`, until released or aborted; a step is inside from `get` to signData. */
+class StepGate {
+  /** Every step that began, in order, with the step its record was at. */
+  readonly entries: { processId: string; step: Step | undefined }[] = [];
+  inside = 0;
+  maxInside = 0;
+  holding = true;
+  private readonly held = new Map<string, () => void>();
+  private store: StepHarness['store'] | undefined;
+
+  wrap = (real: ChromeApi): ChromeApi => ({
+    get: async (ref, ctx) => {
+      const record = await this.store?.get(ref.processId);
+      this.entries.push({ processId: ref.processId, step: record?.step });
+      this.inside += 1;
+      this.maxInside = Math.max(this.maxInside, this.inside);
+      if (this.holding && !ctx.signal.aborted) {
+        await new Promise<void>((resolve) => {
+          this.held.set(ref.processId, resolve);
+          ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        this.held.delete(ref.processId);
+      }
+      try {
+        // An aborted step's request fails the way the real client fails it.
+        return await real.get(ref, ctx);
+      } catch (error) {
+        this.inside -= 1;
+        throw error;
+      }
+    },
+    claim: (ref, instanceId, ctx) => real.claim(ref, instanceId, ctx),
+    signData: async (ref, data, algorithm, ctx) => {
+      try {
+        return await real.signData(ref, data, algorithm, ctx);
+      } finally {
+        this.inside -= 1;
+      }
+    },
+    getOperation: (name, ctx) => real.getOperation(name, ctx),
+    uploadCertificate: (ref, pem, ctx) => real.uploadCertificate(ref, pem, ctx),
+    setFailure: (ref, message, ctx) => real.setFailure(ref, message, ctx),
+  });
+
+  attach(t: StepHarness): void {
+    this.store = t.store;
+  }
+
+  /** Ids of the steps `start` that began, in order. */
+  started(): string[] {
+    return this.entries.filter((e) => e.step === 'start').map((e) => e.processId);
+  }
+
+  heldIds(): string[] {
+    return [...this.held.keys()];
+  }
+
+  release(processId: string): void {
+    const go = this.held.get(processId);
+    if (go === undefined) throw new Error(`${processId} is not held`);
+    go();
+  }
+
+  releaseAll(): void {
+    this.holding = false;
+    for (const go of this.held.values()) go();
+  }
+}
+
+const engines: ProvisioningEngine[] = [];
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((e) => e.stop(0)));
+});
+
+/**
+ * A harness whose steps pass the gate; the device never signs and the signature is polled an hour later, so each
+ * process runs `start` once and then waits.
+ */
+async function gated(options: HarnessOptions = {}, maxConcurrent = 64) {
+  const gate = new StepGate();
+  const t = await start({
+    tenant: { signDelayMs: 'never' },
+    ...options,
+    config: deepMerge(
+      { scheduler: { maxConcurrent, signaturePollInitial: '1h', signaturePollMax: '2h' } },
+      options.config ?? {},
+    ),
+    wrapChrome: gate.wrap,
+  });
+  gate.attach(t);
+  return { t, gate };
+}
+
+function engineOn(t: StepHarness, deps: Partial<EngineDependencies> = {}): ProvisioningEngine {
+  const engine = new ProvisioningEngine({ ...t.deps(), ...deps });
+  engines.push(engine);
+  return engine;
+}
+
+function newProcess(t: StepHarness): string {
+  return t.tenant.createProcess({ key: keys().next('ec-p256') });
+}
+
+async function record(t: StepHarness, id: string, dueAt: number): Promise<void> {
+  await t.store.create({ processId: id, customer: 'my_customer', correlationId: 'CP-SCHED', dueAt });
+}
+
+const ref = (processId: string) => ({ customer: 'my_customer', processId });
+
+describe('the scheduler loop', () => {
+  it('a duplicate delivery of a process creates no second record and does not run its start again', async () => {
+    const { t, gate } = await gated();
+    const engine = engineOn(t);
+    engine.start();
+    const id = newProcess(t);
+
+    const first = await engine.submit(ref(id));
+    const again = await engine.submit(ref(id)); // while the first run is inside its step
+    expect(first.created).toBe(true);
+    expect(again).toMatchObject({ created: false, record: { correlationId: first.record.correlationId } });
+    await expect.poll(() => gate.heldIds()).toEqual([id]);
+    gate.releaseAll();
+    await expect.poll(async () => (await t.record(id)).step).toBe('await_signature');
+    expect((await engine.submit(ref(id))).created).toBe(false); // and once it waits
+
+    await sleep(200);
+    expect(gate.started()).toEqual([id]);
+    expect(t.tenant.counters(id)).toMatchObject({ claims: 1, signDataCalls: 1 });
+  });
+
+  it('runs at most scheduler.maxConcurrent processes at once; the rest start as slots free', async () => {
+    const { t, gate } = await gated({}, 3);
+    const ids = Array.from({ length: 7 }, () => newProcess(t));
+    for (const id of ids.slice(0, 4)) await record(t, id, t.clock); // found by the scan
+    const engine = engineOn(t);
+    engine.start();
+    for (const id of ids.slice(4)) await engine.submit(ref(id)); // submitted at capacity
+
+    await expect.poll(() => gate.heldIds().length).toBe(3);
+    await sleep(300); // several poll intervals: nobody else gets in
+    expect(gate.started()).toHaveLength(3);
+    expect(engine.inFlight).toBe(3);
+
+    const [one] = gate.heldIds();
+    gate.release(one ?? '');
+    await expect.poll(() => gate.started().length).toBe(4);
+    expect(gate.heldIds()).toHaveLength(3);
+
+    gate.releaseAll();
+    await expect.poll(() => gate.started().length).toBe(7);
+    await expect.poll(() => engine.inFlight).toBe(0);
+    expect(new Set(gate.started())).toEqual(new Set(ids));
+    expect(gate.maxInside).toBe(3);
+  });
+
+  it('runs due records earliest dueAt first, and a record not yet due only once it is due', async () => {
+    const { t, gate } = await gated({}, 1);
+    const [a, b, c, later] = Array.from({ length: 4 }, () => newProcess(t));
+    if (a === undefined || b === undefined || c === undefined || later === undefined) throw new Error('four');
+    await record(t, b, t.clock - 1_000);
+    await record(t, later, t.clock + 60_000);
+    await record(t, c, t.clock - 500);
+    await record(t, a, t.clock - 3_000);
+    const engine = engineOn(t);
+    engine.start();
+
+    for (const next of [a, b, c]) {
+      await expect.poll(() => gate.heldIds()).toEqual([next]);
+      gate.release(next);
+    }
+    await expect.poll(() => engine.inFlight).toBe(0);
+    await sleep(300); // several poll intervals
+    expect(gate.started()).toEqual([a, b, c]);
+
+    t.advance(60_000);
+    await expect.poll(() => gate.heldIds()).toEqual([later]);
+    expect(gate.started()).toEqual([a, b, c, later]);
+  });
+
+  it('leaves a process whose lease another owner holds, submitted or due, and runs it once released', async () => {
+    const { t, gate } = await gated();
+    gate.holding = false;
+    const [taken, free] = [newProcess(t), newProcess(t)];
+    await record(t, taken, t.clock);
+    await record(t, free, t.clock);
+    await t.store.tryLease(taken, 'another-replica', t.config.scheduler.leaseMs);
+    const engine = engineOn(t);
+    engine.start();
+    expect((await engine.submit(ref(taken))).created).toBe(false);
+
+    await expect.poll(() => gate.started()).toEqual([free]);
+    await sleep(300);
+    expect(t.tenant.counters(taken).gets).toBe(0);
+    expect((await t.record(taken)).lease?.owner).toBe('another-replica');
+
+    await t.store.update(taken, 'another-replica', {}, { release: true });
+    await expect.poll(() => t.tenant.counters(taken).signDataCalls).toBe(1);
+    expect(gate.started()).toEqual([free, taken]);
+    expect(t.tenant.counters(taken).claims).toBe(1);
+  });
+
+  it('waitForOutcome resolves with the outcome of a process that finishes here, or at once for a finished one', async () => {
+    const t = await start({ tenant: { signDelayMs: 0 } });
+    const engine = engineOn(t);
+    engine.start();
+    const id = newProcess(t);
+    const failing = t.tenant.createProcess({ key: keys().next('ec-p256'), profile: 'wifi_profile' });
+    const waiting = new AbortController();
+
+    const issued = engine.waitForOutcome(id, waiting.signal);
+    const failed = engine.waitForOutcome(failing, waiting.signal);
+    await engine.submit(ref(id));
+    await engine.submit(ref(failing));
+    await expect.poll(() => t.tenant.process(id).signature, { timeout: 5_000 }).toBeDefined();
+    t.advance(t.config.scheduler.signaturePollInitialMs); // the signature poll comes due
+
+    expect(await issued).toBe('issued');
+    expect(await failed).toBe('failed');
+    expect(t.tenant.process(id).issuedCertificate).toBeDefined();
+    expect(await engine.waitForOutcome(id, waiting.signal)).toBe('issued');
+
+    const other = newProcess(t);
+    const pending = engine.waitForOutcome(other, waiting.signal);
+    waiting.abort();
+    expect(await pending).toBeUndefined();
+  });
+
+  it('stop() takes no more work and lets running steps finish within the grace period', async () => {
+    const { t, gate } = await gated();
+    const engine = engineOn(t);
+    engine.start();
+    const [one, two] = [newProcess(t), newProcess(t)];
+    await engine.submit(ref(one));
+    await engine.submit(ref(two));
+    await expect.poll(() => gate.heldIds().length).toBe(2);
+
+    const stopped = engine.stop(10_000);
+    const late = newProcess(t);
+    expect((await engine.submit(ref(late))).created).toBe(true); // recorded for whoever runs it
+    await sleep(50);
+    gate.releaseAll();
+    await stopped;
+
+    for (const id of [one, two]) {
+      expect(await t.record(id)).toMatchObject({ step: 'await_signature' });
+      expect(t.tenant.counters(id)).toMatchObject({ signDataCalls: 1, setFailures: 0 });
+    }
+    expect(gate.started()).toEqual([one, two]);
+    expect(await t.record(late)).toMatchObject({ step: 'start' });
+    expect((await t.record(late)).lease).toBeUndefined();
+  });
+
+  it('stop() aborts the steps still running after the grace period and hands their processes back', async () => {
+    const { t, gate } = await gated();
+    const engine = engineOn(t);
+    engine.start();
+    const [one, two] = [newProcess(t), newProcess(t)];
+    await engine.submit(ref(one));
+    await engine.submit(ref(two));
+    await expect.poll(() => gate.heldIds().length).toBe(2);
+    t.advance(5_000);
+
+    const began = performance.now();
+    await engine.stop(200);
+    expect(performance.now() - began).toBeGreaterThanOrEqual(190);
+    expect(engine.inFlight).toBe(0);
+
+    for (const id of [one, two]) {
+      const after = await t.record(id);
+      expect(after).toMatchObject({ step: 'start', attempts: 0, dueAt: t.clock });
+      expect(after.lease).toBeUndefined();
+      expect(t.tenant.counters(id)).toMatchObject({ claims: 0, signDataCalls: 0, setFailures: 0 });
+    }
+    expect(t.logs.text()).toContain('grace period over; handing back in-flight processes');
+  });
+
+  it('a quiet engine scans once per poll interval, and wakes for a record when it comes due', async () => {
+    const { t, gate } = await gated({ config: { scheduler: { pollInterval: '10s' } } });
+    gate.holding = false;
+    const scans: number[] = [];
+    const findDue = t.store.findDue.bind(t.store);
+    vi.spyOn(t.store, 'findDue').mockImplementation((now, limit) => {
+      scans.push(performance.now());
+      return findDue(now, limit);
+    });
+    const id = newProcess(t);
+    const clock = () => Date.now(); // this test is about real waiting
+    await record(t, id, clock() + 400);
+    const engine = engineOn(t, { now: clock });
+    const began = performance.now();
+    engine.start();
+
+    await expect.poll(() => gate.started(), { timeout: 5_000 }).toEqual([id]);
+    const ranAfter = performance.now() - began;
+    expect(ranAfter).toBeGreaterThanOrEqual(390); // not early
+    expect(ranAfter).toBeLessThan(5_000); // and not at the next poll (10 s)
+    await sleep(500); // quiet: nothing is due for an hour, the next scan is the poll's
+    expect(scans.length).toBeLessThanOrEqual(3); // the first, the one at dueAt, perhaps one more
+  });
+});
