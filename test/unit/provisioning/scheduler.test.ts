@@ -16,6 +16,9 @@ import { stepTests, type HarnessOptions, type StepHarness } from './steps/harnes
 
 const { keys, start } = stepTests();
 
+/** The scheduler's least spacing of two scans (MIN_SCAN_SPACING_MS), less a timer's millisecond of rounding. */
+const MIN_SCAN_SPACING_MS = 50;
+
 /** Holds every step at its `get` while `holding`, until released or aborted; a step is inside from `get` to signData. */
 class StepGate {
   /** Every step that began, in order, with the step its record was at. */
@@ -314,5 +317,24 @@ describe('the scheduler loop', () => {
     expect(ranAfter).toBeLessThan(5_000); // and not at the next poll (10 s)
     await sleep(500); // quiet: nothing is due for an hour, the next scan is the poll's
     expect(scans.length).toBeLessThanOrEqual(3); // the first, the one at dueAt, perhaps one more
+  });
+
+  it('scans stay at least the least spacing apart, however fast processes finish at capacity', async () => {
+    const { t, gate } = await gated({}, 1);
+    gate.holding = false;
+    const scans: number[] = [];
+    const findDue = t.store.findDue.bind(t.store);
+    vi.spyOn(t.store, 'findDue').mockImplementation((now, limit) => {
+      scans.push(performance.now());
+      return findDue(now, limit);
+    });
+    const ids = Array.from({ length: 8 }, () => newProcess(t));
+    for (const id of ids) await record(t, id, t.clock);
+    const engine = engineOn(t);
+    engine.start();
+
+    await expect.poll(() => gate.started().length, { timeout: 10_000 }).toBe(8);
+    const gaps = scans.slice(1).map((at, i) => at - (scans[i] ?? 0));
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(MIN_SCAN_SPACING_MS - 2);
   });
 });
