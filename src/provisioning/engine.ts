@@ -43,7 +43,7 @@ export class ProvisioningEngine {
   private readonly waiters = new Map<string, Set<(outcome: Outcome) => void>>();
   private state: 'idle' | 'running' | 'draining' | 'stopped' = 'idle';
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  private wake: ((immediately?: boolean) => void) | undefined;
   private lastGaugeUpdate = 0;
   /** Pauses a component with a deployment fault as a whole (src/provisioning/fault-gate.ts). */
   readonly faultGate: FaultGate;
@@ -144,7 +144,7 @@ export class ProvisioningEngine {
     this.state = 'draining';
     this.faultGate.close();
     this.resumeQueue.clear();
-    this.wake?.();
+    this.wake?.(true);
     await this.loop;
     const all = () => Promise.all([...this.running.values()].map((r) => r.done)).then(() => true);
     if (!(await withTimeout(all(), graceMs, false))) {
@@ -229,12 +229,15 @@ export class ProvisioningEngine {
         health.reportFault('store', describeError(error));
         log.error({ error: describeError(error) }, 'cannot read due processes from the store');
       }
-      nextIn = Math.max(nextIn, minSpacingMs - (performance.now() - scanStarted));
+      const spacingLeft = () => Math.max(0, minSpacingMs - (performance.now() - scanStarted));
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, nextIn);
-        this.wake = () => {
+        let timer = setTimeout(resolve, Math.max(nextIn, spacingLeft()));
+        // A wake (work arrived, or a slot freed at capacity) comes forward to the least spacing, not before it:
+        // processes finishing one after another at capacity would otherwise cost a scan each. Stop ends it at once.
+        this.wake = (immediately = false) => {
           clearTimeout(timer);
-          resolve();
+          if (immediately) resolve();
+          else timer = setTimeout(resolve, spacingLeft());
         };
       });
       this.wake = undefined;
