@@ -3,12 +3,38 @@
  * profile → signData exactly once, and the ways it ends early (docs/failure-model.md "Whose process is it?").
  */
 import { describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ChromeApi } from '../../../../src/chrome/types.ts';
 import { ProcessNotFoundError } from '../../../../src/chrome/errors.ts';
 import { TerminalError } from '../../../../src/errors.ts';
 import { startStep } from '../../../../src/provisioning/steps/start.ts';
-import { stepTests } from './harness.ts';
+import { stepTests, type StepHarness } from './harness.ts';
 
 const { keys, start } = stepTests();
+
+/**
+ * Chrome whose first claim takes longer than the read before signData may be old (start.ts FRESH_READ_MS, 1 s);
+ * `meanwhile` runs after that claim is applied and before it answers.
+ */
+function slowFirstClaim(meanwhile: () => Promise<void> = () => Promise.resolve()): (real: ChromeApi) => ChromeApi {
+  let first = true;
+  return (real) => ({
+    get: (ref, ctx) => real.get(ref, ctx),
+    claim: async (ref, instanceId, ctx) => {
+      const result = await real.claim(ref, instanceId, ctx);
+      if (first) {
+        first = false;
+        await sleep(1_100);
+        await meanwhile();
+      }
+      return result;
+    },
+    signData: (ref, data, algorithm, ctx) => real.signData(ref, data, algorithm, ctx),
+    getOperation: (name, ctx) => real.getOperation(name, ctx),
+    uploadCertificate: (ref, pem, ctx) => real.uploadCertificate(ref, pem, ctx),
+    setFailure: (ref, message, ctx) => real.setFailure(ref, message, ctx),
+  });
+}
 
 describe('step start', () => {
   it('claims a new process of ours, asks the device once, and waits for the signature from now on', async () => {
@@ -124,5 +150,33 @@ describe('step start', () => {
     const t = await start();
     const error = await startStep(t.runOf(await t.leased('no-such-process'))).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ProcessNotFoundError);
+  });
+
+  it('after a slow claim it reads the process again before signData, and asks the device once', async () => {
+    const t = await start({ tenant: { signDelayMs: 'never' }, wrapChrome: slowFirstClaim() });
+    const id = t.tenant.createProcess({ key: keys().next('ec-p256') });
+    const result = await startStep(t.runOf(await t.leased(id)));
+
+    expect(result).toMatchObject({ kind: 'wait', step: 'await_signature' });
+    expect(t.tenant.counters(id)).toMatchObject({ gets: 2, claims: 1, signDataCalls: 1 });
+  });
+
+  it('a process whose device was asked during a slow claim (another replica) is not asked again', async () => {
+    const started: { t?: StepHarness; id?: string } = {};
+    // A replica that lost its lease still acts once: it reads, claims and asks the device during our claim.
+    const otherReplica = async () => {
+      const { t, id } = started;
+      if (t === undefined || id === undefined) throw new Error('the process is created');
+      const theirs = await startStep(t.runOf(await t.record(id)));
+      expect(theirs).toMatchObject({ kind: 'wait', step: 'await_signature' });
+    };
+    const t = await start({ tenant: { signDelayMs: 'never' }, wrapChrome: slowFirstClaim(otherReplica) });
+    const id = t.tenant.createProcess({ key: keys().next('ec-p256') });
+    Object.assign(started, { t, id });
+    const ours = await startStep(t.runOf(await t.leased(id)));
+
+    expect(ours).toEqual({ kind: 'next', step: 'start' }); // resumes from the resource, which now has signData
+    expect(t.tenant.counters(id)).toMatchObject({ signDataCalls: 1, doubleSignData: 0 });
+    expect(t.logs.text()).toContain('process changed between claim and signData');
   });
 });
