@@ -126,7 +126,30 @@ async function record(t: StepHarness, id: string, dueAt: number): Promise<void> 
   await t.store.create({ processId: id, customer: 'my_customer', correlationId: 'CP-SCHED', dueAt });
 }
 
+/** When each scan of the store for due records began (performance.now()), from now on. */
+function scansOf(t: StepHarness): number[] {
+  const scans: number[] = [];
+  const findDue = t.store.findDue.bind(t.store);
+  vi.spyOn(t.store, 'findDue').mockImplementation((now, limit) => {
+    scans.push(performance.now());
+    return findDue(now, limit);
+  });
+  return scans;
+}
+
 const ref = (processId: string) => ({ customer: 'my_customer', processId });
+
+/** A started engine with two submitted processes, both held inside their step `start`. */
+async function twoHeld() {
+  const { t, gate } = await gated();
+  const engine = engineOn(t);
+  engine.start();
+  const [one, two] = [newProcess(t), newProcess(t)];
+  await engine.submit(ref(one));
+  await engine.submit(ref(two));
+  await expect.poll(() => gate.heldIds().length).toBe(2);
+  return { t, gate, engine, one, two };
+}
 
 describe('the scheduler loop', () => {
   it('a duplicate delivery of a process creates no second record and does not run its start again', async () => {
@@ -247,13 +270,7 @@ describe('the scheduler loop', () => {
   });
 
   it('stop() takes no more work and lets running steps finish within the grace period', async () => {
-    const { t, gate } = await gated();
-    const engine = engineOn(t);
-    engine.start();
-    const [one, two] = [newProcess(t), newProcess(t)];
-    await engine.submit(ref(one));
-    await engine.submit(ref(two));
-    await expect.poll(() => gate.heldIds().length).toBe(2);
+    const { t, gate, engine, one, two } = await twoHeld();
 
     const stopped = engine.stop(10_000);
     const late = newProcess(t);
@@ -272,13 +289,7 @@ describe('the scheduler loop', () => {
   });
 
   it('stop() aborts the steps still running after the grace period and hands their processes back', async () => {
-    const { t, gate } = await gated();
-    const engine = engineOn(t);
-    engine.start();
-    const [one, two] = [newProcess(t), newProcess(t)];
-    await engine.submit(ref(one));
-    await engine.submit(ref(two));
-    await expect.poll(() => gate.heldIds().length).toBe(2);
+    const { t, engine, one, two } = await twoHeld();
     t.advance(5_000);
 
     const began = performance.now();
@@ -298,12 +309,7 @@ describe('the scheduler loop', () => {
   it('a quiet engine scans once per poll interval, and wakes for a record when it comes due', async () => {
     const { t, gate } = await gated({ config: { scheduler: { pollInterval: '10s' } } });
     gate.holding = false;
-    const scans: number[] = [];
-    const findDue = t.store.findDue.bind(t.store);
-    vi.spyOn(t.store, 'findDue').mockImplementation((now, limit) => {
-      scans.push(performance.now());
-      return findDue(now, limit);
-    });
+    const scans = scansOf(t);
     const id = newProcess(t);
     const clock = () => Date.now(); // this test is about real waiting
     await record(t, id, clock() + 400);
@@ -322,12 +328,7 @@ describe('the scheduler loop', () => {
   it('scans stay at least the least spacing apart, however fast processes finish at capacity', async () => {
     const { t, gate } = await gated({}, 1);
     gate.holding = false;
-    const scans: number[] = [];
-    const findDue = t.store.findDue.bind(t.store);
-    vi.spyOn(t.store, 'findDue').mockImplementation((now, limit) => {
-      scans.push(performance.now());
-      return findDue(now, limit);
-    });
+    const scans = scansOf(t);
     const ids = Array.from({ length: 8 }, () => newProcess(t));
     for (const id of ids) await record(t, id, t.clock);
     const engine = engineOn(t);
