@@ -1,17 +1,19 @@
 /**
- * Holding a backlog (issue 15 item 4): 10,000 processes whose devices take 60 s to sign, on one replica, per store
- * (memory, sqlite), the sandbox in another OS process. Once every device has been asked (signData sent to all), the
- * adapter holds them for a while and the scenario reports what that costs: resident memory and heap per waiting
- * process (after a full GC, against the same adapter before any process arrived), the event-loop delay p99 while
- * holding, store calls and Chrome API requests per waiting process per minute of holding, and — from the signature
- * check schedule of the documented defaults — Chrome requests per sleeping device in its first hour and per hour
- * after that.
+ * Holding a backlog (issue 15 item 4): 10,000 processes whose devices sleep, on one replica, per store (memory,
+ * sqlite), the sandbox in another OS process. The devices are asked (signData sent to all) and then sleep until the
+ * scenario wakes them, so the backlog is whole however long asking takes; then the adapter holds them for a while,
+ * the devices wake, and every process runs to its certificate. Reported per store:
+ * - resident memory and heap per waiting process: the growth, after a full GC, from holding half the backlog to
+ *   holding all of it (what one more waiting process costs; the fixed growth of the heap's spaces while asking is
+ *   not per process), and the growth from before the backlog for reference;
+ * - the event-loop delay p99 while holding;
+ * - store writes (of which rate-budget tokens) and reads per issued certificate, and Chrome requests per issued
+ *   certificate, over the whole life of the backlog's processes;
+ * - Chrome requests per sleeping device per hour, from the documented signature-check schedule.
  *
  * The memory store holds each message until its process is done, so it can only hold as many processes as
  * pubsub.maxInFlight: it runs with maxInFlight 10,000 here (the default 100 would hold 100 and leave the rest in
- * Pub/Sub). If the replica has not asked every device after half the sleep, the figures are per device asked and
- * the count says how many. The pending-CA-order backlog is measured by the digicert scenario (N = 100 and 1,000
- * orders).
+ * Pub/Sub). The pending-CA-order backlog is measured by the digicert scenario (N = 100 and 1,000 orders).
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
@@ -22,12 +24,12 @@ import { SandboxProcess } from '../support/sandbox-process.ts';
 import { benchConfig, benchWorkDir, startAdapter, type BenchStore } from '../support/adapter-under-test.ts';
 import type { BenchFigure, BenchScenario } from '../scenario.ts';
 
-/**
- * How long the devices take to sign. The issue asks for 60 s, but asking 10,000 devices takes this replica longer
- * than that here (three Chrome requests and two store writes each), so the first would sign before the last was
- * asked: the devices sleep 10 min, and the backlog is whole while it is measured.
- */
-const SIGN_DELAY_MS = 600_000;
+/** Longest time given to asking the whole backlog, and to finishing it once the devices wake. */
+const ASK_LIMIT_MS = 300_000;
+const FINISH_LIMIT_MS = 600_000;
+/** Writes of the happy path (floor scenario: 5 Chrome requests), and what each further signature check adds. */
+const HAPPY_PATH_WRITES = 15;
+const WRITES_PER_CHECK = 3;
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -47,12 +49,15 @@ function checksBetween(config: Config, fromMs: number, toMs: number): number {
   return checks;
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const totalRequests = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+
 const scenario: BenchScenario = {
   name: 'backlog',
   description: '10,000 devices asleep on one replica, per store: memory, event-loop delay, store calls',
   async run({ quick, smoke }) {
     const count = smoke ? 200 : quick ? 1_000 : 10_000;
-    const holdMs = smoke ? 3_000 : quick ? 10_000 : 20_000;
+    const holdMs = smoke ? 2_000 : quick ? 10_000 : 20_000;
     const sandbox = await SandboxProcess.start();
     const work = await benchWorkDir();
     const configOf = (store: BenchStore) =>
@@ -74,53 +79,92 @@ const scenario: BenchScenario = {
         value: checksBetween(defaults, 3_600_000, 7_200_000),
         unit: '',
       },
+      {
+        name: 'Chrome requests per sleeping device, 8 hours',
+        value: checksBetween(defaults, 0, 8 * 3_600_000),
+        unit: '',
+        target: '≤ 50',
+      },
     ];
     try {
-      let issued = 0;
       for (const store of ['memory', 'sqlite'] as BenchStore[]) {
         const adapter = await startAdapter(configOf(store));
         try {
           // Warm-up: the adapter's code paths compiled and its pools grown before the baseline is taken.
           const warm = await sandbox.create(50, 5);
+          const warmBefore = await sandbox.stats();
           for (const id of warm) adapter.notify(id);
-          issued += warm.length;
-          await sandbox.waitFinished(warm, 60_000, issued);
+          await sandbox.waitFinished(warm, 60_000, warmBefore.issued + warmBefore.failed + warm.length);
           const base = memory();
-          const askedBefore = (await sandbox.stats()).signDataCalls;
-          const ids = await sandbox.create(count, SIGN_DELAY_MS);
-          const started = performance.now();
-          for (const id of ids) adapter.notify(id);
-          // Every device asked (or as many as the replica asked in half the sleep): the backlog is in place.
-          let asked = 0;
-          for (;;) {
-            asked = (await sandbox.stats()).signDataCalls - askedBefore;
-            if (asked >= count || performance.now() - started > SIGN_DELAY_MS / 2) break;
-            await new Promise((r) => setTimeout(r, 100));
-          }
-          const askedInMs = performance.now() - started;
-          const delay = monitorEventLoopDelay({ resolution: 10 });
-          const requestsBefore = await sandbox.requests();
           const opsBefore = adapter.storeOps();
+          const requestsBefore = totalRequests(await sandbox.requests());
+          const askedBefore = (await sandbox.stats()).signDataCalls;
+          const ids = await sandbox.create(count, 'never');
+          const started = performance.now();
+          /** Notifies `part` and waits until its devices were asked (or the asking time is up); returns all asked. */
+          const ask = async (part: readonly string[], total: number): Promise<number> => {
+            for (const id of part) adapter.notify(id);
+            for (;;) {
+              const asked = (await sandbox.stats()).signDataCalls - askedBefore;
+              if (asked >= total || performance.now() - started > ASK_LIMIT_MS) return asked;
+              await sleep(100);
+            }
+          };
+          const half = Math.floor(count / 2);
+          const askedHalf = await ask(ids.slice(0, half), half);
+          const atHalf = memory();
+          const asked = await ask(ids.slice(half), count);
+          const askedInMs = performance.now() - started;
+          const atFull = memory();
+
+          const delay = monitorEventLoopDelay({ resolution: 10 });
+          const holdRequestsBefore = totalRequests(await sandbox.requests());
+          const holdOpsBefore = adapter.storeOps();
           delay.enable();
-          await new Promise((r) => setTimeout(r, holdMs));
+          await sleep(holdMs);
           delay.disable();
-          const requestsAfter = await sandbox.requests();
+          const holdRequests = totalRequests(await sandbox.requests()) - holdRequestsBefore;
+          const holdOps = adapter.storeOps();
+
+          // The devices wake; every process runs to its certificate.
+          const beforeWaking = await sandbox.stats();
+          await sandbox.online(ids, 5);
+          const finishStarted = performance.now();
+          let issued = 0;
+          for (;;) {
+            const stats = await sandbox.stats();
+            issued = stats.issued - beforeWaking.issued;
+            const failed = stats.failed - beforeWaking.failed;
+            if (issued + failed >= count || performance.now() - finishStarted > FINISH_LIMIT_MS) break;
+            await sleep(200);
+          }
+          const finishedInMs = performance.now() - finishStarted;
           const opsAfter = adapter.storeOps();
-          const held = memory();
-          const stats = await sandbox.stats();
-          if (stats.issued > issued) throw new Error('a device signed before the holding period was over');
-          const minutes = holdMs / 60_000;
-          const perWaiting = (n: number) => n / asked / minutes;
+          const requests = totalRequests(await sandbox.requests()) - requestsBefore;
+
+          const perCertificate = (n: number) => n / Math.max(1, issued);
+          const requestsPerCertificate = perCertificate(requests);
+          const perWaitingPerMinute = (n: number) => n / asked / (holdMs / 60_000);
+          const perAddedProcess = (bytes: number) => bytes / Math.max(1, asked - askedHalf) / 1024;
           figures.push(
             { name: `${store}: devices asked`, value: asked, unit: '', target: `= ${count}` },
             { name: `${store}: devices asked per second`, value: asked / (askedInMs / 1000), unit: '' },
             {
               name: `${store}: resident memory per waiting process`,
-              value: (held.rss - base.rss) / asked / 1024,
+              value: perAddedProcess(atFull.rss - atHalf.rss),
               unit: 'KiB',
               target: store === 'memory' ? '≤ 10' : '≤ 2',
             },
-            { name: `${store}: heap per waiting process`, value: (held.heap - base.heap) / asked / 1024, unit: 'KiB' },
+            {
+              name: `${store}: heap per waiting process`,
+              value: perAddedProcess(atFull.heap - atHalf.heap),
+              unit: 'KiB',
+            },
+            {
+              name: `${store}: resident growth from before the backlog, per process`,
+              value: (atFull.rss - base.rss) / asked / 1024,
+              unit: 'KiB',
+            },
             {
               name: `${store}: event-loop delay p99 while holding`,
               value: delay.percentile(99) / 1e6,
@@ -129,24 +173,37 @@ const scenario: BenchScenario = {
             },
             {
               name: `${store}: Chrome requests per waiting process per minute held`,
-              value: perWaiting(
-                Object.entries(requestsAfter).reduce((sum, [m, n]) => sum + n - (requestsBefore[m] ?? 0), 0),
-              ),
+              value: perWaitingPerMinute(holdRequests),
               unit: '',
             },
             {
               name: `${store}: store writes per waiting process per minute held`,
-              value: perWaiting(opsAfter.writes - opsBefore.writes),
+              value: perWaitingPerMinute(holdOps.writes - holdOpsBefore.writes),
               unit: '',
             },
+            { name: `${store}: certificates issued after waking`, value: issued, unit: '', target: `= ${count}` },
+            { name: `${store}: time to finish the backlog after waking`, value: finishedInMs / 1000, unit: 's' },
+            { name: `${store}: Chrome requests per issued certificate`, value: requestsPerCertificate, unit: '' },
             {
-              name: `${store}: store reads per waiting process per minute held`,
-              value: perWaiting(opsAfter.reads - opsBefore.reads),
+              name: `${store}: store writes per issued certificate`,
+              value: perCertificate(opsAfter.writes - opsBefore.writes),
+              unit: '',
+              // The happy path's writes, and three for each further signature check (lease, the wait, the token).
+              target: `≤ ${(HAPPY_PATH_WRITES + WRITES_PER_CHECK * Math.max(0, requestsPerCertificate - 5)).toFixed(1)}`,
+            },
+            {
+              name: `${store}: of which rate-budget tokens`,
+              value: perCertificate(opsAfter.tokens - opsBefore.tokens),
+              unit: '',
+              target: '= Chrome requests',
+            },
+            {
+              name: `${store}: store reads per issued certificate`,
+              value: perCertificate(opsAfter.reads - opsBefore.reads),
               unit: '',
             },
           );
         } finally {
-          // The devices sign later; their processes are left to the next adapter, or to none.
           await adapter.stop();
         }
       }

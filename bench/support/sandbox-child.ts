@@ -11,7 +11,8 @@ import { performance } from 'node:perf_hooks';
 import { KeyPool, SandboxTenant } from '../../src/sandbox/index.ts';
 
 export type ChildRequest =
-  | { readonly op: 'create'; readonly count: number; readonly signDelayMs: number }
+  | { readonly op: 'create'; readonly count: number; readonly signDelayMs: number | 'never' }
+  | { readonly op: 'online'; readonly ids: readonly string[]; readonly delayMs: number }
   | { readonly op: 'stats' }
   | { readonly op: 'timeline'; readonly ids: readonly string[] }
   | { readonly op: 'requests' }
@@ -45,6 +46,9 @@ function answer(request: ChildRequest): unknown {
         userShare: 0.5,
         signDelayMs: request.signDelayMs,
       });
+    case 'online':
+      for (const id of request.ids) tenant.deviceComesOnline(id, request.delayMs);
+      return null;
     case 'stats':
       return { ...tenant.stats(), cpuMs: cpuMs() };
     case 'timeline':

@@ -41,9 +41,17 @@ export class SandboxProcess {
     });
   }
 
-  /** Creates `count` processes (RSA/EC × device/user) whose devices sign `signDelayMs` after signData. */
-  create(count: number, signDelayMs: number): Promise<string[]> {
+  /**
+   * Creates `count` processes (RSA/EC × device/user) whose devices sign `signDelayMs` after signData; `never`: the
+   * devices sleep until {@link online}.
+   */
+  create(count: number, signDelayMs: number | 'never'): Promise<string[]> {
     return this.call({ op: 'create', count, signDelayMs });
+  }
+
+  /** Wakes sleeping devices: each signs its pending request `delayMs` later. */
+  online(ids: readonly string[], delayMs: number): Promise<void> {
+    return this.call({ op: 'online', ids, delayMs });
   }
 
   /** The tenant's counters and the sandbox process's CPU time so far. */
