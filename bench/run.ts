@@ -16,10 +16,10 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 });
 /**
- * What `--smoke` (CI) runs, at their smallest sizes: the floor, and the fleet (30 processes; most of its ~45 s is
- * starting the Java emulators) so that the multi-process rig cannot rot.
+ * What `--smoke` (CI) runs, at their smallest sizes: the floor, the backlog (100 devices, about 15 s), and the fleet
+ * (30 processes; most of its ~45 s is starting the Java emulators) so that the multi-process rig cannot rot.
  */
-const SMOKE: ReadonlySet<string> = new Set(['floor', 'fleet']);
+const SMOKE: ReadonlySet<string> = new Set(['floor', 'backlog', 'fleet']);
 const dir = path.join(import.meta.dirname, 'scenarios');
 const scenarios: BenchScenario[] = [];
 for (const file of (await readdir(dir)).filter((f) => f.endsWith('.ts')).sort()) {
