@@ -27,11 +27,8 @@ beforeAll(() => {
   baseline = lowerOf(baseline, activeResources());
 });
 
-/**
- * `fail` (a leak fails the file) or `report` (a leak is printed, the file passes). Report until the files that still
- * leak are fixed (CONTRIBUTING.md); CERTPROV_LEAK_CHECK overrides.
- */
-const MODE = process.env.CERTPROV_LEAK_CHECK ?? 'report';
+/** `fail` (a leak fails the file, the default) or `report` (a leak is printed, the file passes): CERTPROV_LEAK_CHECK. */
+const MODE = process.env.CERTPROV_LEAK_CHECK ?? 'fail';
 
 afterAll(async () => {
   const leaked = await leakedSince(baseline);

@@ -61,6 +61,18 @@ describe('the leak check', () => {
     expect(describeResources(await leakedSince(baseline, 200))).toBe('1 TCPServerWrap');
   });
 
+  it('lets a file leave only the type it was allowed to, and still catches every other type', async () => {
+    const baseline = await quietResources();
+    await listening();
+    const timer = setTimeout(() => undefined, 60_000);
+    try {
+      const allowed = new Map([['Timeout', "a client's own retry timers"]]);
+      expect(describeResources(await leakedSince(baseline, 200, allowed))).toBe('1 TCPServerWrap');
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+
   it('catches a child process left running, with its pipes', async () => {
     const baseline = await quietResources();
     const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'pipe'] });
