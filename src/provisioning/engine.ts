@@ -8,15 +8,12 @@
 import { performance } from 'node:perf_hooks';
 import type { ProcessRef } from '../chrome/types.ts';
 import { describeError } from '../errors.ts';
-import { ACTIVE_STEPS, type Outcome, type ProcessRecord } from '../store/types.ts';
+import { ACTIVE_STEPS, DEFAULT_SCAN_SPACING_MS, type Outcome, type ProcessRecord } from '../store/types.ts';
 import { newCorrelationId } from './correlation-id.ts';
 import { ShutdownAbort } from './failure-policy.ts';
 import { FaultGate } from './fault-gate.ts';
 import { ProcessRunner } from './process-runner.ts';
 import type { EngineDependencies } from './step.ts';
-
-/** Least time between two scans of the store for due records (see schedule()). */
-const MIN_SCAN_SPACING_MS = 50;
 
 /** Resolves with the promise's value, or `fallback` after `ms`; the timer never outlives the race. */
 async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
@@ -198,9 +195,9 @@ export class ProvisioningEngine {
 
   private async schedule(): Promise<void> {
     const { store, config, log, health } = this.deps;
-    // With a shared store every scan is two queries per replica: space scans at least this far apart, however often
+    // Scans stay at least the store's spacing apart (a shared store's scan is two queries per replica), however often
     // work arrives, finishes or comes due (records this replica is still leasing read as due until the lease lands).
-    const minSpacingMs = Math.min(config.scheduler.pollIntervalMs, MIN_SCAN_SPACING_MS);
+    const minSpacingMs = Math.min(config.scheduler.pollIntervalMs, store.scanSpacingMs ?? DEFAULT_SCAN_SPACING_MS);
     while (this.state === 'running') {
       const scanStarted = performance.now();
       let nextIn = config.scheduler.pollIntervalMs;

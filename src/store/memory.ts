@@ -49,6 +49,8 @@ interface NamedLease {
 export class MemoryProcessStore implements ProcessStore {
   readonly kind = 'memory' as const;
   readonly durable = false;
+  /** A scan is a heap look-up in this process: see ProcessStore.scanSpacingMs. */
+  readonly scanSpacingMs = 5;
 
   private readonly records = new Map<string, ProcessRecord>();
   /** Ids of records not done. */

@@ -205,6 +205,8 @@ function freezeRecord(json: string): ProcessRecord {
 
 export class SqliteProcessStore implements ProcessStore {
   readonly kind = 'sqlite' as const;
+  /** A scan is an indexed query on a local file: see ProcessStore.scanSpacingMs. */
+  readonly scanSpacingMs = 5;
   readonly durable: boolean;
   /** The database file (absolute), for messages. */
   readonly file: string;

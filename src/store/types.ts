@@ -163,10 +163,20 @@ export interface RateWindow {
   readonly windowMs: number;
 }
 
+/** The scheduler's least spacing of two scans of a store that does not set its own (ProcessStore.scanSpacingMs). */
+export const DEFAULT_SCAN_SPACING_MS = 50;
+
 export interface ProcessStore extends CoordinationStore, InventoryStore {
   readonly kind: 'memory' | 'sqlite' | 'firestore';
   /** Whether records survive a crash of this process. */
   readonly durable: boolean;
+  /**
+   * Least time the scheduler leaves between two scans of this store (findDue, nextDueAt); default
+   * {@link DEFAULT_SCAN_SPACING_MS}. A shared store keeps the default: each scan is two billed queries per replica. A
+   * local store answers a scan from an index in microseconds and sets less, so a slot freed at capacity is filled at
+   * once instead of idling until the next scan.
+   */
+  readonly scanSpacingMs?: number;
 
   /** Creates the record unless one exists (create-if-absent); returns the stored record either way. */
   create(init: NewProcess): Promise<{ created: boolean; record: ProcessRecord }>;
