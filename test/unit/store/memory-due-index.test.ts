@@ -8,17 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryProcessStore } from '../../../src/store/memory.ts';
 import { workableAt } from '../../../src/store/due-index.ts';
 import type { ProcessRecord } from '../../../src/store/types.ts';
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../../src/sandbox/seeded-random.ts';
 
 /** findDue's definition: not done, due, lease absent or expired; earliest dueAt first. */
 function expectedDue(records: readonly ProcessRecord[], now: number): ProcessRecord[] {
@@ -30,7 +20,7 @@ function expectedDue(records: readonly ProcessRecord[], now: number): ProcessRec
 describe('memory store due-query under its index', () => {
   for (const seed of [1, 2, 3]) {
     it(`matches a scan of every record through random writes (seed ${seed})`, async () => {
-      const rand = random(seed);
+      const rand = seededRandom(seed);
       let now = Date.UTC(2030, 0, 1);
       const store = new MemoryProcessStore({ now: () => now, finishedRetentionMs: 3_600_000 });
       const ids: string[] = [];
