@@ -27,3 +27,8 @@ export interface BenchScenario {
   readonly faultsOnly?: boolean;
   run(options: BenchOptions): Promise<readonly BenchFigure[]>;
 }
+
+/** The `p`th percentile (0–100) of ascending `sorted` (nearest rank); NaN when empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}

@@ -34,7 +34,7 @@ import { scrape, type Scrape } from '../../test/integration/operations-scrape.ts
 import { BENCH_PROJECT, benchRawConfig, benchWorkDir } from '../support/adapter-under-test.ts';
 import type { GrpcCounts } from '../support/grpc-counter.ts';
 import { SandboxProcess } from '../support/sandbox-process.ts';
-import type { BenchFigure, BenchScenario } from '../scenario.ts';
+import { percentile, type BenchFigure, type BenchScenario } from '../scenario.ts';
 
 const REPLICAS = 3;
 const SIGN_DELAY_MS = 5;
@@ -64,10 +64,6 @@ function treeCpuMs(pid: number | undefined): number {
   };
   visit(pid);
   return total;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 interface ReplicaSnapshot {

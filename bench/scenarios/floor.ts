@@ -17,7 +17,7 @@ import {
   type BenchStore,
   type StoreOps,
 } from '../support/adapter-under-test.ts';
-import type { BenchFigure, BenchScenario } from '../scenario.ts';
+import { percentile, type BenchFigure, type BenchScenario } from '../scenario.ts';
 import { DEFAULTS } from '../../src/config/schema.ts';
 
 const SIGN_DELAY_MS = 5;
@@ -53,10 +53,6 @@ interface Run {
   readonly latencies: number[];
   readonly requestsPerCert: number;
   readonly storeOps?: StoreOps;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 async function measure(
