@@ -27,6 +27,7 @@ import { Metrics } from '../../../src/observability/metrics.ts';
 import { MemoryProcessStore } from '../../../src/store/memory.ts';
 import { fakeGoogleAuth } from '../../fakes/google-kms/kms-ca-fixture.ts';
 import { FakeGcs } from '../../fakes/google-storage/fake-gcs.ts';
+import { LogCapture } from '../../support/adapter-rig.ts';
 import { openssl } from '../../support/openssl.ts';
 
 const TOKEN = 'crl-uploader-token';
@@ -63,13 +64,9 @@ async function publicationWith(name: string, crl: Record<string, unknown>): Prom
   return publication!;
 }
 
-function capturedLog(): { lines: Record<string, unknown>[]; log: ReturnType<typeof createLogger> } {
-  const lines: Record<string, unknown>[] = [];
-  const log = createLogger({
-    level: 'info',
-    destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
-  });
-  return { lines, log };
+function capturedLog(): { logs: LogCapture; log: ReturnType<typeof createLogger> } {
+  const logs = new LogCapture();
+  return { logs, log: createLogger({ level: 'info', destination: logs }) };
 }
 
 function uploader(log = silentLogger(), token = TOKEN): CrlBucketUploader {
@@ -130,7 +127,7 @@ describe('the Cloud Storage copy of a CRL', () => {
   it('keeps the CRL when the role is missing, logs the role to grant, and uploads at the next check', async () => {
     gcs.createBucket('ungranted-crls');
     const publication = await publicationWith('ungranted_ca', { bucket: 'ungranted-crls', checkInterval: '1s' });
-    const { lines, log } = capturedLog();
+    const { logs, log } = capturedLog();
     const bucket = uploader(log);
     const d = deps(bucket, log);
     const publisher = new CrlPublisher(d, [publication]);
@@ -140,7 +137,7 @@ describe('the Cloud Storage copy of a CRL', () => {
       // Stored (and so served) regardless.
       expect((await d.store.getCrl('ungranted_ca'))?.crlNumber).toBe(1);
       expect(gcs.object('ungranted-crls', 'ungranted_ca.crl')).toBeUndefined();
-      const fault = lines.find((l) => l['component'] === 'gcs');
+      const fault = logs.entries().find((l) => l['component'] === 'gcs');
       expect(fault).toMatchObject({ level: 'error', errorClass: 'deployment', bucket: 'ungranted-crls' });
       expect(String(fault?.['hint'])).toContain('roles/storage.objectCreator');
       expect(String(fault?.['message'])).toContain('stale');
@@ -158,7 +155,7 @@ describe('the Cloud Storage copy of a CRL', () => {
 
   it('reports an unknown bucket (404) and a refused credential (401) as deployment faults', async () => {
     const unknown = await publicationWith('unknown_bucket_ca', { bucket: 'no-such-bucket' });
-    const { lines, log } = capturedLog();
+    const { logs, log } = capturedLog();
     const bucket = uploader(log);
     expect((await publishCrl(deps(bucket, log), unknown)).status).toBe('published');
     expect(bucket.isStale('unknown_bucket_ca')).toBe(true);
@@ -170,10 +167,12 @@ describe('the Cloud Storage copy of a CRL', () => {
     ).toBe('published');
     expect(badToken.isStale('bad_token_ca')).toBe(true);
     expect(gcs.requests).toContain(`POST /upload/storage/v1/b/${BUCKET}/o → 401`);
-    expect(lines.filter((l) => l['component'] === 'gcs').map((l) => l['errorClass'])).toEqual([
-      'deployment',
-      'deployment',
-    ]);
+    expect(
+      logs
+        .entries()
+        .filter((l) => l['component'] === 'gcs')
+        .map((l) => l['errorClass']),
+    ).toEqual(['deployment', 'deployment']);
   });
 
   it('the fake rejects what Cloud Storage rejects: no token 401, wrong method or upload type 400', async () => {
