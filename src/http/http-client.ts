@@ -14,6 +14,7 @@ import type { FaultComponent } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { statusClass, type Metrics } from '../observability/metrics.ts';
 import { abortableSleep, type Sleep } from './abortable-sleep.ts';
+import { attemptDeadline } from './attempt-deadline.ts';
 import {
   classifyResponse,
   classifyTransportFailure,
@@ -179,19 +180,8 @@ export class HttpClient {
     const { api, metrics, component, timeoutMs } = this.#options;
     const log = request.log ?? this.#options.log;
     const headers = await this.#headers(request);
-    // One controller and one cleared timer per attempt. AbortSignal.timeout's timer cannot be cleared (it lives for
-    // the whole timeout after the response), and AbortSignal.any adds weak references and finalization cells: with
-    // thousands of requests a minute both stayed on the heap by the tens of thousands.
-    const attempt = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      attempt.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError'));
-    }, timeoutMs);
-    const callerAborted = (): void => attempt.abort(request.signal?.reason);
-    if (request.signal?.aborted === true) callerAborted();
-    else request.signal?.addEventListener('abort', callerAborted, { once: true });
-    const signal = attempt.signal;
+    const deadline = attemptDeadline(timeoutMs, request.signal);
+    const signal = deadline.signal;
     const started = performance.now();
     let status: number | undefined;
     let label: string | undefined;
@@ -229,14 +219,13 @@ export class HttpClient {
         operation: request.operation,
         component,
         safeToRepeat: request.safeToRepeat,
-        timedOut,
+        timedOut: deadline.timedOut,
         timeoutMs,
       });
       label = failure.statusClass;
       throw failure.error;
     } finally {
-      clearTimeout(timer);
-      request.signal?.removeEventListener('abort', callerAborted);
+      deadline.dispose();
       const seconds = (performance.now() - started) / 1000;
       if (label !== undefined) {
         metrics.remoteRequests.inc({ api, method: request.operation, status_class: label });

@@ -17,6 +17,7 @@
 import { backoffDelay } from '../../backoff.ts';
 import { RetryableError, type CertprovError } from '../../errors.ts';
 import { abortableSleep, type Sleep } from '../../http/abortable-sleep.ts';
+import { attemptDeadline } from '../../http/attempt-deadline.ts';
 import { isNothingApplied } from '../../http/classify.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { statusClass, type Metrics } from '../../observability/metrics.ts';
@@ -92,29 +93,30 @@ export async function callKeyVault<T>(env: KeyVaultCallEnvironment, call: KeyVau
   const { operation } = call;
   for (let attempt = 1; ; attempt += 1) {
     call.signal.throwIfAborted();
-    const timeout = AbortSignal.timeout(env.timeoutMs);
+    const deadline = attemptDeadline(env.timeoutMs, call.signal);
     const started = performance.now();
     let label = 'network';
     let error: CertprovError;
     try {
-      const result = await call.run(AbortSignal.any([call.signal, timeout]));
+      const result = await call.run(deadline.signal);
       label = '2xx';
       return result;
     } catch (thrown) {
       // The caller's decision (shutdown, lost lease): not a Key Vault failure.
       if (call.signal.aborted) throw call.signal.reason;
       const status = statusOf(thrown);
-      label = status === undefined ? (timeout.aborted ? 'timeout' : 'network') : statusClass(status);
+      label = status === undefined ? (deadline.timedOut ? 'timeout' : 'network') : statusClass(status);
       const refusal = call.refusal?.(thrown);
       if (refusal !== undefined) throw refusal;
       error = classifyKeyVaultError(thrown, {
         operation,
         vaultUrl: env.vaultUrl,
         subject: call.subject,
-        timedOut: timeout.aborted,
+        timedOut: deadline.timedOut,
         timeoutMs: env.timeoutMs,
       });
     } finally {
+      deadline.dispose();
       if (!call.signal.aborted) {
         metrics.remoteRequests.inc({ api: API, method: operation.name, status_class: label });
         metrics.remoteRequestDuration.observe(
