@@ -91,7 +91,11 @@ export class ProvisioningEngine {
         'process received',
       );
     }
-    if (result.record.step !== 'done') this.trigger(notification.processId);
+    // A duplicate delivery carries nothing new (the notification only says the process exists): it starts a process
+    // that is due, never one waiting for its dueAt — a device signature check or a retry backoff keeps its time.
+    // What may bring a waiting process forward is a new event about it: a CA's answer (wakeByLookupKey), the fault
+    // gate's probe passing, a shutdown handing it back (docs/failure-model.md "What wakes a waiting process").
+    if (result.record.step !== 'done' && result.record.dueAt <= this.now()) this.trigger(notification.processId);
     return result;
   }
 
@@ -165,17 +169,18 @@ export class ProvisioningEngine {
     for (const processId of this.resumeQueue) {
       if (this.running.size >= this.deps.config.scheduler.maxConcurrent) return;
       this.resumeQueue.delete(processId);
-      this.launch(processId);
+      this.launch(processId, true);
     }
   }
 
-  private launch(processId: string): void {
+  /** `beforeDue`: run it even if its record is not due yet (the fault gate resumes the processes it parked). */
+  private launch(processId: string, beforeDue = false): void {
     if (this.running.has(processId)) return;
     const abort = new AbortController();
     const entry: Running = {
       abort,
       done: this.runner
-        .run(processId, abort)
+        .run(processId, abort, { beforeDue })
         .catch((error: unknown) => {
           this.deps.log.error({ processId, error: describeError(error) }, 'unexpected error while running a process');
         })

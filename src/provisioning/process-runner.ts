@@ -58,8 +58,13 @@ export class ProcessRunner {
     this.leaseMarginMs = Math.min(leaseMs / 2, Math.max(5_000, leaseMs * 0.2));
   }
 
-  /** Runs one process under a lease until it waits, finishes, or the lease is lost. `abort` stops its steps. */
-  async run(processId: string, abort: AbortController): Promise<void> {
+  /**
+   * Runs one process under a lease until it waits, finishes, or the lease is lost. `abort` stops its steps. A record
+   * not due yet is left alone unless `beforeDue` (the fault gate resuming what it parked): a launch from a scan that
+   * another replica overtook (it ran the step and wrote a later dueAt between our scan and our lease) must not run
+   * the step again before its time.
+   */
+  async run(processId: string, abort: AbortController, options: { beforeDue?: boolean } = {}): Promise<void> {
     const { store, config, replicaId } = this.deps;
     const requestedAt = performance.now();
     let record: ProcessRecord | undefined;
@@ -72,6 +77,13 @@ export class ProcessRunner {
       return;
     }
     if (record === undefined) return;
+    if (record.dueAt > this.now() && options.beforeDue !== true) {
+      await store.update(processId, replicaId, {}, { release: true }).catch((error: unknown) => {
+        // The lease expires on its own; the record keeps its dueAt either way.
+        this.deps.log.warn({ processId, error: describeError(error) }, 'cannot release the lease on a process not due');
+      });
+      return;
+    }
     const guard = new LeaseGuard(config.scheduler.leaseMs, this.leaseMarginMs, requestedAt);
     const renewal = setInterval(() => {
       const at = performance.now();

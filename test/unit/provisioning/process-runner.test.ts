@@ -65,6 +65,7 @@ describe('the run of one process', () => {
     const { run, done } = runnerOn(t);
     await run(id);
     await expect.poll(() => t.tenant.process(id).signature, { timeout: 5_000 }).toBeDefined();
+    t.advance(t.config.scheduler.signaturePollInitialMs); // the first check is due
     await run(id);
 
     expect(t.tenant.process(id).issuedCertificate).toBeDefined();
@@ -90,6 +91,29 @@ describe('the run of one process', () => {
     );
     expect(await t.record(id)).toMatchObject({ step: 'done', outcome: 'failed', reason: 'unknown_profile' });
     expect(done).toEqual([{ processId: id, outcome: 'failed' }]);
+  });
+
+  it('a record not due yet is left alone (a scan another replica overtook), unless launched before its time on purpose', async () => {
+    const t = await start({ tenant: { signDelayMs: 'never' } });
+    const id = t.tenant.createProcess({ key: keys().next('ec-p256') });
+    await t.store.create({
+      processId: id,
+      customer: 'my_customer',
+      correlationId: 'CP-RUNNER',
+      dueAt: t.clock + 5_000,
+    });
+    const { run } = runnerOn(t);
+    await run(id);
+    expect(t.tenant.counters(id)).toMatchObject({ gets: 0, claims: 0, signDataCalls: 0 });
+    expect(await t.record(id)).toMatchObject({ step: 'start', dueAt: t.clock + 5_000 });
+    expect((await t.record(id)).lease).toBeUndefined();
+
+    const runner = runnerOn(t);
+    await runner.run(id); // still not due
+    expect(t.tenant.counters(id).signDataCalls).toBe(0);
+    t.advance(5_000);
+    await runner.run(id);
+    expect(t.tenant.counters(id)).toMatchObject({ claims: 1, signDataCalls: 1 });
   });
 
   it('a process another replica holds the lease on is left alone', async () => {

@@ -169,6 +169,36 @@ describe('the scheduler loop', () => {
     expect(t.tenant.counters(id)).toMatchObject({ claims: 1, signDataCalls: 1 });
   });
 
+  it('a duplicate delivery leaves a waiting process waiting: no check before its dueAt, no retry backoff skipped', async () => {
+    const { t, gate } = await gated();
+    gate.holding = false;
+    const engine = engineOn(t);
+    engine.start();
+    const signing = newProcess(t);
+    await engine.submit(ref(signing));
+    await expect.poll(async () => (await t.record(signing)).step).toBe('await_signature');
+    const waiting = await t.record(signing);
+    expect(waiting.dueAt).toBeGreaterThan(t.clock); // the first check is an hour away (gated())
+
+    // A process in a retry backoff: its record is at `start`, due in a minute.
+    const backingOff = newProcess(t);
+    await record(t, backingOff, t.clock + 60_000);
+
+    const before = { signing: t.tenant.counters(signing), backingOff: t.tenant.counters(backingOff) };
+    for (let i = 0; i < 3; i += 1) {
+      expect((await engine.submit(ref(signing))).created).toBe(false);
+      expect((await engine.submit(ref(backingOff))).created).toBe(false);
+    }
+    await sleep(300); // several poll intervals
+    expect(t.tenant.counters(signing)).toEqual(before.signing);
+    expect(t.tenant.counters(backingOff)).toEqual(before.backingOff);
+    expect(await t.record(signing)).toMatchObject({ step: 'await_signature', dueAt: waiting.dueAt });
+
+    t.advance(60_000); // the backoff is over: the scheduler runs it
+    await expect.poll(() => t.tenant.counters(backingOff).signDataCalls).toBe(1);
+    expect(t.tenant.counters(signing).operationGets).toBe(before.signing.operationGets);
+  });
+
   it('runs at most scheduler.maxConcurrent processes at once; the rest start as slots free', async () => {
     const { t, gate } = await gated({}, 3);
     const ids = Array.from({ length: 7 }, () => newProcess(t));
