@@ -20,7 +20,7 @@ import {
 import { keyTypesFor } from '../pki/key-usage.ts';
 import type { SubjectAltNameType } from '../pki/types.ts';
 import { CLEAR_TEXT_PROBLEM, isLoopbackUrl, sendsCredentialsInClear } from '../http/url-safety.ts';
-import { describeIssues, suggestion } from './problems.ts';
+import { describeIssues, nearest, suggestion } from './problems.ts';
 import { instanceIdFromSubscription, LOOPBACK_INSTANCE_ID } from './instance-id.ts';
 import { rawConfigSchema, type RawConfig, type RawProfile } from './schema.ts';
 import { DAY_MS } from '../time.ts';
@@ -193,8 +193,16 @@ function backendProfileProblems(
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Backends = ReadonlyMap<string, CaBackend<any>>;
 
+/**
+ * The CA `type` is a closed set: the value is echoed only when it is a likely typo of a known type (like every
+ * closed-set value, src/config/problems.ts) — anything else may be a secret or an address pasted into the wrong field.
+ */
 function unknownTypeProblem(name: string, type: string, backends: Backends): string {
-  return `caConnections.${name}.type: unknown CA type "${type}"${suggestion(type, [...backends.keys()])}`;
+  const known = [...backends.keys()];
+  const close = nearest(type, known);
+  return close === undefined
+    ? `caConnections.${name}.type: unknown CA type (a text value); known: ${known.join(', ')}`
+    : `caConnections.${name}.type: unknown CA type "${type}"; did you mean "${close}"?`;
 }
 
 /** A CA connection block's own problems (its backend's schema), for when the rest of the file failed. */

@@ -137,7 +137,7 @@ describe('configuration', () => {
       for (const problem of [
         'chrome.credentials: "none" is allowed only for loopback endpoints',
         'caConnections.a.directory:',
-        'caConnections.b.type: unknown CA type "vault-of-wonders"',
+        'caConnections.b.type: unknown CA type (a text value); known:',
         'profiles.p.subject: unknown template variable {{device.colour}}',
         'profiles.p.extendedKeyUsages[1]: "bogus"',
         'profiles.q.subject: unknown subject attribute "XX"',

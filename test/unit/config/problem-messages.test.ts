@@ -92,6 +92,20 @@ describe('configuration problems say what to write instead', () => {
     for (const p of problems) expect(p).not.toMatch(RAW_VALIDATOR_WORDING);
   });
 
+  it('a CA type that is no typo of a known one is named but not echoed (it may be a secret pasted in the wrong field)', () => {
+    const pasted = 'dc-api-key-Zq81mF2kP0sXv7';
+    for (const input of [
+      { ...valid, caConnections: { trial_ca: { type: pasted, directory: './ca' } } },
+      { ...valid, pubsub: 'broken', caConnections: { trial_ca: { type: pasted, directory: './ca' } } }, // file fails too
+    ]) {
+      const problems = problemsOf(input);
+      expect(problems).toContainEqual(
+        expect.stringMatching(/^caConnections\.trial_ca\.type: unknown CA type \(a text value\); known: .*\blocal\b/),
+      );
+      expect(problems.join('\n')).not.toContain(pasted);
+    }
+  });
+
   it('an inline secret is refused with the reference to write, and the secret is not echoed', () => {
     const secret = 'dc-api-key-0123456789abcdef';
     const problems = problemsOf({
