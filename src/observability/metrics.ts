@@ -95,6 +95,22 @@ export class Metrics {
     help: 'Processes whose step is running on this replica right now.',
     registers: [this.registry],
   });
+  readonly storeConcurrencyLimit = new Gauge({
+    name: 'certprov_store_concurrency_limit',
+    help: 'Processes this replica runs at once at most now: scheduler.maxConcurrent, halved while the store times out or answers slowly, back one at a time when it answers in time.',
+    registers: [this.registry],
+  });
+  readonly scanSpacing = new Gauge({
+    name: 'certprov_scan_spacing_seconds',
+    help: "Least time between this replica's scans of the store for due records now: the store's own spacing, longer after slow scans or scans that found nothing.",
+    registers: [this.registry],
+  });
+  readonly storeCongestion = new Counter({
+    name: 'certprov_store_congestion_total',
+    help: 'Times the store congestion state changed (state: congested, healthy), by what caused it (reason: timeout, overload, slow, recovered).',
+    labelNames: ['state', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly processesWaiting = new Gauge({
     name: 'certprov_processes_waiting',
     help: 'Processes not finished, by step (from the store; waiting on a device, a CA or a retry).',

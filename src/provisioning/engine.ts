@@ -8,12 +8,19 @@
 import { performance } from 'node:perf_hooks';
 import type { ProcessRef } from '../chrome/types.ts';
 import { describeError } from '../errors.ts';
-import { ACTIVE_STEPS, DEFAULT_SCAN_SPACING_MS, type Outcome, type ProcessRecord } from '../store/types.ts';
+import {
+  ACTIVE_STEPS,
+  DEFAULT_SCAN_SPACING_MS,
+  type Outcome,
+  type ProcessRecord,
+  type ProcessStore,
+} from '../store/types.ts';
 import { newCorrelationId } from './correlation-id.ts';
 import { ShutdownAbort } from './failure-policy.ts';
 import { FaultGate } from './fault-gate.ts';
 import { ProcessRunner } from './process-runner.ts';
 import type { EngineDependencies } from './step.ts';
+import { StoreLoadControl, observedStore } from './store-load.ts';
 
 /** Resolves with the promise's value, or `fallback` after `ms`; the timer never outlives the race. */
 async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
@@ -27,6 +34,9 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Pro
     clearTimeout(timer);
   }
 }
+
+/** Slow scans space the next one out up to this (or the poll interval, if longer). */
+const MAX_SCAN_SPACING_MS = 10_000;
 
 interface Running {
   readonly abort: AbortController;
@@ -47,10 +57,34 @@ export class ProvisioningEngine {
   /** Held processes the gate released, launched as capacity allows. */
   private readonly resumeQueue = new Set<string>();
   private readonly runner: ProcessRunner;
+  /** How hard this replica presses on the store: concurrency and scan spacing (store-load.ts). */
+  readonly storeLoad: StoreLoadControl;
+  /** The store, every call's duration and outcome told to {@link storeLoad}. */
+  private readonly store: ProcessStore;
 
   constructor(deps: EngineDependencies) {
-    this.deps = deps;
+    const { config, metrics, log } = deps;
     this.now = deps.now ?? Date.now;
+    this.storeLoad = new StoreLoadControl({
+      maxConcurrent: config.scheduler.maxConcurrent,
+      minSpacingMs: Math.min(config.scheduler.pollIntervalMs, deps.store.scanSpacingMs ?? DEFAULT_SCAN_SPACING_MS),
+      idleSpacingMs: config.scheduler.pollIntervalMs,
+      maxSpacingMs: Math.max(config.scheduler.pollIntervalMs, MAX_SCAN_SPACING_MS),
+      slowCallMs: deps.store.slowCallMs,
+      now: () => performance.now(),
+      onStateChange: ({ state, limit, cause }) => {
+        metrics.storeCongestion.inc({ state, reason: cause });
+        const fields = { limit, maxConcurrent: config.scheduler.maxConcurrent, cause };
+        if (state === 'congested') {
+          log.warn(fields, 'store congested: running fewer processes at once until it answers in time again');
+        } else log.info(fields, 'store answers in time again: back to the configured concurrency');
+      },
+    });
+    metrics.storeConcurrencyLimit.set(this.storeLoad.limit);
+    metrics.scanSpacing.set(this.storeLoad.spacingMs / 1000);
+    this.store = observedStore(deps.store, this.storeLoad, () => performance.now());
+    this.deps = { ...deps, store: this.store };
+    deps = this.deps;
     this.faultGate = new FaultGate({
       log: deps.log,
       backoff: { initialMs: deps.config.scheduler.retryInitialMs, maxMs: deps.config.scheduler.retryMaxMs },
@@ -122,7 +156,7 @@ export class ProvisioningEngine {
       set.add(listener);
       this.waiters.set(processId, set);
       signal.addEventListener('abort', onAbort, { once: true });
-      this.deps.store.get(processId).then(
+      this.store.get(processId).then(
         (record) => {
           if (record?.step === 'done') settle(record.outcome);
         },
@@ -159,7 +193,7 @@ export class ProvisioningEngine {
   /** Starts a process now if there is capacity; otherwise the scheduler picks it up. */
   private trigger(processId: string): void {
     if (this.state !== 'running') return;
-    if (this.running.size < this.deps.config.scheduler.maxConcurrent) this.launch(processId);
+    if (this.running.size < this.limit()) this.launch(processId);
     else this.wake?.();
   }
 
@@ -167,7 +201,7 @@ export class ProvisioningEngine {
   private launchResumed(): void {
     if (this.state !== 'running') return;
     for (const processId of this.resumeQueue) {
-      if (this.running.size >= this.deps.config.scheduler.maxConcurrent) return;
+      if (this.running.size >= this.limit()) return;
       this.resumeQueue.delete(processId);
       this.launch(processId, true);
     }
@@ -187,7 +221,7 @@ export class ProvisioningEngine {
         .finally(() => {
           // Only a replica that was at capacity needs a scan now; otherwise the scheduler's own timing (nextDueAt)
           // already covers what this process left behind, and a scan per finished step would load a shared store.
-          const wasFull = this.running.size >= this.deps.config.scheduler.maxConcurrent;
+          const wasFull = this.running.size >= this.limit();
           this.running.delete(processId);
           this.deps.metrics.processesInFlight.set(this.running.size);
           this.launchResumed();
@@ -198,22 +232,30 @@ export class ProvisioningEngine {
     this.deps.metrics.processesInFlight.set(this.running.size);
   }
 
+  /** Processes this replica may run at once now: `scheduler.maxConcurrent`, less while the store is congested. */
+  private limit(): number {
+    return this.storeLoad.limit;
+  }
+
   private async schedule(): Promise<void> {
-    const { store, config, log, health } = this.deps;
-    // Scans stay at least the store's spacing apart (a shared store's scan is two queries per replica), however often
-    // work arrives, finishes or comes due (records this replica is still leasing read as due until the lease lands).
-    const minSpacingMs = Math.min(config.scheduler.pollIntervalMs, store.scanSpacingMs ?? DEFAULT_SCAN_SPACING_MS);
+    const { config, log, health, metrics } = this.deps;
+    const store = this.store;
+    // Scans stay at least the spacing apart (a shared store's scan is two queries per replica), however often work
+    // arrives, finishes or comes due (records this replica is still leasing read as due until the lease lands); the
+    // spacing grows after slow scans and scans that found nothing (store-load.ts).
     while (this.state === 'running') {
       const scanStarted = performance.now();
       let nextIn = config.scheduler.pollIntervalMs;
+      let launched = 0;
+      let scanned = false;
       try {
-        const capacity = config.scheduler.maxConcurrent - this.running.size;
+        const capacity = this.limit() - this.running.size;
         // At capacity nothing is asked: a finishing process wakes the loop (launch).
         if (capacity > 0) {
+          scanned = true;
           const due = await store.findDue(this.now(), capacity);
-          let launched = 0;
           for (const record of due) {
-            if (this.running.size >= config.scheduler.maxConcurrent) break;
+            if (this.running.size >= this.limit()) break;
             if (this.running.has(record.processId)) continue;
             this.launch(record.processId);
             launched += 1;
@@ -231,7 +273,12 @@ export class ProvisioningEngine {
         health.reportFault('store', describeError(error));
         log.error({ error: describeError(error) }, 'cannot read due processes from the store');
       }
-      const spacingLeft = () => Math.max(0, minSpacingMs - (performance.now() - scanStarted));
+      if (scanned) {
+        this.storeLoad.scanEnded(performance.now() - scanStarted, launched);
+        metrics.scanSpacing.set(this.storeLoad.spacingMs / 1000);
+      }
+      metrics.storeConcurrencyLimit.set(this.storeLoad.limit);
+      const spacingLeft = () => Math.max(0, this.storeLoad.spacingMs - (performance.now() - scanStarted));
       await new Promise<void>((resolve) => {
         let timer = setTimeout(resolve, Math.max(nextIn, spacingLeft()));
         // A wake (work arrived, or a slot freed at capacity) comes forward to the least spacing, not before it:
@@ -248,9 +295,9 @@ export class ProvisioningEngine {
 
   private async updateGauges(): Promise<void> {
     const now = this.now();
-    if (now - this.lastGaugeUpdate < 5_000 || this.deps.store.countActive === undefined) return;
+    if (now - this.lastGaugeUpdate < 5_000 || this.store.countActive === undefined) return;
     this.lastGaugeUpdate = now;
-    const counts = await this.deps.store.countActive();
+    const counts = await this.store.countActive();
     for (const step of ACTIVE_STEPS) this.deps.metrics.processesWaiting.set({ step }, counts[step] ?? 0);
     this.deps.metrics.caPendingOrders.set(counts.await_ca ?? 0);
   }

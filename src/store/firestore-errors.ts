@@ -4,13 +4,16 @@
  * used up), reports the fault, and retries after backoff; the intake nacks the message.
  */
 import { DeploymentFaultError } from '../errors.ts';
+import { StoreBusyError } from './types.ts';
 
 /** The gRPC status codes Firestore answers with that the store tells apart (grpc.io status codes). */
 const GRPC_STATUS = {
   INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   ALREADY_EXISTS: 6,
   PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
   FAILED_PRECONDITION: 9,
   UNAUTHENTICATED: 16,
 } as const;
@@ -41,8 +44,10 @@ function isMissingIndex(error: unknown): boolean {
   return grpcCode(error) === GRPC_STATUS.FAILED_PRECONDITION && error instanceof Error && /index/i.test(error.message);
 }
 
-/** The store did not answer within the request timeout; the call may still be applied later. */
-export class StoreTimeoutError extends DeploymentFaultError {}
+/** The call's deadline passed (the client's own, or the store's bound): a write may still have been applied. */
+export function isDeadlineExceeded(error: unknown): boolean {
+  return error instanceof StoreBusyError ? error.busy === 'timeout' : grpcCode(error) === GRPC_STATUS.DEADLINE_EXCEEDED;
+}
 
 /**
  * Wraps a Firestore failure into a {@link DeploymentFaultError} (component `store`) whose hint says what to check.
@@ -56,6 +61,20 @@ export function storeFault(error: unknown, what: string, where: string): Error {
   const fault = (message: string, hint: string) =>
     new DeploymentFaultError(`${what}: ${message}`, { component: 'store', cause: error, hint });
   switch (code) {
+    case GRPC_STATUS.DEADLINE_EXCEEDED:
+      return new StoreBusyError(
+        `${what}: Firestore did not answer in time for ${where} (DEADLINE_EXCEEDED)`,
+        'timeout',
+        {
+          cause: error,
+          hint: 'check Firestore status and the network path to it',
+        },
+      );
+    case GRPC_STATUS.RESOURCE_EXHAUSTED:
+      return new StoreBusyError(`${what}: Firestore refused for load on ${where} (RESOURCE_EXHAUSTED)`, 'overload', {
+        cause: error,
+        hint: 'Firestore is over a quota or ramping up (500/50/5): the replicas press less until it answers again',
+      });
     case GRPC_STATUS.PERMISSION_DENIED:
       return fault(
         `Firestore refused access to ${where} (PERMISSION_DENIED)`,

@@ -41,13 +41,7 @@ import {
   parseDocument,
   type RecordChange,
 } from './firestore-document.ts';
-import {
-  StoreTimeoutError,
-  isAlreadyExists,
-  isNotFound,
-  isPreconditionFailure,
-  storeFault,
-} from './firestore-errors.ts';
+import { isAlreadyExists, isNotFound, isPreconditionFailure, storeFault } from './firestore-errors.ts';
 import {
   certificateDocument,
   certificateDocumentId,
@@ -72,6 +66,7 @@ import { BatchedRateBudget, type Reservation, type ReserveDecision } from './rat
 import {
   ACTIVE_STEPS,
   LeaseLostError,
+  StoreBusyError,
   type NewProcess,
   type ProcessPatch,
   type ProcessRecord,
@@ -133,6 +128,8 @@ type Decision<T> =
 export class FirestoreProcessStore implements ProcessStore {
   readonly kind = 'firestore' as const;
   readonly durable = true;
+  /** A quarter of the request timeout: a call that slow tells the scheduler to press less (provisioning/store-load.ts). */
+  readonly slowCallMs: number;
 
   private readonly db: Firestore;
   private readonly processes: CollectionReference;
@@ -167,6 +164,7 @@ export class FirestoreProcessStore implements ProcessStore {
     this.now = options.now ?? Date.now;
     this.finishedRetentionMs = options.finishedRetentionMs ?? DEFAULTS.finishedRetentionMs;
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+    this.slowCallMs = this.requestTimeoutMs / 4;
     this.budget = new BatchedRateBudget(
       { reserve: (bucket, decide) => this.reserveTokens(bucket, decide) },
       options.tokenHoldMs ?? DEFAULTS.tokenHoldMs,
@@ -629,12 +627,10 @@ export class FirestoreProcessStore implements ProcessStore {
       timer = setTimeout(
         () =>
           reject(
-            new StoreTimeoutError(
+            new StoreBusyError(
               `${what}: Firestore did not answer within ${this.requestTimeoutMs} ms (${this.where})`,
-              {
-                component: 'store',
-                hint: 'check Firestore status and the network path to it',
-              },
+              'timeout',
+              { hint: 'check Firestore status and the network path to it' },
             ),
           ),
         this.requestTimeoutMs,

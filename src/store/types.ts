@@ -6,7 +6,7 @@
  * after it lost the lease. The workflow keeps leases long relative to a step, measures them with monotonic time and
  * a safety margin, and re-reads the process right before the unsafe calls (docs/failure-model.md).
  */
-import type { FailureReason } from '../errors.ts';
+import { DeploymentFaultError, type FailureReason } from '../errors.ts';
 import type { PendingRef } from '../ca/pending-ref.ts';
 import type { RenderedProfile } from '../pki/types.ts';
 import type { CertificateHolder, InventoryStore } from './inventory.ts';
@@ -163,6 +163,25 @@ export interface RateWindow {
   readonly windowMs: number;
 }
 
+/**
+ * The store did not answer in time, or refused for load (Firestore's DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED): a
+ * deployment fault of component `store` that also tells the scheduler to press less (src/provisioning/store-load.ts).
+ * A write that failed this way may still have been applied.
+ */
+export class StoreBusyError extends DeploymentFaultError {
+  /** `timeout`: no answer within the bound; `overload`: the store said it is over its limit. */
+  readonly busy: 'timeout' | 'overload';
+
+  constructor(
+    message: string,
+    busy: 'timeout' | 'overload',
+    options: { readonly hint?: string; readonly cause?: unknown },
+  ) {
+    super(message, { component: 'store', ...options });
+    this.busy = busy;
+  }
+}
+
 /** The scheduler's least spacing of two scans of a store that does not set its own (ProcessStore.scanSpacingMs). */
 export const DEFAULT_SCAN_SPACING_MS = 50;
 
@@ -177,6 +196,11 @@ export interface ProcessStore extends CoordinationStore, InventoryStore {
    * once instead of idling until the next scan.
    */
   readonly scanSpacingMs?: number;
+  /**
+   * A call slower than this tells the scheduler the store is congested, as a timeout would (Firestore: a quarter of
+   * its request timeout); undefined for a local store, whose only congestion signal is a {@link StoreBusyError}.
+   */
+  readonly slowCallMs?: number;
 
   /** Creates the record unless one exists (create-if-absent); returns the stored record either way. */
   create(init: NewProcess): Promise<{ created: boolean; record: ProcessRecord }>;

@@ -22,6 +22,7 @@ const LOW_CARDINALITY_LABELS = new Set([
   'version',
   'node',
   'within', // certificates_expiring: two fixed horizons (7d, 30d)
+  'state', // store_congestion: congested, healthy
 ]);
 
 interface RegisteredMetric {

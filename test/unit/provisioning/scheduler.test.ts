@@ -371,3 +371,62 @@ describe('the scheduler loop', () => {
     expect(Math.min(...gaps)).toBeGreaterThanOrEqual(c.least - 2);
   });
 });
+
+describe('the scheduler under a slow store', () => {
+  it('runs fewer processes at once while the store answers slowly, and the configured number once it is quick again', async () => {
+    const { t, gate } = await gated({}, 8);
+    // A store like Firestore's: a call slower than 50 ms signals congestion; every call takes `delayMs` first.
+    Object.defineProperty(t.store, 'slowCallMs', { value: 50 });
+    let delayMs = 80;
+    for (const method of ['create', 'get', 'tryLease', 'update', 'renewLease', 'findDue', 'nextDueAt'] as const) {
+      const real = (t.store[method] as (...args: unknown[]) => Promise<unknown>).bind(t.store);
+      vi.spyOn(t.store, method).mockImplementation((async (...args: unknown[]) => {
+        if (delayMs > 0) await sleep(delayMs);
+        return real(...args);
+      }) as never);
+    }
+    const engine = engineOn(t);
+    engine.start();
+    const ids = Array.from({ length: 8 }, () => newProcess(t));
+    for (const id of ids) await engine.submit(ref(id));
+    await expect.poll(() => engine.storeLoad.limit).toBe(1);
+    await sleep(500); // several slow calls and scans: the old scheduler had all eight inside by now
+    expect(gate.heldIds().length).toBeLessThanOrEqual(2);
+    expect(t.logs.text()).toContain('store congested: running fewer processes at once');
+    expect((await t.metrics.storeConcurrencyLimit.get()).values[0]?.value).toBe(1);
+
+    // The store is quick again: answers in time bring the limit back one step per window of calls, and all run.
+    delayMs = 0;
+    gate.releaseAll();
+    await expect.poll(() => new Set(gate.started()).size, { timeout: 10_000 }).toBe(8);
+    const more = Array.from({ length: 8 }, () => newProcess(t));
+    for (const id of more) await engine.submit(ref(id));
+    await expect.poll(() => engine.storeLoad.limit, { timeout: 10_000 }).toBe(8);
+    expect(engine.storeLoad.state).toBe('healthy');
+    expect(t.logs.text()).toContain('store answers in time again: back to the configured concurrency');
+    const changes = (await t.metrics.storeCongestion.get()).values.map((v) => `${v.labels.state}/${v.labels.reason}`);
+    expect(changes).toEqual(expect.arrayContaining(['congested/slow', 'healthy/recovered']));
+  });
+
+  it('spaces scans out after slow ones: the next begins no sooner than five scan durations after the last', async () => {
+    const { t, gate } = await gated({}, 4);
+    gate.holding = false;
+    const findDue = t.store.findDue.bind(t.store);
+    const scans: { began: number; took: number }[] = [];
+    vi.spyOn(t.store, 'findDue').mockImplementation(async (now, limit) => {
+      const began = performance.now();
+      await sleep(60); // a store slowed down
+      const due = await findDue(now, limit);
+      scans.push({ began, took: performance.now() - began });
+      return due;
+    });
+    const engine = engineOn(t);
+    engine.start();
+    await expect.poll(() => scans.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(4);
+    await engine.stop(0);
+    const gaps = scans.slice(1).map((scan, i) => ({ gap: scan.began - scans[i]!.began, took: scans[i]!.took }));
+    // The old scheduler began the next scan 100 ms (the poll interval) after a 60 ms one; less a timer's rounding.
+    for (const { gap, took } of gaps) expect(gap).toBeGreaterThanOrEqual(5 * took - 2);
+    expect((await t.metrics.scanSpacing.get()).values[0]!.value).toBeGreaterThanOrEqual(0.25);
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * The scheduler's load control on its own (src/provisioning/store-load.ts), on a clock the test moves: concurrency
+ * halves on congestion once per event and comes back one step per window of calls answered in time; scan spacing
+ * grows with slow and empty scans and comes back at once.
+ */
+import { describe, expect, it } from 'vitest';
+import { StoreLoadControl, callSignal, type StoreLoadChange } from '../../../src/provisioning/store-load.ts';
+import { StoreBusyError } from '../../../src/store/types.ts';
+
+function control(overrides: { slowCallMs?: number } = {}) {
+  let clock = 0;
+  const changes: StoreLoadChange[] = [];
+  const load = new StoreLoadControl({
+    maxConcurrent: 32,
+    minSpacingMs: 50,
+    idleSpacingMs: 1_000,
+    maxSpacingMs: 10_000,
+    slowCallMs: 'slowCallMs' in overrides ? overrides.slowCallMs : 2_500,
+    now: () => clock,
+    onStateChange: (change) => changes.push(change),
+  });
+  return {
+    load,
+    changes,
+    advance: (ms: number) => {
+      clock += ms;
+    },
+    now: () => clock,
+    /** A call that begins a moment from now and ends `ms` later with `signal`. */
+    call(ms: number, signal: Parameters<StoreLoadControl['callEnded']>[1] = 'ok') {
+      clock += 1;
+      const startedAt = clock;
+      clock += ms;
+      load.callEnded(startedAt, signal);
+    },
+  };
+}
+
+describe('concurrency toward the store', () => {
+  it('halves on a timeout, once for the calls sent before the halving, and says so once', () => {
+    const t = control();
+    const startedAt = t.now();
+    t.advance(10_000);
+    // 32 calls sent together, all timing out: one congestion event.
+    for (let i = 0; i < 32; i += 1) t.load.callEnded(startedAt, 'timeout');
+    expect(t.load.limit).toBe(16);
+    expect(t.load.state).toBe('congested');
+    expect(t.changes).toEqual([{ state: 'congested', limit: 16, cause: 'timeout' }]);
+    // A call sent after the halving that times out too: the store is still congested at 16.
+    t.call(10_000, 'timeout');
+    expect(t.load.limit).toBe(8);
+    expect(t.changes).toHaveLength(1);
+  });
+
+  it('treats a slow answer and a refusal for load as congestion, other failures not', () => {
+    const t = control();
+    t.call(3_000, 'ok'); // slower than slowCallMs
+    expect(t.load.limit).toBe(16);
+    expect(t.changes[0]?.cause).toBe('slow');
+    t.call(10, 'overload');
+    expect(t.load.limit).toBe(8);
+    t.call(10, 'other'); // a conflict or a refusal: no load signal
+    t.call(5_000, 'other');
+    expect(t.load.limit).toBe(8);
+  });
+
+  it('without slowCallMs (a local store) only errors signal congestion', () => {
+    const t = control({ slowCallMs: undefined });
+    t.call(60_000, 'ok');
+    expect(t.load.limit).toBe(32);
+    t.call(10, 'timeout');
+    expect(t.load.limit).toBe(16);
+  });
+
+  it('never goes below one process', () => {
+    const t = control();
+    for (let i = 0; i < 10; i += 1) t.call(10_000, 'timeout');
+    expect(t.load.limit).toBe(1);
+  });
+
+  it('comes back one step per window of timely answers, and says when it is healthy again', () => {
+    const t = control();
+    for (let i = 0; i < 10; i += 1) t.call(10_000, 'timeout');
+    expect(t.load.limit).toBe(1);
+    // At limit n it takes n timely answers to reach n + 1: 1 + 2 + … + 31 answers back to 32.
+    let answers = 0;
+    while (t.load.limit < 32) {
+      t.call(20, 'ok');
+      answers += 1;
+      if (answers > 10_000) throw new Error('never recovered');
+    }
+    expect(answers).toBe((31 * 32) / 2);
+    expect(t.load.state).toBe('healthy');
+    expect(t.changes.at(-1)).toEqual({ state: 'healthy', limit: 32, cause: 'recovered' });
+    // Never above the configured concurrency.
+    for (let i = 0; i < 100; i += 1) t.call(20, 'ok');
+    expect(t.load.limit).toBe(32);
+  });
+
+  it('a congestion event during recovery halves again', () => {
+    const t = control();
+    for (let i = 0; i < 3; i += 1) t.call(10_000, 'timeout'); // 4
+    for (let i = 0; i < 4 + 5; i += 1) t.call(20, 'ok'); // 4 → 5 → 6
+    expect(t.load.limit).toBe(6);
+    t.call(3_000, 'ok'); // slow
+    expect(t.load.limit).toBe(3);
+  });
+});
+
+describe('scan spacing', () => {
+  it("is the store's own while scans are quick and find work", () => {
+    const t = control();
+    t.load.scanEnded(4, 3);
+    expect(t.load.spacingMs).toBe(50);
+  });
+
+  it('grows with a slow scan (five times its duration) up to the ceiling, and comes back after a quick one', () => {
+    const t = control();
+    t.load.scanEnded(400, 3);
+    expect(t.load.spacingMs).toBe(2_000);
+    t.load.scanEnded(9_000, 3);
+    expect(t.load.spacingMs).toBe(10_000);
+    t.load.scanEnded(5, 3);
+    expect(t.load.spacingMs).toBe(50);
+  });
+
+  it('doubles with every scan in a row that launched nothing, up to the idle interval, and resets on work', () => {
+    const t = control();
+    const spacings: number[] = [];
+    for (let i = 0; i < 7; i += 1) {
+      t.load.scanEnded(2, 0);
+      spacings.push(t.load.spacingMs);
+    }
+    expect(spacings).toEqual([100, 200, 400, 800, 1_000, 1_000, 1_000]);
+    t.load.scanEnded(2, 1);
+    expect(t.load.spacingMs).toBe(50);
+  });
+
+  it('a slow empty scan spaces out by the longer of the two', () => {
+    const t = control();
+    t.load.scanEnded(1_000, 0);
+    expect(t.load.spacingMs).toBe(5_000);
+  });
+});
+
+describe('callSignal', () => {
+  it('tells a timeout and a refusal for load from other failures', () => {
+    expect(callSignal()).toBe('ok');
+    expect(callSignal(new StoreBusyError('slow', 'timeout', {}))).toBe('timeout');
+    expect(callSignal(new StoreBusyError('full', 'overload', {}))).toBe('overload');
+    expect(callSignal(new Error('conflict'))).toBe('other');
+  });
+});
