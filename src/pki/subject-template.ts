@@ -7,7 +7,9 @@
  * Escapes follow RFC 4514 §3: in a subject template `\` makes the next character literal (`O=Example\, Inc.`,
  * `\{` for a brace) or, before two hex digits, writes a UTF-8 byte (`\2C`). Unescaped spaces around a value are
  * dropped; an escaped one is kept (`O=Example\ `). A brace outside a well-formed `{{root.field}}`, a trailing lone
- * `\` and a control character in the fixed text are configuration errors naming the character's position.
+ * `\`, a control character and a bidi control or invisible format character (but for the joiners U+200C, U+200D) in
+ * the fixed text are configuration errors naming the character's position; a value from the device or the directory
+ * holding a control or format character fails that process at render, naming the field, never echoing the value.
  */
 import { TerminalError } from '../errors.ts';
 import type { DistinguishedName, SubjectAltName, SubjectAltNameType, SubjectAttribute } from './types.ts';
@@ -87,9 +89,16 @@ export class TemplateSyntaxError extends Error {}
 const PLACEHOLDER_AT = /\{\{\s*([A-Za-z]+)\.([A-Za-z]+)\s*\}\}/y;
 const HEX_PAIR = /^[0-9A-Fa-f]{2}$/;
 
-/** Where a problem is, for the message: `character 27 of "CN={{device.serialNumber}}}"`. */
+/**
+ * Where a problem is, for the message: `character 27 of "CN={{device.serialNumber}}}"`. Control and format
+ * characters are shown as `\u{202E}`: a bidi override echoed as itself would reorder the message around it.
+ */
 function position(template: string, index: number): string {
-  return `character ${index + 1} of ${JSON.stringify(template)}`;
+  const shown = JSON.stringify(template).replace(
+    /[\p{Cc}\p{Cf}]/gu,
+    (ch) => `\\u{${(ch.codePointAt(0) ?? 0).toString(16).toUpperCase()}}`,
+  );
+  return `character ${index + 1} of ${shown}`;
 }
 
 /**
@@ -102,8 +111,59 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
 /** Half of a UTF-16 pair without its other half: no character at all, UTF-8 would write U+FFFD in its place. */
 const UNPAIRED_SURROGATE = /\p{Cs}/u;
 
+/**
+ * Bidirectional controls: overrides and embeddings (U+202A–U+202E), isolates (U+2066–U+2069), the marks (U+200E,
+ * U+200F, U+061C). A value holding one displays differently from its bytes — `CN=moc.elppa\u202E` reads as another
+ * name in a certificate viewer — a spoofing vector relying parties and CAs refuse (RFC 5280 §7.2's display caveats;
+ * CA/B Forum practice). Never accepted, in the configuration's text or in a value from a device or the directory.
+ */
+const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
+/**
+ * Invisible format characters (Unicode category Cf: zero-width space U+200B, word joiner U+2060, byte-order mark
+ * U+FEFF, soft hyphen U+00AD, tag characters, … and the bidi controls above): a name that looks like another one.
+ * The zero-width non-joiner and joiner (U+200C, U+200D) shape letters in Persian and Indic spellings, so the
+ * configuration's own text may hold them (an organisation name the admin wrote); a rendered value from a device or
+ * the directory — serial numbers, directory ids, email addresses — may not.
+ */
+const FORMAT = /\p{Cf}/u;
+const JOINERS = /^[\u200c\u200d]$/u;
+
+/** What a format character is, for a message: the bidi controls by name, the rest as invisible. */
+function formatCharacter(ch: string): string {
+  return `${BIDI_CONTROL.test(ch) ? 'bidirectional control' : 'invisible format character'} ${codePoint(ch)}`;
+}
+
 function codePoint(ch: string): string {
   return `U+${(ch.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/**
+ * What a rendered value holds that no certificate may (its description), or undefined: a control character or an
+ * unpaired surrogate anywhere, a format character in what a variable put there (the fixed text was checked at load,
+ * where the joiners may stay).
+ */
+function forbiddenInValue(value: string, template: ValueTemplate, vars: TemplateVariables): string | undefined {
+  const control = CONTROL.exec(value);
+  if (control !== null) return `control character ${codePoint(control[0])}`;
+  const format = formatFromVariables(template, vars);
+  if (format !== undefined) return format;
+  if (UNPAIRED_SURROGATE.test(value)) return 'an unpaired surrogate';
+  return undefined;
+}
+
+/** A format character (its description) in what a variable put into a value, or undefined. */
+function formatFromVariables(template: ValueTemplate, vars: TemplateVariables): string | undefined {
+  for (const variable of template.variables) {
+    const format = FORMAT.exec(lookup(vars, variable) ?? '');
+    if (format !== null) return formatCharacter(format[0]);
+  }
+  return undefined;
+}
+
+/** The variables of a value, for a message: `{{user.userPrimaryEmail}}`. */
+function variablesOf(template: ValueTemplate): string {
+  return template.variables.map((v) => `{{${v}}}`).join(', ');
 }
 
 /** A character or a placeholder of a value, and where it was written (`at` up to `end`, indices in the template). */
@@ -178,6 +238,11 @@ function tokenize(text: string, offset: number, template: string, escapes: boole
   for (const token of tokens) {
     if ('char' in token && CONTROL.test(token.char)) {
       throw new TemplateSyntaxError(`control character ${codePoint(token.char)} at ${position(template, token.at)}`);
+    }
+    if ('char' in token && FORMAT.test(token.char) && !JOINERS.test(token.char)) {
+      throw new TemplateSyntaxError(
+        `${formatCharacter(token.char)} at ${position(template, token.at)}: it would make the name display differently from what it is`,
+      );
     }
   }
   return tokens;
@@ -381,13 +446,12 @@ export function renderSubject(
       const { info } = attribute;
       const field = `subject ${attribute.type}`;
       // The fixed text was checked at load; what breaks the rule here came from the device or the user.
-      const control = CONTROL.exec(value) ?? UNPAIRED_SURROGATE.exec(value);
-      if (control !== null) {
-        const what = CONTROL.test(control[0]) ? `control character ${codePoint(control[0])}` : 'an unpaired surrogate';
+      const what = forbiddenInValue(value, attribute.value, vars);
+      if (what !== undefined) {
         throw invalidValue(
           profileName,
           field,
-          `(profiles.${profileName}.subject) holds ${what} taken from ${attribute.value.variables.map((v) => `{{${v}}}`).join(', ')}; correct that value at its source or build the attribute from another field`,
+          `(profiles.${profileName}.subject) holds ${what} taken from ${variablesOf(attribute.value)}; correct that value at its source or build the attribute from another field`,
         );
       }
       const length = characterCount(value);
@@ -437,6 +501,16 @@ export function renderSubjectAltNames(
 ): SubjectAltName[] {
   return templates.map((template) => {
     const value = renderValue(template.value, vars, profileName);
+    // A UPN is a UTF8String: the IA5 rule of the others does not keep a bidi override out of it.
+    // Controls and spaces are each type's own rule below; a format character is refused for every type.
+    const forbidden = formatFromVariables(template.value, vars);
+    if (forbidden !== undefined) {
+      throw invalidValue(
+        profileName,
+        `${template.type} SAN`,
+        `"${template.value.source}" holds ${forbidden} taken from ${variablesOf(template.value)}; correct that value at its source`,
+      );
+    }
     const ok =
       template.type === 'email' || template.type === 'upn'
         ? EMAIL.test(value) && noControlOrSpace(value) && IA5.test(template.type === 'email' ? value : '')

@@ -217,22 +217,115 @@ describe('escapes are honoured before unescaped spaces are trimmed (RFC 4514 §3
   });
 });
 
-describe('a device or user value with control characters is refused at render, naming the profile and field', () => {
+describe('a device or user value with control, bidi or invisible format characters is refused at render, naming the field', () => {
   it.each<[string, string, string, TemplateVariables, string]>([
-    ['a NUL in a CN', 'CN={{user.userPrimaryEmail}},O=Example', 'CN', withEmail('admin\u0000@b.com'), 'U+0000'],
-    ['a newline in a CN', 'CN={{user.userPrimaryEmail}}', 'CN', withEmail('a@b.com\nCN=admin'), 'U+000A'],
-    ['an escape (ANSI) in a CN', 'CN={{user.userPrimaryEmail}}', 'CN', withEmail('\u001b[31ma@b.com'), 'U+001B'],
-    ['DEL in a CN', 'CN=x{{device.serialNumber}}', 'CN', withSerial('a\u007f'), 'U+007F'],
-    ['a C1 control (NEL) in an OU', 'OU={{device.serialNumber}}', 'OU', withSerial('a\u0085b'), 'U+0085'],
-    ['a NUL in an emailAddress (IA5String)', 'E={{user.userPrimaryEmail}}', 'E', withEmail('a\u0000@b.com'), 'U+0000'],
+    [
+      'a NUL in a CN',
+      'CN={{user.userPrimaryEmail}},O=Example',
+      'CN',
+      withEmail('admin\u0000@b.com'),
+      'control character U+0000',
+    ],
+    [
+      'a newline in a CN',
+      'CN={{user.userPrimaryEmail}}',
+      'CN',
+      withEmail('a@b.com\nCN=admin'),
+      'control character U+000A',
+    ],
+    [
+      'an escape (ANSI) in a CN',
+      'CN={{user.userPrimaryEmail}}',
+      'CN',
+      withEmail('\u001b[31ma@b.com'),
+      'control character U+001B',
+    ],
+    ['DEL in a CN', 'CN=x{{device.serialNumber}}', 'CN', withSerial('a\u007f'), 'control character U+007F'],
+    [
+      'a C1 control (NEL) in an OU',
+      'OU={{device.serialNumber}}',
+      'OU',
+      withSerial('a\u0085b'),
+      'control character U+0085',
+    ],
+    [
+      'a NUL in an emailAddress (IA5String)',
+      'E={{user.userPrimaryEmail}}',
+      'E',
+      withEmail('a\u0000@b.com'),
+      'control character U+0000',
+    ],
     [
       'a NUL in a serialNumber',
       'SERIALNUMBER={{device.serialNumber}}',
       'SERIALNUMBER',
       withSerial('X\u0000'),
-      'U+0000',
+      'control character U+0000',
     ],
-  ])('%s', (_label, source, type, vars, codePoint) => {
+    [
+      'a right-to-left override in a CN',
+      'CN={{user.userPrimaryEmail}}',
+      'CN',
+      withEmail('moc.elppa\u202E@evil.example'),
+      'bidirectional control U+202E',
+    ],
+    [
+      'a left-to-right embedding in an O',
+      'O=x {{device.serialNumber}}',
+      'O',
+      withSerial('A\u202AB'),
+      'bidirectional control U+202A',
+    ],
+    [
+      'a first-strong isolate in an OU',
+      'OU={{device.serialNumber}}',
+      'OU',
+      withSerial('\u2068abc\u2069'),
+      'bidirectional control U+2068',
+    ],
+    [
+      'a pop directional isolate in an OU',
+      'OU={{device.serialNumber}}',
+      'OU',
+      withSerial('abc\u2069'),
+      'bidirectional control U+2069',
+    ],
+    [
+      'a right-to-left mark in a CN',
+      'CN={{device.serialNumber}}',
+      'CN',
+      withSerial('abc\u200F'),
+      'bidirectional control U+200F',
+    ],
+    [
+      'a zero-width space in a CN',
+      'CN={{user.userPrimaryEmail}}',
+      'CN',
+      withEmail('ad\u200Bmin@b.com'),
+      'invisible format character U+200B',
+    ],
+    [
+      'a zero-width joiner from the directory',
+      'CN={{device.serialNumber}}',
+      'CN',
+      withSerial('a\u200Db'),
+      'invisible format character U+200D',
+    ],
+    [
+      'a byte-order mark in a UID',
+      'UID={{user.userDirectoryApiId}}',
+      'UID',
+      { process: processOnly, user: { userDirectoryApiId: '\uFEFF123' } },
+      'invisible format character U+FEFF',
+    ],
+    [
+      'a tag character in a CN',
+      'CN={{device.serialNumber}}',
+      'CN',
+      withSerial('a\u{E0041}'),
+      'invisible format character U+E0041',
+    ],
+  ])('%s', (_label, source, type, vars, what) => {
     const template = parseSubjectTemplate(source);
     let thrown: unknown;
     try {
@@ -244,10 +337,11 @@ describe('a device or user value with control characters is refused at render, n
     const error = thrown as TerminalError;
     const variable = template.flat()[0]?.value.variables[0] ?? '';
     expect(error.message).toBe(
-      `profile "p": subject ${type} (profiles.p.subject) holds control character ${codePoint} taken from {{${variable}}}; correct that value at its source or build the attribute from another field`,
+      `profile "p": subject ${type} (profiles.p.subject) holds ${what} taken from {{${variable}}}; correct that value at its source or build the attribute from another field`,
     );
     // A configuration problem the admin fixes: terminal, from the catalog, no device or user value in it.
     expect(error.reason).toBe('template_invalid_value');
+    expect(error.message).not.toMatch(/[\p{Cc}\p{Cf}]|evil/u);
     expect(error.userMessage).toBe(
       `The certificate profile "p" produced an invalid subject ${type}. Ask your administrator to check the profile.`,
     );
@@ -262,6 +356,36 @@ describe('a device or user value with control characters is refused at render, n
   it('a tab or a NUL written in the template itself is refused at load', () => {
     expect(() => parseSubjectTemplate('O=a\tb')).toThrow('control character U+0009 at character 4 of "O=a\\tb"');
     expect(() => parseSubjectTemplate('O=a\\00b')).toThrow('control character U+0000 at character 4 of "O=a\\\\00b"');
+  });
+});
+
+describe('bidi controls and invisible format characters (a name displayed other than its bytes: spoofing)', () => {
+  it('a UPN SAN (a UTF8String, not held to ASCII) with a bidi override is refused, naming the field', () => {
+    const sans = [{ type: 'upn' as const, value: parseValueTemplate('{{user.userPrimaryEmail}}') }];
+    expect(() => renderSubjectAltNames(sans, withEmail('admin\u202E@corp.example'), 'p')).toThrow(
+      'profile "p": upn SAN "{{user.userPrimaryEmail}}" holds bidirectional control U+202E taken from {{user.userPrimaryEmail}}; correct that value at its source',
+    );
+    expect(renderSubjectAltNames(sans, withEmail('zoë@corp.example'), 'p')).toEqual([
+      { type: 'upn', value: 'zoë@corp.example' },
+    ]);
+  });
+
+  it('in the template itself a bidi control or format character is refused at load, shown escaped, not as itself', () => {
+    expect(() => parseSubjectTemplate('O=Example\u202Eevil')).toThrow(
+      'bidirectional control U+202E at character 10 of "O=Example\\u{202E}evil": it would make the name display differently from what it is',
+    );
+    // Written as RFC 4514 hex escapes: the same character.
+    expect(() => parseSubjectTemplate('O=Example\\E2\\80\\AE')).toThrow(
+      /^bidirectional control U\+202E at character 10 /,
+    );
+    expect(() => parseSubjectTemplate('O=a\u2066b')).toThrow(/^bidirectional control U\+2066 /);
+    expect(() => parseSubjectTemplate('O=a\u200Bb')).toThrow(/^invisible format character U\+200B /);
+    expect(() => parseValueTemplate('urn:x:\u2067{{device.serialNumber}}')).toThrow(/^bidirectional control U\+2067 /);
+    // The joiners shape Persian and Indic spellings: an organisation name the admin wrote may hold them.
+    const persian = 'O=\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645';
+    expect(renderSubject(parseSubjectTemplate(persian), { process: processOnly }, 'p')).toEqual([
+      [{ type: 'O', oid: '2.5.4.10', value: persian.slice(2) }],
+    ]);
   });
 });
 
@@ -376,6 +500,16 @@ describe('config load refuses malformed templates with the field named', () => {
       'a stray } after a placeholder in a SAN',
       { subject: 'CN=x', subjectAltNames: [{ dns: '{{device.serialNumber}}}.example.com' }] },
       /^profiles\.p\.subjectAltNames\[0\]\.dns: stray "\}" at character 24 of "\{\{device\.serialNumber\}\}\}\.example\.com"$/,
+    ],
+    [
+      'a bidi override in the fixed text (shown escaped)',
+      { subject: 'CN={{device.serialNumber}},O=Exa\u202Emple' },
+      /^profiles\.p\.subject: bidirectional control U\+202E at character 33 of "CN=\{\{device\.serialNumber\}\},O=Exa\\u\{202E\}mple"/,
+    ],
+    [
+      'a bidi isolate in a SAN',
+      { subject: 'CN=x', subjectAltNames: [{ uri: 'urn:x:\u2066{{device.serialNumber}}' }] },
+      /^profiles\.p\.subjectAltNames\[0\]\.uri: bidirectional control U\+2066 at character 7 of /,
     ],
     [
       'a placeholder without a field',
