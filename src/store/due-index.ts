@@ -2,15 +2,17 @@
  * The memory store's index of records by when they can be worked on, so that a scheduler scan costs
  * O(k log n) for the k records it returns instead of a pass over every waiting process.
  *
- * Two binary min-heaps of immutable record snapshots:
+ * Binary min-heaps of immutable record snapshots:
  * - `later`: ordered by the moment a record becomes workable, `max(dueAt, lease expiry)`;
- * - `ready`: records that were workable at an earlier scan, ordered by `dueAt` (findDue's order).
+ * - `ready`: records that were workable at an earlier scan, ordered by `dueAt`, one heap per group of findDue's
+ *   order (continuing work, then records at `start`: src/store/types.ts).
  *
  * The store replaces a record on every write and {@link DueIndex.add}s the new one; an entry whose record is no longer
  * the stored one is stale and dropped when it reaches the top of its heap (lazy deletion). Stale entries are bounded:
  * when the heaps hold far more entries than there are records, they are rebuilt from the records.
  */
-import type { ProcessRecord } from './types.ts';
+import { duePage } from './due-page.ts';
+import { isContinuing, type FindDueOptions, type ProcessRecord } from './types.ts';
 
 interface Entry {
   readonly record: ProcessRecord;
@@ -82,7 +84,10 @@ class MinHeap<T> {
 
 export class DueIndex {
   private readonly later = new MinHeap<Entry>((a, b) => a.at < b.at);
-  private readonly ready = new MinHeap<Entry>((a, b) => a.record.dueAt < b.record.dueAt);
+  private readonly ready = {
+    continuing: new MinHeap<Entry>((a, b) => a.record.dueAt < b.record.dueAt),
+    starts: new MinHeap<Entry>((a, b) => a.record.dueAt < b.record.dueAt),
+  };
   /** Whether an entry still describes the stored record (the store's current snapshot of that process). */
   private readonly isCurrent: (record: ProcessRecord) => boolean;
 
@@ -92,7 +97,7 @@ export class DueIndex {
 
   /** Entries held, stale ones included. */
   get size(): number {
-    return this.later.size + this.ready.size;
+    return this.later.size + this.ready.continuing.size + this.ready.starts.size;
   }
 
   /** Indexes the stored snapshot of an active (not done) record. */
@@ -103,27 +108,17 @@ export class DueIndex {
   /** Drops every entry and indexes `records` afresh (the stale entries go). */
   rebuild(records: Iterable<ProcessRecord>): void {
     this.later.clear();
-    this.ready.clear();
+    this.ready.continuing.clear();
+    this.ready.starts.clear();
     for (const record of records) this.add(record);
   }
 
-  /** Up to `limit` current records workable at `now`, earliest `dueAt` first. */
-  due(now: number, limit: number): ProcessRecord[] {
+  /** Up to `limit` current records workable at `now`, in findDue's order (src/store/types.ts). */
+  due(now: number, limit: number, options: FindDueOptions = {}): ProcessRecord[] {
     this.promote(now);
-    const found: Entry[] = [];
-    const notYet: Entry[] = [];
-    while (found.length < limit) {
-      const entry = this.ready.pop();
-      if (entry === undefined) break;
-      if (!this.isCurrent(entry.record)) continue;
-      // Workable at an earlier scan but not at `now`: the wall clock stepped back.
-      if (entry.at > now) notYet.push(entry);
-      else found.push(entry);
-    }
-    // What is returned stays indexed until its process is leased (the lease write replaces the record).
-    for (const entry of found) this.ready.push(entry);
-    for (const entry of notYet) this.later.push(entry);
-    return found.map((e) => e.record);
+    const continuing = this.take(this.ready.continuing, now, limit);
+    const starts = this.take(this.ready.starts, now, limit);
+    return duePage(continuing, starts, limit, options.reserveForStarts);
   }
 
   /**
@@ -131,10 +126,30 @@ export class DueIndex {
    * earliest `dueAt` of the workable ones (already past, so the scheduler scans at once).
    */
   nextAt(): number | undefined {
-    const ready = this.top(this.ready);
-    const later = this.top(this.later);
-    if (ready === undefined) return later?.at;
-    return later === undefined || ready.at < later.at ? ready.at : later.at;
+    let next: number | undefined;
+    for (const heap of [this.ready.continuing, this.ready.starts, this.later]) {
+      const at = this.top(heap)?.at;
+      if (at !== undefined && (next === undefined || at < next)) next = at;
+    }
+    return next;
+  }
+
+  /** Up to `limit` current records of a `ready` heap workable at `now`, earliest `dueAt` first; all stay indexed. */
+  private take(heap: MinHeap<Entry>, now: number, limit: number): ProcessRecord[] {
+    const found: Entry[] = [];
+    const notYet: Entry[] = [];
+    while (found.length < limit) {
+      const entry = heap.pop();
+      if (entry === undefined) break;
+      if (!this.isCurrent(entry.record)) continue;
+      // Workable at an earlier scan but not at `now`: the wall clock stepped back.
+      if (entry.at > now) notYet.push(entry);
+      else found.push(entry);
+    }
+    // What is returned stays indexed until its process is leased (the lease write replaces the record).
+    for (const entry of found) heap.push(entry);
+    for (const entry of notYet) this.later.push(entry);
+    return found.map((e) => e.record);
   }
 
   /** Moves the entries workable at `now` from `later` to `ready`, dropping stale ones on the way. */
@@ -143,7 +158,9 @@ export class DueIndex {
       const entry = this.later.peek();
       if (entry === undefined || entry.at > now) return;
       this.later.pop();
-      if (this.isCurrent(entry.record)) this.ready.push(entry);
+      if (!this.isCurrent(entry.record)) continue;
+      if (isContinuing(entry.record.step)) this.ready.continuing.push(entry);
+      else this.ready.starts.push(entry);
     }
   }
 

@@ -93,7 +93,7 @@ export function storeFault(error: unknown, what: string, where: string): Error {
     case GRPC_STATUS.FAILED_PRECONDITION:
       return fault(
         `Firestore cannot serve the query on ${where}: ${detail}`,
-        'create the composite index (active ASC, availableAt ASC) on the collection; see docs/several-replicas.md',
+        'create the composite indexes (active ASC, availableAt ASC) and (step ASC, availableAt ASC) on the collection; see docs/several-replicas.md',
       );
     case GRPC_STATUS.INVALID_ARGUMENT:
       return error instanceof Error ? error : new Error(detail);

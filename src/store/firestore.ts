@@ -25,6 +25,8 @@ import {
   type CollectionReference,
   type DocumentData,
   type DocumentSnapshot,
+  type Query,
+  type QuerySnapshot,
   type Settings,
   type Timestamp,
 } from '@google-cloud/firestore';
@@ -65,8 +67,10 @@ import {
 import { BatchedRateBudget, type Reservation, type ReserveDecision } from './rate-reservations.ts';
 import {
   ACTIVE_STEPS,
+  CONTINUING_STEPS,
   LeaseLostError,
   StoreBusyError,
+  type FindDueOptions,
   type NewProcess,
   type ProcessPatch,
   type ProcessRecord,
@@ -75,6 +79,7 @@ import {
   type Step,
   type UpdateOptions,
 } from './types.ts';
+import { byDueAt, duePage } from './due-page.ts';
 import { holdsLease, leaseAfterUpdate, leasedByOther } from './lease.ts';
 
 const DEFAULTS = {
@@ -380,14 +385,28 @@ export class FirestoreProcessStore implements ProcessStore {
     });
   }
 
-  async findDue(now: number, limit: number): Promise<ProcessRecord[]> {
+  async findDue(now: number, limit: number, options: FindDueOptions = {}): Promise<ProcessRecord[]> {
     if (limit <= 0) return [];
-    const query = this.processes
-      .where(FIELDS.active, '==', true)
-      .where(FIELDS.availableAt, '<=', now)
-      .orderBy(FIELDS.availableAt)
-      .limit(limit);
-    const snapshot = await this.guard('query due processes', () => query.get());
+    // findDue's two groups (src/store/types.ts), each by `step` (a field every record has had from the start, so
+    // records written by an older version are found) and served by the (step, availableAt) composite index. The
+    // starts are asked for only when the page has room for them.
+    const reserve = options.reserveForStarts ?? 0;
+    const due = (description: string, query: Query) =>
+      this.guard(description, () => query.get()).then((snapshot) => this.dueRecords(snapshot, now));
+    const byStep = (steps: Query) =>
+      steps.where(FIELDS.availableAt, '<=', now).orderBy(FIELDS.availableAt).limit(limit);
+    const continuingQuery = byStep(this.processes.where(FIELDS.step, 'in', CONTINUING_STEPS));
+    const startsQuery = byStep(this.processes.where(FIELDS.step, '==', 'start'));
+    const [continuing, early] = await Promise.all([
+      due('query due continuing processes', continuingQuery),
+      reserve > 0 ? due('query due new processes', startsQuery) : undefined,
+    ]);
+    const starts = early ?? (continuing.length < limit ? await due('query due new processes', startsQuery) : []);
+    return duePage(continuing, starts, limit, reserve);
+  }
+
+  /** The workable records of a due-query's answer, earliest `dueAt` first (their update times remembered). */
+  private dueRecords(snapshot: QuerySnapshot, now: number): ProcessRecord[] {
     const due: ProcessRecord[] = [];
     for (const document of snapshot.docs) {
       const record = this.parseQuietly(document);
@@ -396,7 +415,7 @@ export class FirestoreProcessStore implements ProcessStore {
       this.remember(record, document.updateTime);
       due.push(record);
     }
-    return due.sort((a, b) => a.dueAt - b.dueAt);
+    return due.sort(byDueAt);
   }
 
   async nextDueAt(): Promise<number | undefined> {

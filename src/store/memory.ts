@@ -25,6 +25,7 @@ import {
 } from './inventory.ts';
 import {
   LeaseLostError,
+  type FindDueOptions,
   type NewProcess,
   type ProcessPatch,
   type ProcessRecord,
@@ -176,8 +177,8 @@ export class MemoryProcessStore implements ProcessStore {
     return Promise.resolve(true);
   }
 
-  findDue(now: number, limit: number): Promise<ProcessRecord[]> {
-    return Promise.resolve(limit > 0 ? this.dueIndex.due(now, limit) : []);
+  findDue(now: number, limit: number, options?: FindDueOptions): Promise<ProcessRecord[]> {
+    return Promise.resolve(limit > 0 ? this.dueIndex.due(now, limit, options) : []);
   }
 
   nextDueAt(): Promise<number | undefined> {

@@ -6,8 +6,9 @@
  * Layout (schema version in `PRAGMA user_version`):
  * - `processes`: the record as JSON in `data`, plus the columns the queries use — `active` (not done),
  *   `available_at` = max(dueAt, lease expiry) (the moment the scheduler may pick the record up), `step`,
- *   `lookup_key`, `expire_at`. Partial indexes over active records serve the due-query, the next wake-up, the count
- *   by step and the lookup-key wake-up; finished records are never scanned by them.
+ *   `lookup_key`, `expire_at`. Partial indexes over active records serve the due-query (continuing work has one of
+ *   its own), the next wake-up, the count by step and the lookup-key wake-up; finished records are never scanned by
+ *   them.
  * - `named_leases`: one row per named lease (one DigiCert status poller per API key; the sole-writer lease).
  * - `certificates`: the inventory (DESIGN.md §9), one row per (connection, serial), the record as JSON plus indexed
  *   holder, profile, status and notAfter; `certificate_identities` maps each device/user id of a holder to its
@@ -58,11 +59,13 @@ import {
   type StoredCrl,
   type Revocation,
 } from './inventory.ts';
+import { byDueAt, duePage } from './due-page.ts';
 import { holdsLease, leaseAfterUpdate, leasedByOther } from './lease.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import { longestWindowMs, takeFromWindows } from './rate-window.ts';
 import {
   LeaseLostError,
+  type FindDueOptions,
   type Lease,
   type NewProcess,
   type ProcessPatch,
@@ -414,12 +417,15 @@ export class SqliteProcessStore implements ProcessStore {
     }, false);
   }
 
-  findDue(now: number, limit: number): Promise<ProcessRecord[]> {
+  findDue(now: number, limit: number, options: FindDueOptions = {}): Promise<ProcessRecord[]> {
     if (limit <= 0) return Promise.resolve([]);
     return this.readNow(() => {
-      const rows = this.statements.due.all(now, limit) as unknown as ProcessRow[];
-      const due = rows.map((row) => freezeRecord(row.data));
-      return due.sort((a, b) => a.dueAt - b.dueAt);
+      const due = (statement: StatementSync) =>
+        (statement.all(now, limit) as unknown as ProcessRow[]).map((row) => freezeRecord(row.data)).sort(byDueAt);
+      const continuing = due(this.statements.dueContinuing);
+      // A full page of continuing work and no place kept for starts: the starts are not needed.
+      const needStarts = continuing.length < limit || (options.reserveForStarts ?? 0) > 0;
+      return duePage(continuing, needStarts ? due(this.statements.dueStarts) : [], limit, options.reserveForStarts);
     });
   }
 
@@ -894,7 +900,10 @@ function migrate(db: DatabaseSync, file: string): void {
   `);
 }
 
-/** Tables added within layout version 1: new tables only, which an older adapter never reads. */
+/**
+ * Tables and indexes added within layout version 1: new tables, which an older adapter never reads, and indexes, which
+ * it keeps up to date without knowing them (so a file opened by this version still opens, and works, in an older one).
+ */
 interface CrlRow {
   ca_connection: string;
   crl_number: number;
@@ -914,6 +923,7 @@ function addTables(db: DatabaseSync): void {
       entries       INTEGER NOT NULL,
       der           BLOB NOT NULL
     ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS processes_due_continuing ON processes (available_at) WHERE active = 1 AND step <> 'start';
   `);
 }
 
@@ -933,7 +943,15 @@ function prepareStatements(db: DatabaseSync) {
     putIdentity: s(
       'INSERT OR IGNORE INTO certificate_identities (identity_key, ca_connection, serial) VALUES (?, ?, ?)',
     ),
-    due: s('SELECT data FROM processes WHERE active = 1 AND available_at <= ? ORDER BY available_at LIMIT ?'),
+    // findDue's two groups (src/store/types.ts). Continuing work has its own index: a burst of due starts is never
+    // walked to find it. The starts walk processes_due past the due continuing records older than them, which the
+    // first query took unless the page was full of them.
+    dueContinuing: s(
+      "SELECT data FROM processes INDEXED BY processes_due_continuing WHERE active = 1 AND step <> 'start' AND available_at <= ? ORDER BY available_at LIMIT ?",
+    ),
+    dueStarts: s(
+      "SELECT data FROM processes INDEXED BY processes_due WHERE active = 1 AND step = 'start' AND available_at <= ? ORDER BY available_at LIMIT ?",
+    ),
     // Active records whose lease may still run (a leased record's available_at is its lease expiry or later).
     leasedCandidates: s('SELECT data FROM processes WHERE active = 1 AND available_at > ?'),
     next: s('SELECT available_at FROM processes WHERE active = 1 ORDER BY available_at LIMIT 1'),

@@ -182,6 +182,26 @@ export class StoreBusyError extends DeploymentFaultError {
   }
 }
 
+/**
+ * Whether a record is continuing work (findDue's first group): past `start`, so its Chrome process is claimed or its
+ * device was asked. Records at `start` (a retry of it included) are new work.
+ */
+export function isContinuing(step: Step): boolean {
+  return step !== 'start';
+}
+
+/** The active steps of continuing work ({@link isContinuing}), for stores that query by step. */
+export const CONTINUING_STEPS: readonly ActiveStep[] = ACTIVE_STEPS.filter((step) => step !== 'start');
+
+export interface FindDueOptions {
+  /**
+   * Places of the page kept for records at `start` when they are due, before continuing work fills it. Without it
+   * a steady stream of continuing work could take every slot; the scheduler sets it so that at least one launch in
+   * four goes to new work while new work is due (src/provisioning/engine.ts).
+   */
+  readonly reserveForStarts?: number;
+}
+
 /** The scheduler's least spacing of two scans of a store that does not set its own (ProcessStore.scanSpacingMs). */
 export const DEFAULT_SCAN_SPACING_MS = 50;
 
@@ -216,8 +236,15 @@ export interface ProcessStore extends CoordinationStore, InventoryStore {
   update(processId: string, owner: string, patch: ProcessPatch, options?: UpdateOptions): Promise<ProcessRecord>;
   /** Extends the lease; false (nothing written) when `owner` no longer holds it. */
   renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean>;
-  /** Records not done, due at or before `now`, whose lease is absent or expired; earliest `dueAt` first. */
-  findDue(now: number, limit: number): Promise<ProcessRecord[]>;
+  /**
+   * Up to `limit` records not done, due at or before `now`, whose lease is absent or expired. The order (the
+   * scheduler launches a page in it): **continuing work first** — records past `start`, whose Chrome process is
+   * claimed or whose device was asked — then records still at `start`; within each group earliest `dueAt` first. So a
+   * burst of new processes does not hold back the signature checks and uploads of the ones already started.
+   * `options.reserveForStarts` keeps that many places of the page (at most `limit`) for records at `start` when that
+   * many are due, ahead of continuing work: the scheduler's guaranteed share for new work ({@link FindDueOptions}).
+   */
+  findDue(now: number, limit: number, options?: FindDueOptions): Promise<ProcessRecord[]>;
   /** Earliest `dueAt` among records not done (the scheduler's next wake-up), if the store can tell cheaply. */
   nextDueAt?(): Promise<number | undefined>;
   /** Counts of records not done, by step (the pending-orders gauge). */

@@ -278,6 +278,67 @@ export function describeStoreContract(name: string, options: StoreContractOption
       expect(leasedExpiry).toBeLessThanOrEqual(clock.now());
     });
 
+    /**
+     * A burst of new processes due long ago (s1–s3, and a start waiting for its retry), then processes that got past
+     * start and are due only now (c1, c2) or later (c-future).
+     */
+    async function burstAfterContinuing(clock: TestClock, store: ProcessStore): Promise<void> {
+      const moveTo = async (id: string, step: 'await_signature' | 'upload' | 'start', dueIn: number) => {
+        await store.tryLease(id, 'a', LEASE_MS);
+        await store.update(id, 'a', { step, dueAt: clock.now() + dueIn }, { release: true });
+      };
+      for (const [id, dueIn] of [
+        ['s2', -40_000],
+        ['s1', -50_000],
+        ['s3', -30_000],
+        ['c1', 0],
+        ['c2', 0],
+        ['c-future', 0],
+        ['retry', 0],
+      ] as const) {
+        await store.create(newProcess(id, clock, dueIn));
+      }
+      await moveTo('c1', 'await_signature', -1_000);
+      await moveTo('c2', 'upload', -2_000);
+      await moveTo('c-future', 'await_signature', 5_000);
+      await moveTo('retry', 'start', -60_000); // a start that failed and waits for its retry is still new work
+    }
+
+    const dueIds = async (store: ProcessStore, now: number, limit: number, reserveForStarts?: number) =>
+      (await store.findDue(now, limit, reserveForStarts === undefined ? undefined : { reserveForStarts })).map(
+        (r) => r.processId,
+      );
+
+    it('finds continuing work (past start) before new work, each earliest due first, whatever the due times', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await burstAfterContinuing(clock, store);
+
+      expect(await dueIds(peer, clock.now(), 10)).toEqual(['c2', 'c1', 'retry', 's1', 's2', 's3']);
+      expect(await dueIds(peer, clock.now(), 2)).toEqual(['c2', 'c1']);
+      expect(await dueIds(peer, clock.now(), 3)).toEqual(['c2', 'c1', 'retry']);
+      clock.advance(5_000);
+      for (const id of ['retry', 's1']) await store.tryLease(id, 'a', LEASE_MS); // leased: in neither group
+      expect(await dueIds(peer, clock.now(), 4)).toEqual(['c2', 'c1', 'c-future', 's2']);
+    });
+
+    it('keeps the places asked for to new work when it is due, so continuing work cannot take every slot', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await burstAfterContinuing(clock, store);
+
+      expect(await dueIds(peer, clock.now(), 2, 1)).toEqual(['c2', 'retry']);
+      expect(await dueIds(peer, clock.now(), 1, 1)).toEqual(['retry']);
+      expect(await dueIds(peer, clock.now(), 3, 2)).toEqual(['c2', 'retry', 's1']);
+      // Never beyond the page, and never more than the starts that are due.
+      expect(await dueIds(peer, clock.now(), 3, 10)).toEqual(['retry', 's1', 's2']);
+      expect(await dueIds(peer, clock.now(), 10, 10)).toEqual(['c2', 'c1', 'retry', 's1', 's2', 's3']);
+      expect(await dueIds(peer, clock.now(), 0, 1)).toEqual([]);
+      // No start due: the kept places go to continuing work.
+      for (const id of ['retry', 's1', 's2', 's3']) await store.tryLease(id, 'a', LEASE_MS);
+      expect(await dueIds(peer, clock.now(), 2, 1)).toEqual(['c2', 'c1']);
+    });
+
     it('counts active records by step', async () => {
       const clock = new TestClock();
       const { store, peer } = await open(clock);

@@ -141,6 +141,47 @@ describe('Firestore store: records of other versions', () => {
     });
   });
 
+  it('finds the due records an older version wrote, continuing work first (no field the due-queries need is new)', async () => {
+    const { store, collection } = open();
+    /** A record as the first release of this layout wrote it: schemaVersion 1, the query fields of then. */
+    const older = (processId: string, step: string, dueAt: number) => ({
+      schemaMajor: DOCUMENT_SCHEMA_MAJOR,
+      schemaVersion: 1,
+      processId,
+      customer: 'C1',
+      correlationId: `c-${processId}`,
+      step,
+      issueAttempts: 0,
+      issueResults: 0,
+      attempts: 0,
+      dueAt,
+      version: 1,
+      createdAt: 0,
+      updatedAt: 0,
+      active: true,
+      availableAt: dueAt,
+    });
+    await raw
+      .collection(collection)
+      .doc('old-start')
+      .create(older('old-start', 'start', 1_000));
+    await raw
+      .collection(collection)
+      .doc('old-check')
+      .create(older('old-check', 'await_signature', 5_000));
+    await raw
+      .collection(collection)
+      .doc('old-upload')
+      .create(older('old-upload', 'upload', 4_000));
+    await store.create({ processId: 'new-start', customer: 'C1', correlationId: 'c-new', dueAt: 2_000 });
+
+    const ids = async (limit: number, reserveForStarts = 0) =>
+      (await store.findDue(10_000, limit, { reserveForStarts })).map((r) => r.processId);
+    expect(await ids(10)).toEqual(['old-upload', 'old-check', 'old-start', 'new-start']);
+    expect(await ids(2)).toEqual(['old-upload', 'old-check']);
+    expect(await ids(2, 1)).toEqual(['old-upload', 'old-start']);
+  });
+
   it('leaves a record at a step it does not know to the newer replicas that do', async () => {
     const { store, collection } = open();
     await store.create({ processId: 'later-step', customer: 'C1', correlationId: 'c', dueAt: 0 });

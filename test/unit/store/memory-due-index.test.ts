@@ -17,6 +17,21 @@ function expectedDue(records: readonly ProcessRecord[], now: number): ProcessRec
     .sort((a, b) => a.dueAt - b.dueAt);
 }
 
+/**
+ * findDue's page (src/store/types.ts): records past `start` first, then those at `start`, each group earliest due
+ * first — except that `reserve` places go to starts when that many are due.
+ */
+function expectedPage(due: readonly ProcessRecord[], limit: number, reserve: number): ProcessRecord[] {
+  const continuing = due.filter((r) => r.step !== 'start');
+  const starts = due.filter((r) => r.step === 'start');
+  const kept = Math.min(reserve, starts.length, limit);
+  const first = continuing.slice(0, limit - kept);
+  return [...first, ...starts.slice(0, limit - first.length)];
+}
+
+/** What a page is compared by: each record's group and due time (records tied in dueAt may come in any order). */
+const shape = (records: readonly ProcessRecord[]) => records.map((r) => `${r.step === 'start' ? 'S' : 'C'}@${r.dueAt}`);
+
 describe('memory store due-query under its index', () => {
   for (const seed of [1, 2, 3]) {
     it(`matches a scan of every record through random writes (seed ${seed})`, async () => {
@@ -68,9 +83,10 @@ describe('memory store due-query under its index', () => {
           const all = (await Promise.all(ids.map((id) => store.get(id)))).filter((r) => r !== undefined);
           const want = expectedDue(all, now);
           const limit = 1 + Math.floor(rand() * 40);
-          const got = await store.findDue(now, limit);
-          // Ties in dueAt may come in any order: compare the due times in order, and that each one is due.
-          expect(got.map((r) => r.dueAt)).toEqual(want.slice(0, limit).map((r) => r.dueAt));
+          const reserve = rand() < 0.5 ? 0 : Math.floor(rand() * 8);
+          const got = await store.findDue(now, limit, { reserveForStarts: reserve });
+          // Ties in dueAt may come in any order: compare groups and due times in order, and that each one is due.
+          expect(shape(got)).toEqual(shape(expectedPage(want, limit, reserve)));
           const wanted = new Set(want.map((r) => r.processId));
           for (const r of got) expect(wanted.has(r.processId)).toBe(true);
           expect(got.every((r) => r === all.find((a) => a.processId === r.processId))).toBe(true);

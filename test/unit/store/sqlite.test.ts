@@ -69,6 +69,39 @@ describe('SqliteProcessStore', () => {
     }
   });
 
+  it('opens a file an earlier version wrote (without the continuing-work index), indexes it and finds its work in order', async () => {
+    const file = path.join(dir, 'earlier.db');
+    const first = store({ file });
+    for (const [id, dueAt] of [
+      ['new-1', 1_000],
+      ['new-2', 2_000],
+      ['started', 3_000],
+    ] as const) {
+      await first.create({ processId: id, customer: 'C1', correlationId: `c-${id}`, dueAt });
+    }
+    await first.tryLease('started', 'a', 60_000);
+    await first.update('started', 'a', { step: 'await_signature', dueAt: 5_000 }, { release: true });
+    await first.close();
+    const db = new DatabaseSync(file);
+    db.exec('DROP INDEX processes_due_continuing'); // the layout as the earlier version left it
+    db.close();
+
+    const second = store({ file });
+    expect((await second.findDue(10_000, 10)).map((r) => r.processId)).toEqual(['started', 'new-1', 'new-2']);
+    const check = new DatabaseSync(file);
+    try {
+      const plan = check
+        .prepare(
+          "EXPLAIN QUERY PLAN SELECT data FROM processes WHERE active = 1 AND step <> 'start' AND available_at <= 1 ORDER BY available_at",
+        )
+        .all() as { detail: string }[];
+      expect(plan.map((row) => row.detail).join()).toContain('processes_due_continuing');
+      expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 1 });
+    } finally {
+      check.close();
+    }
+  });
+
   it('refuses a file written with another layout version instead of rewriting it', () => {
     const file = path.join(dir, 'future.db');
     const db = new DatabaseSync(file);
