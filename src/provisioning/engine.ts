@@ -4,6 +4,11 @@
  * lets running steps finish within the grace period, then aborts them and hands their processes back. A waiting
  * process holds nothing (its record carries `dueAt`). One process's run: process-runner.ts; what an error leads to:
  * failure-policy.ts. The picture: DESIGN.md §1, §5 and docs/failure-model.md.
+ *
+ * Order: the store hands out continuing work (processes past `start`) before new work (src/store/types.ts, findDue),
+ * so a burst of notifications does not hold back the signature checks and uploads of processes already started.
+ * New work still gets at least one launch in {@link START_SHARE_EVERY} while it is due — a steady stream of checks
+ * cannot starve it — and a submitted process starts at once only when no due work was left waiting for a slot.
  */
 import { performance } from 'node:perf_hooks';
 import type { ProcessRef } from '../chrome/types.ts';
@@ -11,6 +16,7 @@ import { describeError } from '../errors.ts';
 import {
   ACTIVE_STEPS,
   DEFAULT_SCAN_SPACING_MS,
+  isContinuing,
   type Outcome,
   type ProcessRecord,
   type ProcessStore,
@@ -38,6 +44,9 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Pro
 /** Slow scans space the next one out up to this (or the poll interval, if longer). */
 const MAX_SCAN_SPACING_MS = 10_000;
 
+/** While new and continuing work are both due, new work gets at least one launch in this many. */
+export const START_SHARE_EVERY = 4;
+
 interface Running {
   readonly abort: AbortController;
   readonly done: Promise<void>;
@@ -61,6 +70,10 @@ export class ProvisioningEngine {
   readonly storeLoad: StoreLoadControl;
   /** The store, every call's duration and outcome told to {@link storeLoad}. */
   private readonly store: ProcessStore;
+  /** Continuing-work launches since the last start was launched, up to START_SHARE_EVERY - 1 (the starts' due share). */
+  private continuingSinceStart = 0;
+  /** Whether the last scan filled its page: due work may be waiting for a slot, so a submitted process queues too. */
+  private backlog = false;
 
   constructor(deps: EngineDependencies) {
     const { config, metrics, log } = deps;
@@ -129,7 +142,7 @@ export class ProvisioningEngine {
     // that is due, never one waiting for its dueAt — a device signature check or a retry backoff keeps its time.
     // What may bring a waiting process forward is a new event about it: a CA's answer (wakeByLookupKey), the fault
     // gate's probe passing, a shutdown handing it back (docs/failure-model.md "What wakes a waiting process").
-    if (result.record.step !== 'done' && result.record.dueAt <= this.now()) this.trigger(notification.processId);
+    if (result.record.step !== 'done' && result.record.dueAt <= this.now()) this.trigger(result.record);
     return result;
   }
 
@@ -190,11 +203,23 @@ export class ProvisioningEngine {
     this.state = 'stopped';
   }
 
-  /** Starts a process now if there is capacity; otherwise the scheduler picks it up. */
-  private trigger(processId: string): void {
+  /**
+   * Starts a submitted process now if there is capacity and no due work was left waiting at the last scan; otherwise the
+   * scheduler picks it up in the store's order.
+   */
+  private trigger(record: ProcessRecord): void {
     if (this.state !== 'running') return;
-    if (this.running.size < this.limit()) this.launch(processId);
-    else this.wake?.();
+    if (!this.backlog && this.running.size < this.limit()) {
+      this.countLaunch(record);
+      this.launch(record.processId);
+    } else this.wake?.();
+  }
+
+  /** Keeps the count behind new work's share (START_SHARE_EVERY) of what was launched. */
+  private countLaunch(record: ProcessRecord): void {
+    this.continuingSinceStart = isContinuing(record.step)
+      ? Math.min(this.continuingSinceStart + 1, START_SHARE_EVERY - 1)
+      : 0;
   }
 
   /** Launches processes the fault gate resumed, while there is capacity (the rest when running ones finish). */
@@ -253,12 +278,16 @@ export class ProvisioningEngine {
         // At capacity nothing is asked: a finishing process wakes the loop (launch).
         if (capacity > 0) {
           scanned = true;
-          const due = await store.findDue(this.now(), capacity);
+          // New work's share: of the launches since the last start plus this page, one in START_SHARE_EVERY.
+          const reserveForStarts = Math.floor((this.continuingSinceStart + capacity) / START_SHARE_EVERY);
+          const due = await store.findDue(this.now(), capacity, { reserveForStarts });
+          this.backlog = due.length >= capacity;
           for (const record of due) {
             if (this.running.size >= this.limit()) break;
             if (this.running.has(record.processId)) continue;
             this.launch(record.processId);
             launched += 1;
+            this.countLaunch(record);
           }
           if (launched > 0 && due.length >= capacity) {
             nextIn = 0; // a full page: more may be due right now

@@ -430,3 +430,82 @@ describe('the scheduler under a slow store', () => {
     expect((await t.metrics.scanSpacing.get()).values[0]!.value).toBeGreaterThanOrEqual(0.25);
   });
 });
+
+describe('the order of work: processes already started before new ones', () => {
+  it('in a burst of new processes, signature checks and uploads of started ones run between the starts', async () => {
+    const events: ('start' | 'upload')[] = [];
+    const t = await start({
+      tenant: { signDelayMs: 0 },
+      config: { scheduler: { maxConcurrent: 2 } },
+      // Each start takes at least 20 ms (its claim), so the burst's starts alone take about 600 ms; the first
+      // signature check is due 30 ms after the first signData.
+      wrapChrome: (real) => ({
+        get: (ref, ctx) => real.get(ref, ctx),
+        claim: async (ref, instanceId, ctx) => {
+          await sleep(20);
+          return real.claim(ref, instanceId, ctx);
+        },
+        signData: async (ref, data, algorithm, ctx) => {
+          const operation = await real.signData(ref, data, algorithm, ctx);
+          events.push('start');
+          return operation;
+        },
+        getOperation: (name, ctx) => real.getOperation(name, ctx),
+        uploadCertificate: async (ref, pem, ctx) => {
+          await real.uploadCertificate(ref, pem, ctx);
+          events.push('upload');
+        },
+        setFailure: (ref, message, ctx) => real.setFailure(ref, message, ctx),
+      }),
+    });
+    // The burst as a store that acknowledges at once holds it: every record written, all due, oldest first.
+    const clock = () => Date.now();
+    const ids = Array.from({ length: 60 }, () => newProcess(t));
+    for (const [i, id] of ids.entries()) await record(t, id, clock() - 1_000 + i);
+    const engine = engineOn(t, { now: clock });
+    engine.start();
+
+    await expect.poll(() => events.filter((e) => e === 'upload').length, { timeout: 30_000 }).toBe(60);
+    const lastStart = events.lastIndexOf('start');
+    const uploadsBeforeLastStart = events.slice(0, lastStart).filter((e) => e === 'upload').length;
+    // Oldest-due-first ran all 60 starts before the first upload; now certificates come out all through the burst.
+    expect(events.indexOf('upload')).toBeLessThan(30);
+    expect(uploadsBeforeLastStart).toBeGreaterThanOrEqual(10);
+  });
+
+  it('gives new work one launch in four while continuing work is due all along, and continuing work the rest', async () => {
+    const t = await start({ tenant: { signDelayMs: 'never' }, config: { scheduler: { maxConcurrent: 1 } } });
+    // Twelve processes that asked their devices (which never sign) and wait for their check.
+    const waiting = Array.from({ length: 12 }, () => newProcess(t));
+    const first = engineOn(t);
+    first.start();
+    for (const id of waiting) await first.submit(ref(id));
+    await expect
+      .poll(async () => {
+        const records = await Promise.all(waiting.map((id) => t.record(id)));
+        return records.every((r) => r.step === 'await_signature' && r.lease === undefined);
+      })
+      .toBe(true);
+    await first.stop(1_000);
+    // Four new processes, due long before any check; then every check comes due. The clock stands still from here,
+    // so each record runs once: a check finds no signature and waits, a start asks its device and waits.
+    const fresh = Array.from({ length: 4 }, () => newProcess(t));
+    for (const id of fresh) await record(t, id, t.clock - 60_000);
+    t.advance(60_000);
+    const launched: string[] = [];
+    const tryLease = t.store.tryLease.bind(t.store);
+    vi.spyOn(t.store, 'tryLease').mockImplementation((id, owner, ttlMs) => {
+      launched.push(id);
+      return tryLease(id, owner, ttlMs);
+    });
+    const second = engineOn(t);
+    second.start();
+
+    await expect.poll(() => launched.length, { timeout: 10_000 }).toBe(16);
+    await sleep(200); // several scans: nothing else is due
+    expect(launched).toHaveLength(16);
+    const kinds = launched.map((id) => (fresh.includes(id) ? 'S' : 'C')).join('');
+    expect(kinds).toBe('CCCSCCCSCCCSCCCS');
+    expect(new Set(launched)).toEqual(new Set([...waiting, ...fresh]));
+  });
+});
