@@ -265,9 +265,9 @@ export class ProvisioningEngine {
   private async schedule(): Promise<void> {
     const { config, log, health, metrics } = this.deps;
     const store = this.store;
-    // Scans stay at least the spacing apart (a shared store's scan is two queries per replica), however often work
-    // arrives, finishes or comes due (records this replica is still leasing read as due until the lease lands); the
-    // spacing grows after slow scans and scans that found nothing (store-load.ts).
+    // Scans stay at least the spacing apart (a shared store's scan is up to three queries per replica), however often
+    // work arrives, finishes or comes due (records this replica is still leasing read as due until the lease lands);
+    // the spacing grows after slow scans and scans that found nothing (store-load.ts).
     while (this.state === 'running') {
       const scanStarted = performance.now();
       let nextIn = config.scheduler.pollIntervalMs;

@@ -211,9 +211,9 @@ export interface ProcessStore extends CoordinationStore, InventoryStore {
   readonly durable: boolean;
   /**
    * Least time the scheduler leaves between two scans of this store (findDue, nextDueAt); default
-   * {@link DEFAULT_SCAN_SPACING_MS}. A shared store keeps the default: each scan is two billed queries per replica. A
-   * local store answers a scan from an index in microseconds and sets less, so a slot freed at capacity is filled at
-   * once instead of idling until the next scan.
+   * {@link DEFAULT_SCAN_SPACING_MS}. A shared store keeps the default: each scan is up to three billed queries per
+   * replica. A local store answers a scan from an index in microseconds and sets less, so a slot freed at capacity is
+   * filled at once instead of idling until the next scan.
    */
   readonly scanSpacingMs?: number;
   /**
