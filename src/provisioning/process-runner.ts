@@ -32,6 +32,8 @@ const HANDLERS: Readonly<Record<ActiveStep, StepHandler>> = {
 const CA_STEPS: ReadonlySet<Step> = new Set(['issue', 'await_ca']);
 /** At most this many next-steps in one lease hold; a guard against a step bug looping forever. */
 const MAX_STEPS_PER_RUN = 16;
+/** A step result the store could not record is tried again this many times, while the lease lasts. */
+const RESULT_WRITE_RETRIES = 1;
 
 export interface ProcessRunnerOptions {
   readonly deps: EngineDependencies;
@@ -143,7 +145,7 @@ export class ProcessRunner {
       // case this replica goes away); the gate launches it again when a probe passes.
       metrics.stepDuration.observe({ step, outcome: 'held' }, 0);
       log.debug({ component: gateKey }, 'held: the component has a deployment fault');
-      return this.apply(current, step, { kind: 'wait', step, delayMs: config.scheduler.retryMaxMs }, log);
+      return this.apply(current, step, { kind: 'wait', step, delayMs: config.scheduler.retryMaxMs }, log, guard);
     }
     const started = performance.now();
     let result: StepResult | undefined;
@@ -175,7 +177,7 @@ export class ProcessRunner {
     }
     metrics.stepDuration.observe({ step, outcome: outcomeLabel }, (performance.now() - started) / 1000);
     if (result === undefined) return undefined;
-    return this.apply(current, step, result, log);
+    return this.apply(current, step, result, log, guard);
   }
 
   /** The failure policy's side effects: readiness, the retry counter, the fault gate, the log lines. */
@@ -210,6 +212,7 @@ export class ProcessRunner {
     from: Step,
     result: StepResult,
     log: Logger,
+    guard: LeaseGuard,
   ): Promise<ProcessRecord | undefined> {
     const { store, replicaId, config, health } = this.deps;
     const now = this.now();
@@ -235,20 +238,30 @@ export class ProcessRunner {
         options = { release: true };
         break;
     }
-    let stored: ProcessRecord;
-    try {
-      stored = await store.update(record.processId, replicaId, patch, options);
-    } catch (error) {
-      if (error instanceof LeaseLostError) {
-        log.warn('lease lost before the step result was recorded; another replica will redo the step');
-      } else {
+    let stored: ProcessRecord | undefined;
+    for (let attempt = 0; stored === undefined; attempt += 1) {
+      try {
+        stored = await store.update(record.processId, replicaId, patch, options);
+      } catch (error) {
+        if (error instanceof LeaseLostError) {
+          log.warn('lease lost before the step result was recorded; another replica will redo the step');
+          return undefined;
+        }
         health.reportFault('store', describeError(error));
+        // The step's work is done: recording it again (a compare-and-set under the lease, safe to repeat) costs one
+        // write, leaving it costs the whole step again — Chrome requests included — once the lease expires.
+        const delayMs = config.scheduler.retryInitialMs;
+        if (attempt < RESULT_WRITE_RETRIES && guard.remainingMs() > delayMs) {
+          log.warn({ error: describeError(error), retryInMs: delayMs }, 'cannot record the step result; trying again');
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          continue;
+        }
         log.error(
           { error: describeError(error) },
           'cannot record the step result; the lease will expire and the step be retried',
         );
+        return undefined;
       }
-      return undefined;
     }
     if (result.kind === 'done') {
       this.finished(stored, log);

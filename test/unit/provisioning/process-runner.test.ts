@@ -3,8 +3,8 @@
  * until the process waits or is done, records each result, and carries out the failure policy's decisions (the
  * fault gate, readiness, a lost lease, a shutdown). The sandbox's Chrome API, the memory store and a local CA.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { LeaseLostError, type Outcome } from '../../../src/store/types.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { LeaseLostError, StoreBusyError, type Outcome } from '../../../src/store/types.ts';
 import { ShutdownAbort } from '../../../src/provisioning/failure-policy.ts';
 import { FaultGate } from '../../../src/provisioning/fault-gate.ts';
 import { ProcessRunner } from '../../../src/provisioning/process-runner.ts';
@@ -114,6 +114,31 @@ describe('the run of one process', () => {
     t.advance(5_000);
     await runner.run(id);
     expect(t.tenant.counters(id)).toMatchObject({ claims: 1, signDataCalls: 1 });
+  });
+
+  it('a step result the store did not take in time is recorded again under the lease, not left to be redone', async () => {
+    const t = await start({ tenant: { signDelayMs: 'never' } });
+    const id = t.tenant.createProcess({ key: keys().next('ec-p256') });
+    await newRecord(t, id);
+    // The releasing write (the step's result) times out once; every other write goes through.
+    const update = t.store.update.bind(t.store);
+    let refused = 0;
+    vi.spyOn(t.store, 'update').mockImplementation((processId, owner, patch, options) => {
+      if (options?.release === true && refused === 0) {
+        refused += 1;
+        return Promise.reject(new StoreBusyError('Firestore did not answer within 10000 ms', 'timeout', {}));
+      }
+      return update(processId, owner, patch, options);
+    });
+    await runnerOn(t).run(id);
+
+    expect(refused).toBe(1);
+    const record = await t.record(id);
+    expect(record.step).toBe('await_signature');
+    expect(record.lease).toBeUndefined();
+    // The device was asked once, and start does not run again: nothing is left for a lease expiry to redo.
+    expect(t.tenant.counters(id)).toMatchObject({ claims: 1, signDataCalls: 1 });
+    expect(t.logs.text()).toContain('cannot record the step result; trying again');
   });
 
   it('a process another replica holds the lease on is left alone', async () => {
