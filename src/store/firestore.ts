@@ -16,10 +16,14 @@
  * here but reached Firestore after all — cannot clobber newer state, because it carries the precondition of the
  * state it was decided on.
  *
+ * A write that timed out may still land: each write of a process record carries a fresh write id, and after a
+ * timeout the store reads the record again — finding its own id, it answers as if the write had (WRITE_ID below).
+ *
  * Failures: every call is bounded by `requestTimeoutMs` (the client's own retries can run for a minute); an
  * unreachable or refusing Firestore surfaces as a DeploymentFaultError of component `store`, which the engine
  * reports, never charges to a process, and retries (DESIGN.md §5).
  */
+import { randomBytes } from 'node:crypto';
 import {
   Firestore,
   type CollectionReference,
@@ -43,7 +47,13 @@ import {
   parseDocument,
   type RecordChange,
 } from './firestore-document.ts';
-import { isAlreadyExists, isNotFound, isPreconditionFailure, storeFault } from './firestore-errors.ts';
+import {
+  isAlreadyExists,
+  isDeadlineExceeded,
+  isNotFound,
+  isPreconditionFailure,
+  storeFault,
+} from './firestore-errors.ts';
 import {
   certificateDocument,
   certificateDocumentId,
@@ -124,7 +134,21 @@ interface Snapshot {
   readonly updateTime: Timestamp | undefined;
   /** Read from Firestore in this call (as opposed to remembered from an earlier write or query). */
   readonly fresh: boolean;
+  /** The write id of the last write (WRITE_ID), when read fresh. */
+  readonly writeId?: string;
 }
+
+/**
+ * Every write of a process record carries a fresh random id in this field. A write whose answer did not come in time
+ * may still have been applied: the store then reads the record again and, finding its own id, knows the write landed
+ * and returns as if it had answered, instead of deciding (and failing) again on its own write's result.
+ */
+const WRITE_ID = 'writeId';
+
+/** Redos of a write that timed out (each one a read, and a write if the first did not land). */
+const TIMED_OUT_WRITE_REDOS = 1;
+
+const newWriteId = (): string => randomBytes(9).toString('base64url');
 
 /** What a compare-and-set decides from the stored record: write a change, or answer without writing. */
 type Decision<T> =
@@ -182,16 +206,23 @@ export class FirestoreProcessStore implements ProcessStore {
   async create(init: NewProcess): Promise<{ created: boolean; record: ProcessRecord }> {
     const ref = this.processes.doc(documentIdFor(init.processId));
     // Two rounds: the existing record may be deleted by the TTL policy between the failed create and the read.
-    for (let round = 0; round < 2; round += 1) {
-      const document = newDocument(init, this.now());
+    const writeIds = new Set<string>();
+    for (let round = 0; round < 2 + TIMED_OUT_WRITE_REDOS; round += 1) {
+      const writeId = newWriteId();
+      const document = { ...newDocument(init, this.now()), [WRITE_ID]: writeId };
       try {
         await this.call('create the process record', () => ref.create(document));
         return { created: true, record: parseDocument(document) as ProcessRecord };
       } catch (error) {
-        if (!isAlreadyExists(error)) throw storeFault(error, 'create the process record', this.where);
+        // A create that timed out may have been applied: the read below tells by the write id.
+        const timedOut = isDeadlineExceeded(error) && writeIds.size < TIMED_OUT_WRITE_REDOS;
+        if (!isAlreadyExists(error) && !timedOut) throw storeFault(error, 'create the process record', this.where);
+        if (timedOut) writeIds.add(writeId);
       }
       const existing = await this.read(init.processId);
-      if (existing.record !== undefined) return { created: false, record: existing.record };
+      if (existing.record !== undefined) {
+        return { created: existing.writeId !== undefined && writeIds.has(existing.writeId), record: existing.record };
+      }
     }
     throw new RetryableError(`process record ${init.processId} exists and vanishes at the same time; try again`);
   }
@@ -557,8 +588,12 @@ export class FirestoreProcessStore implements ProcessStore {
   ): Promise<T> {
     const ref = this.processes.doc(documentIdFor(processId));
     let snapshot: Snapshot | undefined = this.rememberedSnapshot(processId);
+    /** Writes of this call that timed out, by write id: the result each would have answered with. */
+    const timedOut = new Map<string, (stored: ProcessRecord) => T>();
     for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
       snapshot ??= await this.read(processId);
+      const landed = snapshot.writeId === undefined ? undefined : timedOut.get(snapshot.writeId);
+      if (landed !== undefined && snapshot.record !== undefined) return landed(snapshot.record); // it did land
       const now = this.now();
       let decision: Decision<T>;
       try {
@@ -578,15 +613,20 @@ export class FirestoreProcessStore implements ProcessStore {
       if (current === undefined || updateTime === undefined)
         throw new Error('compare-and-set decided to write a missing record');
       const { update, record } = changeDocument(current, decision.write, now);
+      const writeId = newWriteId();
       try {
         const result = await this.call('write the process record', () =>
-          ref.update(update, { lastUpdateTime: updateTime }),
+          ref.update({ ...update, [WRITE_ID]: writeId }, { lastUpdateTime: updateTime }),
         );
         this.remember(record, result.writeTime);
         return decision.result(record);
       } catch (error) {
         this.remembered.delete(processId);
-        if (!isPreconditionFailure(error) && !isNotFound(error))
+        // A write that timed out may have been applied (or be applied yet): read again; finding this write's id
+        // means it landed. Otherwise decide again — the precondition lets at most one of the two writes land.
+        const redo = isDeadlineExceeded(error) && timedOut.size < TIMED_OUT_WRITE_REDOS;
+        if (redo) timedOut.set(writeId, decision.result);
+        else if (!isPreconditionFailure(error) && !isNotFound(error))
           throw storeFault(error, 'write the process record', this.where);
         snapshot = undefined;
       }
@@ -603,7 +643,13 @@ export class FirestoreProcessStore implements ProcessStore {
     const record = document.exists ? parseDocument(document.data()) : undefined;
     if (record !== undefined && document.updateTime !== undefined) this.remember(record, document.updateTime);
     else this.remembered.delete(processId);
-    return { record, updateTime: document.updateTime, fresh: true };
+    const writeId: unknown = document.get(WRITE_ID);
+    return {
+      record,
+      updateTime: document.updateTime,
+      fresh: true,
+      ...(typeof writeId === 'string' ? { writeId } : {}),
+    };
   }
 
   private rememberedSnapshot(processId: string): Snapshot | undefined {

@@ -232,6 +232,34 @@ describe('Firestore store: an unreachable Firestore', () => {
     expect([undefined, 'r1']).toContain(record?.lease?.owner);
   });
 
+  it('a write that timed out but landed is recognised by its write id: answered as written, not decided again', async () => {
+    const proxy = await startTcpProxy(inject('firestoreEmulatorHost'));
+    proxies.push(proxy);
+    const { store, collection } = open({ host: proxy.host, requestTimeoutMs: 600 });
+    await store.create({ processId: 'p', customer: 'C1', correlationId: 'c', dueAt: 0 });
+    await store.tryLease('p', 'r1', 30_000);
+    // The releasing write is sent into a hung connection: no answer within the timeout. The store reads the record
+    // again (sent into the same hung connection); the connection resumes before that read's timeout, and the write
+    // lands. Decided again, the release would find no lease of r1's and throw LeaseLostError — a step re-run.
+    proxy.freeze();
+    const thaw = setTimeout(() => proxy.thaw(), 900);
+    const released = await store.update('p', 'r1', { step: 'await_signature', dueAt: 5 }, { release: true });
+    clearTimeout(thaw);
+    expect(released).toMatchObject({ step: 'await_signature', dueAt: 5 });
+    expect(released.lease).toBeUndefined();
+    const document = (await raw.collection(collection).doc('p').get()).data();
+    expect(document).toMatchObject({ step: 'await_signature', dueAt: 5, version: 3 }); // created, leased, released
+    expect(document?.lease).toBeUndefined();
+
+    // Likewise a create that timed out but landed is reported as created (the intake's "process received").
+    proxy.freeze();
+    const thawAgain = setTimeout(() => proxy.thaw(), 900);
+    const created = await store.create({ processId: 'q', customer: 'C1', correlationId: 'cq', dueAt: 0 });
+    clearTimeout(thawAgain);
+    expect(created.created).toBe(true);
+    expect(created.record.correlationId).toBe('cq');
+  });
+
   it('surfaces a Firestore nobody listens on as a store deployment fault', async () => {
     const port = await freePort();
     const { store } = open({ host: `127.0.0.1:${port}`, requestTimeoutMs: 500 });
