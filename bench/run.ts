@@ -48,7 +48,12 @@ for (const scenario of selected) {
   results[scenario.name] = figures;
   const width = Math.max(...figures.map((f) => f.name.length));
   for (const f of figures) {
-    const value = Number.isInteger(f.value) ? String(f.value) : f.value.toPrecision(4);
+    // A ratio over nothing (a replica that issued no certificate) has no value: printed as a dash.
+    const value = !Number.isFinite(f.value)
+      ? '—'
+      : Number.isInteger(f.value)
+        ? String(f.value)
+        : f.value.toPrecision(4);
     console.log(
       `  ${f.name.padEnd(width)}  ${value} ${f.unit}${f.target === undefined ? '' : `   (target ${f.target})`}`,
     );

@@ -317,6 +317,15 @@ const scenario: BenchScenario = {
           runs: delta('certprov_step_duration_seconds_count'),
         });
       }
+      // How often the replicas found the store congested and pressed less (src/provisioning/store-load.ts).
+      const congested =
+        after.reduce((sum, a) => sum + a.metrics.sum('certprov_store_congestion_total', { state: 'congested' }), 0) -
+        before.reduce((sum, b) => sum + b.metrics.sum('certprov_store_congestion_total', { state: 'congested' }), 0);
+      figures.push({
+        name: 'store congestion episodes, all replicas',
+        value: congested,
+        unit: `(concurrency limit at the end: ${after.map((a) => a.metrics.sum('certprov_store_concurrency_limit')).join(' / ')})`,
+      });
       const allStepSeconds = [...stepTime.values()].reduce((sum, s) => sum + s.seconds, 0);
       for (const [step, { seconds: stepSeconds, runs }] of [...stepTime].sort((a, b) => b[1].seconds - a[1].seconds)) {
         figures.push({
