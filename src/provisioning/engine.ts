@@ -41,6 +41,9 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Pro
   }
 }
 
+/** How often the waiting-process gauges are counted from the store; less often while it is congested. */
+const GAUGE_INTERVAL_MS = 5_000;
+const GAUGE_INTERVAL_CONGESTED_MS = 60_000;
 /** Slow scans space the next one out up to this (or the poll interval, if longer). */
 const MAX_SCAN_SPACING_MS = 10_000;
 
@@ -324,7 +327,9 @@ export class ProvisioningEngine {
 
   private async updateGauges(): Promise<void> {
     const now = this.now();
-    if (now - this.lastGaugeUpdate < 5_000 || this.store.countActive === undefined) return;
+    // One count per step, each a query over the collection: refreshed less often while the store is congested.
+    const everyMs = this.storeLoad.state === 'congested' ? GAUGE_INTERVAL_CONGESTED_MS : GAUGE_INTERVAL_MS;
+    if (now - this.lastGaugeUpdate < everyMs || this.store.countActive === undefined) return;
     this.lastGaugeUpdate = now;
     const counts = await this.store.countActive();
     for (const step of ACTIVE_STEPS) this.deps.metrics.processesWaiting.set({ step }, counts[step] ?? 0);

@@ -394,6 +394,11 @@ describe('the scheduler under a slow store', () => {
     expect(gate.heldIds().length).toBeLessThanOrEqual(2);
     expect(t.logs.text()).toContain('store congested: running fewer processes at once');
     expect((await t.metrics.storeConcurrencyLimit.get()).values[0]?.value).toBe(1);
+    // The waiting-process gauges (a count query per step) are not refreshed every 5 s while congested.
+    const counts = vi.spyOn(t.store, 'countActive');
+    t.advance(6_000);
+    await sleep(1_500); // several loop turns, each at least the (grown) scan spacing apart
+    expect(counts).not.toHaveBeenCalled();
 
     // The store is quick again: answers in time bring the limit back one step per window of calls, and all run.
     delayMs = 0;
