@@ -81,6 +81,36 @@ export async function deviceSigningAfterSleep(pool: KeyPool, sleepMs: number): P
   }
 }
 
+/**
+ * Runs the rig's adapter on a simulated clock until every process of `ids` has finished: whenever the adapter is
+ * idle (nothing leased, nothing in flight, nothing due), `clock.t` jumps to the next due time and the scheduler runs
+ * that record at once. Waits measured by the workflow (an unclear signData's 2 × requestTimeout, signature polls)
+ * then cost scheduler rounds instead of real time; everything else (HTTP calls, the sandbox devices) stays real.
+ * The rig must have been started with `now: () => clock.t` and `store` built on the same clock.
+ */
+export async function finishOnSimulatedClock(
+  rig: AdapterRig,
+  store: MemoryProcessStore,
+  clock: { t: number },
+  ids: readonly string[],
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const finished = () =>
+    ids.every(
+      (id) =>
+        rig.tenant.process(id).issuedCertificate !== undefined || rig.tenant.process(id).failureMessage !== undefined,
+    );
+  while (!finished()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${ids.length} processes`);
+    const records = await Promise.all(ids.map((id) => store.get(id)));
+    const next = await store.nextDueAt();
+    const idle = rig.adapter.engine.inFlight === 0 && records.every((r) => r?.lease === undefined);
+    if (idle && next !== undefined && next > clock.t) clock.t = next;
+    await sleep(2);
+  }
+}
+
 function result(rig: AdapterRig, id: string): SleepingDeviceResult {
   const counters = rig.tenant.counters(id);
   return {
