@@ -5,6 +5,9 @@
  * per certificate (target ≤ 1.5) and the latency the adapter adds (p50, p99), per-process latency being measured by
  * the sandbox from the first request for a process to its uploadCertificate.
  */
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SandboxProcess } from '../support/sandbox-process.ts';
 import { runFloor } from '../support/floor.ts';
@@ -31,6 +34,29 @@ const CONCURRENCY = 32;
  * default sets is reported apart, from the requests per certificate measured.
  */
 const UNBOUNDED_RATE = 10_000_000;
+
+/**
+ * `CERTPROV_BENCH_CPU_PROFILE=DIR npm run bench -- floor` writes a V8 CPU profile of each adapter's measured run
+ * (`floor-memory.cpuprofile`, `floor-sqlite.cpuprofile`; open in Chrome DevTools): the adapter runs in this process,
+ * so `node --cpu-prof` would mix the floor and both stores into one profile. The figures of a profiled run carry the
+ * profiler's overhead: profile and measure in separate runs.
+ */
+async function profiled<T>(name: string, work: () => Promise<T>): Promise<T> {
+  const dir = process.env.CERTPROV_BENCH_CPU_PROFILE;
+  if (dir === undefined || dir === '') return work();
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.start');
+    const result = await work();
+    const { profile } = await session.post('Profiler.stop');
+    await writeFile(path.join(dir, `floor-${name}.cpuprofile`), JSON.stringify(profile));
+    return result;
+  } finally {
+    session.disconnect();
+  }
+}
 
 function opsSince(before: StoreOps, after: StoreOps): StoreOps {
   return {
@@ -125,10 +151,12 @@ const scenario: BenchScenario = {
           const expected = finished + count;
           const before = await sandbox.requests();
           const opsBefore = adapter.storeOps();
-          const m = await measure(sandbox, count, async () => {
-            for (const id of ids) adapter.notify(id);
-            await sandbox.waitFinished(ids, 600_000, expected);
-          });
+          const m = await profiled(store, () =>
+            measure(sandbox, count, async () => {
+              for (const id of ids) adapter.notify(id);
+              await sandbox.waitFinished(ids, 600_000, expected);
+            }),
+          );
           finished = expected;
           runs[store] = {
             ...m,
