@@ -4,6 +4,7 @@
  * refused, and `run` uses sqlite when no store is configured.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -96,10 +97,71 @@ describe('SqliteProcessStore', () => {
         )
         .all() as { detail: string }[];
       expect(plan.map((row) => row.detail).join()).toContain('processes_due_continuing');
-      expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 1 });
+      // An index is not a new layout: the version stays the one the file had.
+      expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 2 });
     } finally {
       check.close();
     }
+  });
+
+  it('moves a file of layout version 1 to version 2 when it opens, keeping every record, lease, grant and certificate', async () => {
+    // The fixture is what the store of layout version 1 wrote (processes at each kind of wait, a leased one, a
+    // finished one with its CSR and certificate, two certificates of one holder, a named lease, two rate grants,
+    // a CRL), dumped as SQL.
+    const file = path.join(dir, 'v1.db');
+    const v1 = new DatabaseSync(file);
+    v1.exec(readFileSync(path.join(import.meta.dirname, 'fixtures', 'sqlite-layout-v1.sql'), 'utf8'));
+    const rowsBefore = v1.prepare('SELECT process_id, data FROM processes ORDER BY process_id').all();
+    v1.close();
+    const t0 = 1_767_225_600_000; // the fixture's clock (2026-01-01)
+    let t = t0 + 2_000;
+    const s = store({ file, now: () => t });
+
+    const check = new DatabaseSync(file);
+    try {
+      expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 2 });
+      const tables = check
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('processes', 'certificates')")
+        .all() as { name: string; sql: string }[];
+      expect(tables.map((table) => table.name).sort()).toEqual(['certificates', 'processes']);
+      for (const table of tables) expect(table.sql).not.toMatch(/WITHOUT ROWID/i);
+      expect(check.prepare('SELECT process_id, data FROM processes ORDER BY process_id').all()).toEqual(rowsBefore);
+      expect(check.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE '%_v1'").get()).toEqual({ n: 0 });
+      const plan = check
+        .prepare('EXPLAIN QUERY PLAN SELECT data FROM processes WHERE lookup_key = ? AND active = 1')
+        .all('x') as { detail: string }[];
+      expect(plan.map((row) => row.detail).join()).toContain('processes_lookup');
+    } finally {
+      check.close();
+    }
+
+    // The work as it stood: due in order, the lease still held, the pending order found by its key.
+    expect((await s.findDue(t, 10)).map((r) => r.processId)).toEqual(['p-start']);
+    expect(await s.tryLease('p-leased', 'replica-b', 60_000)).toBeUndefined();
+    expect(await s.wakeByLookupKey('order-1', { certificateId: 9 })).toBe(true);
+    expect(await s.get('p-ca')).toMatchObject({ step: 'await_ca', pendingRef: { orderId: 1, certificateId: 9 } });
+    expect(await s.findByCorrelationId('corr-wait')).toMatchObject({ processId: 'p-wait', step: 'await_signature' });
+    const done = await s.get('p-done');
+    expect(done).toMatchObject({ step: 'done', outcome: 'issued', issueResults: 1 });
+    expect(done?.certificatePem).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(await s.countActive()).toEqual({ start: 2, await_signature: 1, await_ca: 1 });
+    // The inventory, the named lease, the rate grants (limit 2 per hour, both taken) and the CRL.
+    const certificates = await s.findCertificates({ device: 'SN1' });
+    expect(certificates.map((c) => [c.serial, c.status])).toEqual([
+      ['0a01', 'superseded'],
+      ['0a02', 'active'],
+    ]);
+    expect(await s.tryNamedLease('digicert-poller:key-1', 'replica-b', 60_000)).toBe(false);
+    expect(await s.takeToken('digicert:key-1', [{ limit: 2, windowMs: 3_600_000 }])).toBeGreaterThan(0);
+    expect((await s.getCrl('ca'))?.crlNumber).toBe(7);
+    // And it is written to like a new file: a record goes through its steps, finished records expire.
+    await s.create({ processId: 'p-new', customer: 'C01', correlationId: 'corr-new', dueAt: t });
+    expect(await s.tryLease('p-new', 'replica-b', 60_000)).toMatchObject({ processId: 'p-new' });
+    await s.update('p-new', 'replica-b', { step: 'done', outcome: 'issued' }, { release: true });
+    t += 8 * 24 * 3_600_000;
+    await s.create({ processId: 'p-later', customer: 'C01', correlationId: 'corr-later', dueAt: t });
+    expect(await s.get('p-done')).toBeUndefined();
+    expect(await s.get('p-ca')).toBeDefined();
   });
 
   it('refuses a file written with another layout version instead of rewriting it', () => {
