@@ -4,7 +4,7 @@
  * refused, and `run` uses sqlite when no store is configured.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -258,6 +258,102 @@ describe('durability: a write resolves once its commit is fsynced', () => {
     sync.pending.shift()?.(null);
     await closing;
     expect((await created).created).toBe(true);
+  });
+});
+
+describe('WAL checkpoints: on a worker thread, never inside a commit', () => {
+  /** Pages in the WAL file (it is overwritten from its start after a checkpoint that copied all of it, never shrunk). */
+  const walPages = (file: string) => Math.max(0, (statSync(`${file}-wal`).size - 32) / (4096 + 24));
+  /** The processes a copy of the database file alone holds: what checkpoints have copied out of the WAL. */
+  const checkpointedRecords = (file: string) => {
+    const copy = path.join(dir, `copy-${Math.random().toString(36).slice(2)}.db`);
+    copyFileSync(file, copy);
+    const db = new DatabaseSync(copy);
+    try {
+      const table = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'processes'").get();
+      return table === undefined ? 0 : (db.prepare('SELECT count(*) AS n FROM processes').get() as { n: number }).n;
+    } finally {
+      db.close();
+    }
+  };
+  /** Records of about 6 KiB each: two pages per write. */
+  async function writeRecords(s: SqliteProcessStore, prefix: string, count: number) {
+    await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        s.create({ processId: `${prefix}-${i}`, customer: 'C', correlationId: `${prefix}-c${i}`, dueAt: 0 }),
+      ),
+    );
+    await Promise.all(Array.from({ length: count }, (_, i) => s.tryLease(`${prefix}-${i}`, 'r', 60_000)));
+    await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        s.update(`${prefix}-${i}`, 'r', { csr: 'A'.repeat(6_000 + i) }, { release: true }),
+      ),
+    );
+  }
+  let ticks = 0;
+  /** Until a round that began after every commit so far has ended (a round starts at a commit when none runs). */
+  async function roundAfterLastCommit(s: SqliteProcessStore) {
+    for (let i = 0; i < 2; i += 1) {
+      const rounds = s.counters.checkpoints;
+      ticks += 1;
+      await s.create({ processId: `tick-${ticks}`, customer: 'C', correlationId: `tick-${ticks}`, dueAt: 0 });
+      await until(() => s.counters.checkpoints > rounds, 'a checkpoint round');
+    }
+  }
+  async function until(condition: () => boolean, what: string) {
+    for (let waited = 0; !condition(); waited += 10) {
+      if (waited > 10_000) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  it('leaves the WAL whole while no round is due: a commit never checkpoints (SQLite would at 1,000 pages)', async () => {
+    const file = path.join(dir, 'no-rounds.db');
+    const s = store({ file, synchronous: 'normal', checkpoint: { intervalMs: 3_600_000 } });
+    // One commit per record, 4 pages each: SQLite's own checkpoint would start the WAL over every 1,000 pages.
+    for (let i = 0; i < 500; i += 1) {
+      await s.create({ processId: `p-${i}`, customer: 'C', correlationId: `c-${i}`, dueAt: 0 });
+      await s.tryLease(`p-${i}`, 'r', 60_000);
+      await s.update(`p-${i}`, 'r', { csr: 'A'.repeat(14_000) }, { release: true });
+    }
+    expect(walPages(file)).toBeGreaterThan(1_500);
+    expect(checkpointedRecords(file)).toBe(0);
+    expect(s.counters.checkpoints).toBe(0);
+  });
+
+  it('copies the WAL into the database file on a worker while the store writes on, and the WAL starts over', async () => {
+    const file = path.join(dir, 'rounds.db');
+    const s = store({ file, checkpoint: { intervalMs: 0 } });
+    await writeRecords(s, 'a', 300);
+    const firstPages = walPages(file);
+    await roundAfterLastCommit(s);
+    expect(checkpointedRecords(file)).toBe(300 + 2);
+    expect(s.counters.checkpointsHere).toBe(0);
+    // Five times as much again: the WAL is reused from its start, not grown.
+    for (const prefix of ['b', 'c', 'd', 'e', 'f']) {
+      await writeRecords(s, prefix, 300);
+      await roundAfterLastCommit(s);
+    }
+    expect(walPages(file)).toBeLessThan(2 * firstPages);
+    expect(checkpointedRecords(file)).toBe(6 * 300 + 12);
+    expect((await s.get('f-299'))?.csr).toHaveLength(6_299);
+  });
+
+  it('finishes a round on its own connection when the worker found the WAL past maxWalPages', async () => {
+    const file = path.join(dir, 'past-max.db');
+    const s = store({ file, checkpoint: { intervalMs: 0, maxWalPages: 1 } });
+    await writeRecords(s, 'a', 50);
+    await until(() => s.counters.checkpointsHere > 0, 'a round finished here');
+    await s.create({ processId: 'after', customer: 'C', correlationId: 'after', dueAt: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The WAL restarted: what it holds now is that last write (and the rounds' own), not the 150 writes before.
+    const other = new DatabaseSync(file);
+    try {
+      const result = other.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as { log: number };
+      expect(result.log).toBeLessThan(20);
+    } finally {
+      other.close();
+    }
   });
 });
 
