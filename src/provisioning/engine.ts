@@ -71,8 +71,16 @@ export class ProvisioningEngine {
   private readonly runner: ProcessRunner;
   /** How hard this replica presses on the store: concurrency and scan spacing (store-load.ts). */
   readonly storeLoad: StoreLoadControl;
-  /** The store, every call's duration and outcome told to {@link storeLoad}. */
+  /**
+   * The store for the work itself (processes' steps, the intake's creates): every call's duration and outcome told
+   * to {@link storeLoad}. Scans and gauge counts use the store directly — their duration grows with the collection,
+   * not with how many processes run, and sets the scan spacing instead.
+   */
   private readonly store: ProcessStore;
+  private readonly rawStore: ProcessStore;
+  /** Creates in flight (submit), at most the concurrency limit; the rest wait in `createQueue`. */
+  private creating = 0;
+  private readonly createQueue: (() => void)[] = [];
   /** Continuing-work launches since the last start was launched, up to START_SHARE_EVERY - 1 (the starts' due share). */
   private continuingSinceStart = 0;
   /** Whether the last scan filled its page: due work may be waiting for a slot, so a submitted process queues too. */
@@ -98,6 +106,7 @@ export class ProvisioningEngine {
     });
     metrics.storeConcurrencyLimit.set(this.storeLoad.limit);
     metrics.scanSpacing.set(this.storeLoad.spacingMs / 1000);
+    this.rawStore = deps.store;
     this.store = observedStore(deps.store, this.storeLoad, () => performance.now());
     this.deps = { ...deps, store: this.store };
     deps = this.deps;
@@ -128,12 +137,22 @@ export class ProvisioningEngine {
    * duplicate delivery. Rejects when the store cannot be written (the message must then be handed back).
    */
   async submit(notification: ProcessRef): Promise<{ created: boolean; record: ProcessRecord }> {
-    const result = await this.deps.store.create({
-      processId: notification.processId,
-      customer: notification.customer,
-      correlationId: newCorrelationId(),
-      dueAt: this.now(),
-    });
+    // A burst of notifications is a burst of creates: while the store is congested, they too go at most `limit` at
+    // a time (the messages wait in the intake, held, meanwhile).
+    while (this.creating >= this.limit()) await new Promise<void>((resolve) => this.createQueue.push(resolve));
+    this.creating += 1;
+    let result: { created: boolean; record: ProcessRecord };
+    try {
+      result = await this.store.create({
+        processId: notification.processId,
+        customer: notification.customer,
+        correlationId: newCorrelationId(),
+        dueAt: this.now(),
+      });
+    } finally {
+      this.creating -= 1;
+      this.createQueue.shift()?.();
+    }
     if (result.created) {
       this.deps.metrics.processesStarted.inc();
       this.deps.log.info(
@@ -267,7 +286,7 @@ export class ProvisioningEngine {
 
   private async schedule(): Promise<void> {
     const { config, log, health, metrics } = this.deps;
-    const store = this.store;
+    const store = this.rawStore;
     // Scans stay at least the spacing apart (a shared store's scan is up to three queries per replica), however often
     // work arrives, finishes or comes due (records this replica is still leasing read as due until the lease lands);
     // the spacing grows after slow scans and scans that found nothing (store-load.ts).
@@ -329,9 +348,9 @@ export class ProvisioningEngine {
     const now = this.now();
     // One count per step, each a query over the collection: refreshed less often while the store is congested.
     const everyMs = this.storeLoad.state === 'congested' ? GAUGE_INTERVAL_CONGESTED_MS : GAUGE_INTERVAL_MS;
-    if (now - this.lastGaugeUpdate < everyMs || this.store.countActive === undefined) return;
+    if (now - this.lastGaugeUpdate < everyMs || this.rawStore.countActive === undefined) return;
     this.lastGaugeUpdate = now;
-    const counts = await this.store.countActive();
+    const counts = await this.rawStore.countActive();
     for (const step of ACTIVE_STEPS) this.deps.metrics.processesWaiting.set({ step }, counts[step] ?? 0);
     this.deps.metrics.caPendingOrders.set(counts.await_ca ?? 0);
   }

@@ -15,7 +15,7 @@
  *   Scans that find work or answer quickly bring it back at once.
  *
  * Pure bookkeeping on a clock it is given: no timers, no I/O. The engine feeds it (engine.ts) and reads `limit` and
- * `spacingMs`.
+ * `spacingMs`. The engine feeds it the calls of the work (steps, creates) and the scans separately.
  */
 
 import { StoreBusyError, type ProcessStore } from '../store/types.ts';

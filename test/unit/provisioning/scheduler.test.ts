@@ -378,11 +378,17 @@ describe('the scheduler under a slow store', () => {
     // A store like Firestore's: a call slower than 50 ms signals congestion; every call takes `delayMs` first.
     Object.defineProperty(t.store, 'slowCallMs', { value: 50 });
     let delayMs = 80;
+    const creates = { inside: 0, most: 0 };
     for (const method of ['create', 'get', 'tryLease', 'update', 'renewLease', 'findDue', 'nextDueAt'] as const) {
       const real = (t.store[method] as (...args: unknown[]) => Promise<unknown>).bind(t.store);
       vi.spyOn(t.store, method).mockImplementation((async (...args: unknown[]) => {
-        if (delayMs > 0) await sleep(delayMs);
-        return real(...args);
+        if (method === 'create') creates.most = Math.max(creates.most, ++creates.inside);
+        try {
+          if (delayMs > 0) await sleep(delayMs);
+          return await real(...args);
+        } finally {
+          if (method === 'create') creates.inside -= 1;
+        }
       }) as never);
     }
     const engine = engineOn(t);
@@ -399,11 +405,16 @@ describe('the scheduler under a slow store', () => {
     t.advance(6_000);
     await sleep(1_500); // several loop turns, each at least the (grown) scan spacing apart
     expect(counts).not.toHaveBeenCalled();
+    // A burst of notifications while congested: their creates go one at a time, not all at once.
+    creates.most = 0;
+    const burst = Array.from({ length: 4 }, () => newProcess(t));
+    await Promise.all(burst.map((id) => engine.submit(ref(id))));
+    expect(creates.most).toBe(1);
 
     // The store is quick again: answers in time bring the limit back one step per window of calls, and all run.
     delayMs = 0;
     gate.releaseAll();
-    await expect.poll(() => new Set(gate.started()).size, { timeout: 10_000 }).toBe(8);
+    await expect.poll(() => new Set(gate.started()).size, { timeout: 10_000 }).toBe(12);
     const more = Array.from({ length: 8 }, () => newProcess(t));
     for (const id of more) await engine.submit(ref(id));
     await expect.poll(() => engine.storeLoad.limit, { timeout: 10_000 }).toBe(8);
@@ -416,6 +427,7 @@ describe('the scheduler under a slow store', () => {
   it('spaces scans out after slow ones: the next begins no sooner than five scan durations after the last', async () => {
     const { t, gate } = await gated({}, 4);
     gate.holding = false;
+    Object.defineProperty(t.store, 'slowCallMs', { value: 50 });
     const findDue = t.store.findDue.bind(t.store);
     const scans: { began: number; took: number }[] = [];
     vi.spyOn(t.store, 'findDue').mockImplementation(async (now, limit) => {
@@ -432,6 +444,9 @@ describe('the scheduler under a slow store', () => {
     const gaps = scans.slice(1).map((scan, i) => ({ gap: scan.began - scans[i]!.began, took: scans[i]!.took }));
     // The old scheduler began the next scan 100 ms (the poll interval) after a 60 ms one; less a timer's rounding.
     for (const { gap, took } of gaps) expect(gap).toBeGreaterThanOrEqual(5 * took - 2);
+    // A scan's duration grows with the collection, not with how many processes run: it spaces scans out and leaves
+    // the concurrency alone.
+    expect(engine.storeLoad.limit).toBe(4);
     expect((await t.metrics.scanSpacing.get()).values[0]!.value).toBeGreaterThanOrEqual(0.25);
   });
 });
