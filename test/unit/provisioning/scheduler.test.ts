@@ -451,6 +451,36 @@ describe('the scheduler under a slow store', () => {
   });
 });
 
+/**
+ * `count` processes that asked their devices (which never sign) and now wait for their signature check, run by an
+ * engine of their own that is stopped again: the records are released, at `await_signature`.
+ */
+async function waitingForDevices(t: StepHarness, count: number): Promise<string[]> {
+  const waiting = Array.from({ length: count }, () => newProcess(t));
+  const engine = engineOn(t);
+  engine.start();
+  for (const id of waiting) await engine.submit(ref(id));
+  await expect
+    .poll(async () => {
+      const records = await Promise.all(waiting.map((id) => t.record(id)));
+      return records.every((r) => r.step === 'await_signature' && r.lease === undefined);
+    })
+    .toBe(true);
+  await engine.stop(1_000);
+  return waiting;
+}
+
+/** The processes `t`'s store is asked to lease, in order: what the engine launched. */
+function launchesOf(t: StepHarness): string[] {
+  const launched: string[] = [];
+  const tryLease = t.store.tryLease.bind(t.store);
+  vi.spyOn(t.store, 'tryLease').mockImplementation((id, owner, ttlMs) => {
+    launched.push(id);
+    return tryLease(id, owner, ttlMs);
+  });
+  return launched;
+}
+
 describe('the order of work: processes already started before new ones', () => {
   it('in a burst of new processes, signature checks and uploads of started ones run between the starts', async () => {
     const events: ('start' | 'upload')[] = [];
@@ -493,31 +523,70 @@ describe('the order of work: processes already started before new ones', () => {
     expect(uploadsBeforeLastStart).toBeGreaterThanOrEqual(10);
   });
 
+  it('a process submitted while due work waits for a slot queues behind it instead of taking the slot', async () => {
+    let holdNextCheck = false;
+    let releaseHeld: () => void = () => undefined;
+    const t = await start({
+      tenant: { signDelayMs: 'never' },
+      config: { scheduler: { maxConcurrent: 2 } },
+      // The first signature check of the second engine is held, so one slot stays taken.
+      wrapChrome: (real) => ({
+        get: (ref, ctx) => real.get(ref, ctx),
+        claim: (ref, instanceId, ctx) => real.claim(ref, instanceId, ctx),
+        signData: (ref, data, algorithm, ctx) => real.signData(ref, data, algorithm, ctx),
+        getOperation: async (name, ctx) => {
+          if (holdNextCheck) {
+            holdNextCheck = false;
+            await new Promise<void>((resolve) => (releaseHeld = resolve));
+          }
+          return real.getOperation(name, ctx);
+        },
+        uploadCertificate: (ref, pem, ctx) => real.uploadCertificate(ref, pem, ctx),
+        setFailure: (ref, message, ctx) => real.setFailure(ref, message, ctx),
+      }),
+    });
+    // Three processes waiting for their device, then all three checks due (the clock stands still from here).
+    const waiting = await waitingForDevices(t, 3);
+    t.advance(60_000);
+    const launched = launchesOf(t);
+    // The second scan (a slot freed) waits until the test lets it go: a submit arrives between slot and scan.
+    let scans = 0;
+    let letScanGo: () => void = () => undefined;
+    const scanMayGo = new Promise<void>((resolve) => (letScanGo = resolve));
+    const findDue = t.store.findDue.bind(t.store);
+    vi.spyOn(t.store, 'findDue').mockImplementation(async (now, limit, options) => {
+      scans += 1;
+      if (scans === 2) await scanMayGo;
+      return findDue(now, limit, options);
+    });
+    holdNextCheck = true;
+    const second = engineOn(t);
+    second.start();
+
+    // The first scan filled both slots with checks; one is held, the other finished and freed its slot.
+    await expect.poll(() => scans, { timeout: 5_000 }).toBe(2);
+    expect(launched).toHaveLength(2);
+    const fresh = newProcess(t);
+    await second.submit(ref(fresh));
+    letScanGo();
+    await expect.poll(() => launched.length).toBe(3);
+    // The free slot went to the third due check, not to the process submitted meanwhile.
+    const checks = [...launched];
+    expect(new Set(checks)).toEqual(new Set(waiting));
+    releaseHeld();
+    await expect.poll(() => launched).toEqual([...checks, fresh]);
+  });
+
   it('gives new work one launch in four while continuing work is due all along, and continuing work the rest', async () => {
     const t = await start({ tenant: { signDelayMs: 'never' }, config: { scheduler: { maxConcurrent: 1 } } });
     // Twelve processes that asked their devices (which never sign) and wait for their check.
-    const waiting = Array.from({ length: 12 }, () => newProcess(t));
-    const first = engineOn(t);
-    first.start();
-    for (const id of waiting) await first.submit(ref(id));
-    await expect
-      .poll(async () => {
-        const records = await Promise.all(waiting.map((id) => t.record(id)));
-        return records.every((r) => r.step === 'await_signature' && r.lease === undefined);
-      })
-      .toBe(true);
-    await first.stop(1_000);
+    const waiting = await waitingForDevices(t, 12);
     // Four new processes, due long before any check; then every check comes due. The clock stands still from here,
     // so each record runs once: a check finds no signature and waits, a start asks its device and waits.
     const fresh = Array.from({ length: 4 }, () => newProcess(t));
     for (const id of fresh) await record(t, id, t.clock - 60_000);
     t.advance(60_000);
-    const launched: string[] = [];
-    const tryLease = t.store.tryLease.bind(t.store);
-    vi.spyOn(t.store, 'tryLease').mockImplementation((id, owner, ttlMs) => {
-      launched.push(id);
-      return tryLease(id, owner, ttlMs);
-    });
+    const launched = launchesOf(t);
     const second = engineOn(t);
     second.start();
 
