@@ -3,7 +3,8 @@
  * replica, and `run`'s default. Durable like Firestore, so a Pub/Sub message is acknowledged as soon as its record is
  * written and every wait (device signature, pending CA order, retry) is held by the record, not by a message.
  *
- * Layout (version 2 in `PRAGMA user_version`; a version 1 file is migrated when opened, see migrate):
+ * Layout (version 2 in `PRAGMA user_version`; a version 1 file is moved to it by the adapter that claims the file, see
+ * upgradeLayout):
  * - `processes`: the record as JSON in `data` (a rowid table, so that a record fits in its page), plus the columns
  *   the queries use — `active` (not done), `available_at` = max(dueAt, lease expiry) (the moment the scheduler may
  *   pick the record up), `step`, `lookup_key`, `expire_at`. Partial indexes over active records serve the due-query
@@ -79,8 +80,8 @@ import {
 } from './types.ts';
 
 /**
- * Bumped when the table layout changes incompatibly: a file of an earlier version is migrated when opened (migrate), a
- * file of a version this adapter does not know is refused, never rewritten.
+ * Bumped when the table layout changes: a file of an earlier version is moved to this one by the adapter that claims
+ * it (upgradeLayout), a file of a version this adapter does not know is refused, never rewritten.
  */
 const SCHEMA_VERSION = 2;
 
@@ -565,6 +566,7 @@ export class SqliteProcessStore implements ProcessStore {
           return false;
         }
         this.statements.putLease.run(SOLE_USE_LEASE, holder, now + ttlMs);
+        upgradeLayout(this.db);
         // The file's previous user is known to be gone (it closed, or its process no longer exists on this host):
         // the process leases it left can never be used again, so its work resumes now instead of after the lease
         // time. A holder that merely stopped renewing (another host) could be paused, not dead: its leases expire.
@@ -890,7 +892,8 @@ const PROCESS_INDEXES = `
     CREATE INDEX processes_step ON processes (step) WHERE active = 1;
     CREATE INDEX processes_lookup ON processes (lookup_key) WHERE lookup_key IS NOT NULL;
     CREATE INDEX processes_expiry ON processes (expire_at) WHERE expire_at IS NOT NULL;
-    CREATE INDEX processes_correlation ON processes (correlation_id);`;
+    CREATE INDEX processes_correlation ON processes (correlation_id);
+    CREATE INDEX processes_due_continuing ON processes (available_at) WHERE active = 1 AND step <> 'start';`;
 
 const CERTIFICATES_TABLE = `
     CREATE TABLE certificates (
@@ -911,35 +914,52 @@ const CERTIFICATE_INDEXES = `
     CREATE INDEX certificates_profile ON certificates (profile, not_after);
     CREATE INDEX certificates_status ON certificates (status, not_after);`;
 
+/** Layout versions this adapter reads and writes: a version 1 file has the same tables and columns, stored otherwise. */
+const WORKABLE_VERSIONS: readonly number[] = [1, SCHEMA_VERSION];
+
+function layoutVersion(db: DatabaseSync): number {
+  return (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+}
+
 /**
- * Brings the file to {@link SCHEMA_VERSION} in one transaction: creates the tables in a new file, or moves a version 1
- * file's `processes` and `certificates` rows into the version 2 tables (the other tables did not change). A file
- * of a version this adapter does not know is refused, never rewritten.
+ * Creates the tables in a new file, and refuses a file of a layout version this adapter does not know (a newer
+ * adapter's) rather than rewrite it. A version 1 file is used as it is: only the adapter that claims the file moves it
+ * to version 2 (see {@link upgradeLayout}) — a command-line tool or `check-config --probe` opening the file while an
+ * older adapter still runs on it never rewrites its tables.
  */
 function migrate(db: DatabaseSync, file: string): void {
-  const versionOf = () => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
-  if (versionOf() === SCHEMA_VERSION) return;
+  if (WORKABLE_VERSIONS.includes(layoutVersion(db))) return;
   db.exec('BEGIN IMMEDIATE');
   try {
-    // Read again under the write lock: another connection may have migrated the file meanwhile.
-    const version = versionOf();
-    if (version === 0) createTables(db);
-    else if (version === 1) moveToRowidTables(db);
-    else if (version !== SCHEMA_VERSION) {
+    // Read again under the write lock: another connection may have created the tables meanwhile.
+    const version = layoutVersion(db);
+    if (version === 0) {
+      createTables(db);
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    } else if (!WORKABLE_VERSIONS.includes(version)) {
       throw new DeploymentFaultError(
-        `the sqlite store ${file} has layout version ${version}; this adapter reads ${SCHEMA_VERSION}`,
+        `the sqlite store ${file} has layout version ${version}; this adapter reads ${WORKABLE_VERSIONS.join(' and ')}`,
         {
           component: 'store',
           hint: 'an adapter version with another layout wrote this file: run that version, or point store.path to a new file',
         },
       );
     }
-    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     db.exec('COMMIT');
   } catch (error) {
     if (db.isTransaction) db.exec('ROLLBACK');
     throw error;
   }
+}
+
+/**
+ * Moves a version 1 file to {@link SCHEMA_VERSION}, inside the transaction in which the adapter claims the file (no
+ * other adapter runs on it then). Statements prepared on the old tables are prepared again by SQLite.
+ */
+function upgradeLayout(db: DatabaseSync): void {
+  if (layoutVersion(db) !== 1) return;
+  moveToRowidTables(db);
+  db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
 }
 
 function createTables(db: DatabaseSync): void {

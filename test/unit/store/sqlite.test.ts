@@ -104,7 +104,7 @@ describe('SqliteProcessStore', () => {
     }
   });
 
-  it('moves a file of layout version 1 to version 2 when it opens, keeping every record, lease, grant and certificate', async () => {
+  it('moves a file of layout version 1 to version 2 when the adapter claims it, keeping every record, lease, grant and certificate', async () => {
     // The fixture is what the store of layout version 1 wrote (processes at each kind of wait, a leased one, a
     // finished one with its CSR and certificate, two certificates of one holder, a named lease, two rate grants,
     // a CRL), dumped as SQL.
@@ -115,8 +115,25 @@ describe('SqliteProcessStore', () => {
     v1.close();
     const t0 = 1_767_225_600_000; // the fixture's clock (2026-01-01)
     let t = t0 + 2_000;
-    const s = store({ file, now: () => t });
+    const version = () => {
+      const db = new DatabaseSync(file);
+      try {
+        return (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+      } finally {
+        db.close();
+      }
+    };
 
+    // A tool that does not claim the file (the lifecycle commands, `check-config --probe`) works on it as it is:
+    // an older adapter may still run on it.
+    const tool = store({ file, now: () => t });
+    expect(await tool.get('p-leased')).toMatchObject({ lease: { owner: 'replica-a' } });
+    expect(await tool.tryLease('p-leased', 'replica-b', 60_000)).toBeUndefined();
+    expect(await tool.takeToken('other-bucket', [{ limit: 5, windowMs: 60_000 }])).toBe(0);
+    expect(version()).toBe(1);
+
+    const s = store({ file, now: () => t });
+    await s.claimSoleUse({ sleep: () => Promise.resolve() });
     const check = new DatabaseSync(file);
     try {
       expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 2 });
@@ -125,19 +142,36 @@ describe('SqliteProcessStore', () => {
         .all() as { name: string; sql: string }[];
       expect(tables.map((table) => table.name).sort()).toEqual(['certificates', 'processes']);
       for (const table of tables) expect(table.sql).not.toMatch(/WITHOUT ROWID/i);
-      expect(check.prepare('SELECT process_id, data FROM processes ORDER BY process_id').all()).toEqual(rowsBefore);
       expect(check.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE '%_v1'").get()).toEqual({ n: 0 });
-      const plan = check
-        .prepare('EXPLAIN QUERY PLAN SELECT data FROM processes WHERE lookup_key = ? AND active = 1')
-        .all('x') as { detail: string }[];
-      expect(plan.map((row) => row.detail).join()).toContain('processes_lookup');
+      for (const [query, index] of [
+        ['SELECT data FROM processes WHERE lookup_key = 1 AND active = 1', 'processes_lookup'],
+        [
+          "SELECT data FROM processes WHERE active = 1 AND step <> 'start' AND available_at <= 1 ORDER BY available_at",
+          'processes_due_continuing',
+        ],
+      ] as const) {
+        const plan = check.prepare(`EXPLAIN QUERY PLAN ${query}`).all() as { detail: string }[];
+        expect(plan.map((row) => row.detail).join()).toContain(index);
+      }
     } finally {
       check.close();
     }
+    // The tool's connection goes on working on the moved tables.
+    expect((await tool.get('p-ca'))?.step).toBe('await_ca');
+    // Claiming released the leases of the file's previous user (gone: it held no sole-writer lease); the records
+    // themselves are unchanged but for that.
+    const rowsAfter = new DatabaseSync(file);
+    try {
+      const rows = rowsAfter.prepare('SELECT process_id, data FROM processes ORDER BY process_id').all();
+      expect(rows.filter((row) => row.process_id !== 'p-leased')).toEqual(
+        rowsBefore.filter((row) => row.process_id !== 'p-leased'),
+      );
+    } finally {
+      rowsAfter.close();
+    }
 
-    // The work as it stood: due in order, the lease still held, the pending order found by its key.
-    expect((await s.findDue(t, 10)).map((r) => r.processId)).toEqual(['p-start']);
-    expect(await s.tryLease('p-leased', 'replica-b', 60_000)).toBeUndefined();
+    // The work as it stood: due in order, the pending order found by its key.
+    expect((await s.findDue(t, 10)).map((r) => r.processId).sort()).toEqual(['p-leased', 'p-start']);
     expect(await s.wakeByLookupKey('order-1', { certificateId: 9 })).toBe(true);
     expect(await s.get('p-ca')).toMatchObject({ step: 'await_ca', pendingRef: { orderId: 1, certificateId: 9 } });
     expect(await s.findByCorrelationId('corr-wait')).toMatchObject({ processId: 'p-wait', step: 'await_signature' });
