@@ -65,6 +65,8 @@ function opsSince(before: StoreOps, after: StoreOps): StoreOps {
     tokens: after.tokens - before.tokens,
     commits: after.commits - before.commits,
     fsyncs: after.fsyncs - before.fsyncs,
+    checkpoints: after.checkpoints - before.checkpoints,
+    checkpointsHere: after.checkpointsHere - before.checkpointsHere,
   };
 }
 
@@ -222,6 +224,11 @@ const scenario: BenchScenario = {
                   name: `${store}: commits per certificate (of which fsynced)`,
                   value: (run.storeOps?.commits ?? 0) / count,
                   unit: `(${((run.storeOps?.fsyncs ?? 0) / count).toFixed(2)})`,
+                },
+                {
+                  name: `${store}: WAL checkpoints per 1,000 certificates (finished on the store's connection)`,
+                  value: ((run.storeOps?.checkpoints ?? 0) * 1000) / count,
+                  unit: `(${(((run.storeOps?.checkpointsHere ?? 0) * 1000) / count).toFixed(1)})`,
                 },
               ]
             : []),

@@ -113,6 +113,9 @@ export interface StoreOps {
   /** sqlite: write transactions committed, and WAL fsyncs (several writes share each); 0 for the other stores. */
   readonly commits: number;
   readonly fsyncs: number;
+  /** sqlite: WAL checkpoint rounds on the worker thread, and rounds finished on the store's own connection. */
+  readonly checkpoints: number;
+  readonly checkpointsHere: number;
 }
 
 /** The store with every call counted (a Proxy: the store itself is untouched). */
@@ -130,8 +133,17 @@ function countingStore(store: ProcessStore): { store: ProcessStore; ops: () => S
       };
     },
   });
-  const file = (store as { counters?: { commits: number; fsyncs: number } }).counters;
-  return { store: proxy, ops: () => ({ ...counts, commits: file?.commits ?? 0, fsyncs: file?.fsyncs ?? 0 }) };
+  const file = (store as { counters?: Omit<StoreOps, 'reads' | 'writes' | 'tokens'> }).counters;
+  return {
+    store: proxy,
+    ops: () => ({
+      ...counts,
+      commits: file?.commits ?? 0,
+      fsyncs: file?.fsyncs ?? 0,
+      checkpoints: file?.checkpoints ?? 0,
+      checkpointsHere: file?.checkpointsHere ?? 0,
+    }),
+  };
 }
 
 export interface RunningAdapter {
