@@ -685,7 +685,15 @@ export class FirestoreProcessStore implements ProcessStore {
     }
   }
 
-  /** Runs one Firestore call, bounded by the request timeout (the call itself may still complete later). */
+  /**
+   * Runs one Firestore call, bounded by the request timeout (the call itself may still complete later). The deadline
+   * is not handed to the client because it cannot take one per call: `WriteBatch.commit` (every write) passes its own
+   * retry settings from the client's static service config (60 s per attempt, up to 600 s on ABORTED,
+   * RESOURCE_EXHAUSTED, UNAVAILABLE), which override a `clientConfig` timeout; and reads go through the client's own
+   * retry loop, which retries DEADLINE_EXCEEDED up to five times — a shorter read deadline would turn one slow read
+   * into five. A slow store answers an abandoned call once; what keeps that from multiplying is the write id (a
+   * timed-out write is not decided again) and the scheduler pressing less (src/provisioning/store-load.ts).
+   */
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
