@@ -187,20 +187,32 @@ export async function leaseRaceScenario(cluster: ReplicaCluster, options: LeaseR
   // Let work get going on every replica.
   const deadline = Date.now() + 30_000;
   while (cluster.tenant.stats().signDataCalls < options.processes / 4 && Date.now() < deadline) await sleep(50);
+  // What the victim holds at `at`: live leases on processes not done.
+  const leasesHeld = async (at: number) => {
+    const held = await cluster
+      .firestore()
+      .collection(cluster.collection)
+      .where('lease.owner', '==', victim.replicaId)
+      .where('active', '==', true)
+      .get();
+    return held.docs.filter((d) => (d.get('lease.expiresAt') as number) > at).length;
+  };
   options.chromeProxy.freeze();
   await sleep(2_000);
+  // A victim slowed by a loaded machine (slow store calls, so fewer processes at once) may have had nothing in flight
+  // when the stall began. It leases due work during the stall; once it holds some, 2 s more let that work reach its
+  // (stalled) Chrome call too, so the freeze still finds every leased process waiting on Chrome.
+  if ((await leasesHeld(Date.now())) === 0) {
+    const deadline = Date.now() + 20_000;
+    while ((await leasesHeld(Date.now())) === 0 && Date.now() < deadline) await sleep(100);
+    await sleep(2_000);
+  }
   victim.pause();
   const pausedAt = Date.now();
   options.chromeProxy.thaw();
 
   // What the frozen replica holds right now (it can change nothing until SIGCONT).
-  const held = await cluster
-    .firestore()
-    .collection(cluster.collection)
-    .where('lease.owner', '==', victim.replicaId)
-    .where('active', '==', true)
-    .get();
-  const heldByVictim = held.docs.filter((d) => (d.get('lease.expiresAt') as number) > pausedAt).length;
+  const heldByVictim = await leasesHeld(pausedAt);
 
   // Everything must finish while the victim is still frozen: its processes go to the others once its leases expire.
   let timedOut = false;
