@@ -27,9 +27,13 @@ import type { BenchFigure, BenchScenario } from '../scenario.ts';
 /** Longest time given to asking the whole backlog, and to finishing it once the devices wake. */
 const ASK_LIMIT_MS = 300_000;
 const FINISH_LIMIT_MS = 600_000;
-/** Writes of the happy path (floor scenario: 5 Chrome requests), and what each further signature check adds. */
+/**
+ * Writes of the happy path (floor scenario: 5 Chrome requests), what each further signature check adds (the
+ * compare-and-set that claims it, its budget token), and the lease the check that finds the signature then takes.
+ */
 const HAPPY_PATH_WRITES = 15;
-const WRITES_PER_CHECK = 3;
+const WRITES_PER_CHECK = 2;
+const LEASE_AFTER_FURTHER_CHECKS = 1;
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -202,8 +206,14 @@ const scenario: BenchScenario = {
               name: `${store}: store writes per issued certificate`,
               value: perCertificate(opsAfter.writes - opsBefore.writes),
               unit: '',
-              // The happy path's writes, and three for each further signature check (lease, the wait, the token).
-              target: `≤ ${(HAPPY_PATH_WRITES + WRITES_PER_CHECK * Math.max(0, requestsPerCertificate - 5)).toFixed(1)}`,
+              // The happy path's writes, two for each further signature check (its claim, its token), and the lease
+              // the check that finds the signature takes.
+              target: `≤ ${(
+                HAPPY_PATH_WRITES +
+                (requestsPerCertificate > 5
+                  ? WRITES_PER_CHECK * (requestsPerCertificate - 5) + LEASE_AFTER_FURTHER_CHECKS
+                  : 0)
+              ).toFixed(1)}`,
             },
             {
               name: `${store}: of which rate-budget tokens`,

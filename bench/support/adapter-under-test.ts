@@ -95,6 +95,7 @@ export function benchConfig(
 const STORE_WRITES: ReadonlySet<string> = new Set([
   'create',
   'tryLease',
+  'reschedule',
   'update',
   'renewLease',
   'recordCertificate',

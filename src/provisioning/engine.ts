@@ -233,7 +233,7 @@ export class ProvisioningEngine {
     if (this.state !== 'running') return;
     if (!this.backlog && this.running.size < this.limit()) {
       this.countLaunch(record);
-      this.launch(record.processId);
+      this.launch(record.processId, false, record);
     } else this.wake?.();
   }
 
@@ -254,14 +254,17 @@ export class ProvisioningEngine {
     }
   }
 
-  /** `beforeDue`: run it even if its record is not due yet (the fault gate resumes the processes it parked). */
-  private launch(processId: string, beforeDue = false): void {
+  /**
+   * `beforeDue`: run it even if its record is not due yet (the fault gate resumes the processes it parked). `record`:
+   * the record as the scan or submit read it, when at hand (a further signature check is made without the lease).
+   */
+  private launch(processId: string, beforeDue = false, record?: ProcessRecord): void {
     if (this.running.has(processId)) return;
     const abort = new AbortController();
     const entry: Running = {
       abort,
       done: this.runner
-        .run(processId, abort, { beforeDue })
+        .run(processId, abort, { beforeDue, ...(record === undefined ? {} : { record }) })
         .catch((error: unknown) => {
           this.deps.log.error({ processId, error: describeError(error) }, 'unexpected error while running a process');
         })
@@ -307,7 +310,7 @@ export class ProvisioningEngine {
           for (const record of due) {
             if (this.running.size >= this.limit()) break;
             if (this.running.has(record.processId)) continue;
-            this.launch(record.processId);
+            this.launch(record.processId, false, record);
             launched += 1;
             this.countLaunch(record);
           }

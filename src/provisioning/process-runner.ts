@@ -12,7 +12,15 @@ import type { Logger } from '../observability/logger.ts';
 import { LeaseLostError, type ActiveStep, type ProcessPatch, type ProcessRecord, type Step } from '../store/types.ts';
 import { decideFailure, type FailureDecision } from './failure-policy.ts';
 import type { FaultGate } from './fault-gate.ts';
-import { LeaseGuard, type EngineDependencies, type ProcessRun, type StepHandler, type StepResult } from './step.ts';
+import { checkWithoutLease, checksWithoutLease } from './signature-check.ts';
+import {
+  LeaseGuard,
+  type EngineDependencies,
+  type ProcessRun,
+  type ReadAhead,
+  type StepHandler,
+  type StepResult,
+} from './step.ts';
 import { awaitSignatureStep } from './steps/await-signature.ts';
 import { awaitCaStep, issueStep } from './steps/issue.ts';
 import { reportFailureStep } from './steps/report-failure.ts';
@@ -66,8 +74,29 @@ export class ProcessRunner {
    * another replica overtook (it ran the step and wrote a later dueAt between our scan and our lease) must not run
    * the step again before its time.
    */
-  async run(processId: string, abort: AbortController, options: { beforeDue?: boolean } = {}): Promise<void> {
+  async run(
+    processId: string,
+    abort: AbortController,
+    options: { beforeDue?: boolean; record?: ProcessRecord } = {},
+  ): Promise<void> {
     const { store, config, replicaId } = this.deps;
+    // A further signature check, with the record at hand (the scan's): made without the lease (signature-check.ts).
+    let ahead: { version: number; readAhead: ReadAhead } | undefined;
+    const scanned = options.record;
+    if (
+      scanned !== undefined &&
+      !this.faultGate.isFaulted('chrome') &&
+      checksWithoutLease(scanned, this.deps, this.now())
+    ) {
+      const log = this.deps.log.child({
+        processId,
+        correlationId: scanned.correlationId,
+        step: scanned.step,
+      });
+      const check = await checkWithoutLease(scanned, this.deps, this.now, abort.signal, log);
+      if (check.kind === 'handled') return;
+      ahead = check;
+    }
     const requestedAt = performance.now();
     let record: ProcessRecord | undefined;
     try {
@@ -79,7 +108,13 @@ export class ProcessRunner {
       return;
     }
     if (record === undefined) return;
-    if (record.dueAt > this.now() && options.beforeDue !== true) {
+    // After a lease-free check the record is due at its next check (the claim moved it); it is ours to act on only if
+    // nobody wrote to it between the claim and this lease.
+    const leaveAlone =
+      ahead === undefined
+        ? record.dueAt > this.now() && options.beforeDue !== true
+        : record.version !== ahead.version + 1;
+    if (leaveAlone) {
       await store.update(processId, replicaId, {}, { release: true }).catch((error: unknown) => {
         // The lease expires on its own; the record keeps its dueAt either way.
         this.deps.log.warn({ processId, error: describeError(error) }, 'cannot release the lease on a process not due');
@@ -102,7 +137,7 @@ export class ProcessRunner {
     }, config.scheduler.leaseMs / 3);
     try {
       for (let i = 0; i < MAX_STEPS_PER_RUN && record !== undefined; i += 1) {
-        record = await this.runStep(record, guard, abort, i === 0);
+        record = await this.runStep(record, guard, abort, i === 0, i === 0 ? ahead?.readAhead : undefined);
       }
     } finally {
       clearInterval(renewal);
@@ -115,6 +150,7 @@ export class ProcessRunner {
     guard: LeaseGuard,
     abort: AbortController,
     freshLease: boolean,
+    readAhead: ReadAhead | undefined,
   ): Promise<ProcessRecord | undefined> {
     const { store, metrics, replicaId, config } = this.deps;
     const step = record.step;
@@ -130,6 +166,7 @@ export class ProcessRunner {
       ctx,
       lease: guard,
       freshLease,
+      ...(readAhead === undefined || record.step !== 'await_signature' ? {} : { readAhead }),
       now: this.now,
       persist: async (patch) => {
         current = await store.update(record.processId, replicaId, patch, { renewLeaseMs: config.scheduler.leaseMs });

@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CaConnection } from '../ca/connection.ts';
 import type { StepContext } from '../ca/types.ts';
-import type { ChromeApi, ProcessRef } from '../chrome/types.ts';
+import type { CertificateProvisioningProcess, ChromeApi, ProcessRef } from '../chrome/types.ts';
 import type { Config } from '../config/load.ts';
 import type { FailureReason } from '../errors.ts';
 import type { Health } from '../observability/health.ts';
@@ -102,12 +102,23 @@ export interface ProcessRun {
    * resource"). A step that follows another under the same lease knows the state already.
    */
   readonly freshLease: boolean;
+  /**
+   * The check a lease-free signature check made just before this lease was taken: `await_signature` acts on it instead
+   * of asking Chrome again (one request per check).
+   */
+  readonly readAhead?: ReadAhead;
   /** Writes a patch now, under the lease (e.g. an intent before an unsafe call); returns the stored record. */
   persist(patch: ProcessPatch): Promise<ProcessRecord>;
   now(): number;
 }
 
 export type StepHandler = (run: ProcessRun) => Promise<StepResult>;
+
+/** What a signature check read: the signed process, or where the device stands (steps/await-signature.ts). */
+export type SignatureRead = CertificateProvisioningProcess | 'waiting' | 'refused' | 'not-asked';
+
+/** A signature check already made without the lease (signature-check.ts): its read, or the error it met. */
+export type ReadAhead = { readonly read: SignatureRead } | { readonly error: unknown };
 
 /**
  * The process resource, when it already finished: read before repeating a side effect in a resumed step. An upload

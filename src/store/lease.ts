@@ -20,3 +20,8 @@ export function leaseAfterUpdate(held: Lease, options: UpdateOptions, now: numbe
   if (options.release === true) return undefined;
   return options.renewLeaseMs === undefined ? held : { owner: held.owner, expiresAt: now + options.renewLeaseMs };
 }
+
+/** Someone holds an unexpired lease (any owner, this replica included): a lease-free write must not touch it. */
+export function leasedByAnyone(lease: Lease | undefined, now: number): boolean {
+  return lease !== undefined && lease.expiresAt > now;
+}

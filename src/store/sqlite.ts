@@ -62,7 +62,7 @@ import {
   type Revocation,
 } from './inventory.ts';
 import { byDueAt, duePage } from './due-page.ts';
-import { holdsLease, leaseAfterUpdate, leasedByOther } from './lease.ts';
+import { holdsLease, leaseAfterUpdate, leasedByAnyone, leasedByOther } from './lease.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import { longestWindowMs, takeFromWindows } from './rate-window.ts';
 import { WalCheckpointer, type CheckpointOptions, type CheckpointResult } from './sqlite-checkpointer.ts';
@@ -436,6 +436,16 @@ export class SqliteProcessStore implements ProcessStore {
       if (record === undefined || !holdsLease(record.lease, owner, now)) throw new LeaseLostError(processId, owner);
       return this.store(record, patch, leaseAfterUpdate(record.lease, options, now));
     });
+  }
+
+  reschedule(processId: string, version: number, dueAt: number): Promise<ProcessRecord | undefined> {
+    return this.write(() => {
+      const record = this.read(processId);
+      if (record?.version !== version || record.step === 'done' || leasedByAnyone(record.lease, this.now())) {
+        return undefined;
+      }
+      return this.store(record, { dueAt }, record.lease);
+    }, false);
   }
 
   renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean> {

@@ -234,6 +234,14 @@ export interface ProcessStore extends CoordinationStore, InventoryStore {
   tryLease(processId: string, owner: string, ttlMs: number): Promise<ProcessRecord | undefined>;
   /** Compare-and-set on the lease: writes `patch` only while `owner` holds the lease; else throws {@link LeaseLostError}. */
   update(processId: string, owner: string, patch: ProcessPatch, options?: UpdateOptions): Promise<ProcessRecord>;
+  /**
+   * Compare-and-set on the record's version, without a lease: moves `dueAt` of a record still at `version`, not done,
+   * whose lease is absent or expired. Returns the stored record, or undefined (nothing written) when the record
+   * changed since that version, is done or gone, or a replica holds its lease. The lease-free signature check claims
+   * a check with it (src/provisioning/signature-check.ts): the record is not due again until the next check, so no
+   * other replica checks at the same time, and a replica that dies mid-check loses nothing.
+   */
+  reschedule(processId: string, version: number, dueAt: number): Promise<ProcessRecord | undefined>;
   /** Extends the lease; false (nothing written) when `owner` no longer holds it. */
   renewLease(processId: string, owner: string, ttlMs: number): Promise<boolean>;
   /**

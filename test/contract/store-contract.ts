@@ -217,6 +217,52 @@ export function describeStoreContract(name: string, options: StoreContractOption
       expect(await peer.tryLease('p-upd', 'b', LEASE_MS)).toBeDefined();
     });
 
+    it('reschedule: moves dueAt by compare-and-set on the version, without a lease; one of racing replicas wins', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.create(newProcess('p-cas', clock));
+      const leased = await store.tryLease('p-cas', 'a', LEASE_MS);
+      const waiting = await store.update(
+        'p-cas',
+        'a',
+        { step: 'await_signature', dueAt: clock.now() },
+        { release: true },
+      );
+      expect(leased).toBeDefined();
+      // Found due by both replicas: one claims the check, the other's write is refused (its version is stale).
+      const due = (await peer.findDue(clock.now(), 10)).find((r) => r.processId === 'p-cas');
+      expect(due?.version).toBe(waiting.version);
+      const results = await Promise.all([
+        store.reschedule('p-cas', waiting.version, clock.now() + 60_000),
+        peer.reschedule('p-cas', waiting.version, clock.now() + 90_000),
+      ]);
+      const won = results.filter((r) => r !== undefined);
+      expect(won).toHaveLength(1);
+      const stored = await peer.get('p-cas');
+      expect(stored).toMatchObject({ step: 'await_signature', dueAt: won[0]?.dueAt, version: waiting.version + 1 });
+      expect(stored?.lease).toBeUndefined();
+      expect(await store.findDue(clock.now(), 10)).toEqual([]);
+      // The winner's version is current; a stale one changes nothing.
+      expect(await store.reschedule('p-cas', waiting.version, clock.now())).toBeUndefined();
+      expect((await peer.get('p-cas'))?.dueAt).toBe(won[0]?.dueAt);
+
+      // A lease taken since — by anyone, the caller's own replica included — makes it refuse, until the lease expired.
+      const current = (await peer.get('p-cas'))?.version ?? 0;
+      const taken = await peer.tryLease('p-cas', 'b', LEASE_MS);
+      expect(await store.reschedule('p-cas', taken?.version ?? 0, clock.now())).toBeUndefined();
+      expect(await store.reschedule('p-cas', current, clock.now())).toBeUndefined();
+      clock.advance(LEASE_MS);
+      const after = await store.reschedule('p-cas', taken?.version ?? 0, clock.now() + 5_000);
+      expect(after).toMatchObject({ dueAt: clock.now() + 5_000, version: (taken?.version ?? 0) + 1 });
+
+      // A finished or unknown process is never rescheduled.
+      const done = await store.tryLease('p-cas', 'c', LEASE_MS);
+      const finished = await store.update('p-cas', 'c', { step: 'done', outcome: 'issued' }, { release: true });
+      expect(done).toBeDefined();
+      expect(await store.reschedule('p-cas', finished.version, clock.now())).toBeUndefined();
+      expect(await store.reschedule('never-seen', 1, clock.now())).toBeUndefined();
+    });
+
     it('serialises concurrent writers of one holder (renewals racing step writes) without losing a field', async () => {
       const clock = new TestClock();
       const { store } = await open(clock);

@@ -31,6 +31,10 @@ describe.each(CASES)(
         keyPool: await testKeyPool(),
         replicas,
         store,
+        // Devices sign 700 ms after signData: checks at 100 ms (under the lease), 200 and 400 ms (lease-free: a
+        // compare-and-set claims each, src/provisioning/signature-check.ts) and 800 ms (finds it, takes the lease), so
+        // kills also land between a claim and its check.
+        sandbox: { signDelayMs: 700 },
       });
       await cluster.startReplicas();
     }, 120_000);

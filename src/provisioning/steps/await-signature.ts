@@ -2,23 +2,22 @@
  * Step `await_signature`: wait (without holding anything) until the device has signed, then verify the proof of
  * possession and assemble the PKCS#10 CSR from the exact bytes the device signed (DESIGN.md §1).
  */
-import type { CertificateProvisioningProcess } from '../../chrome/types.ts';
 import { TerminalError } from '../../errors.ts';
 import { assembleCertificationRequest, parseCertificationRequestInfo } from '../../pki/certification-request.ts';
 import { parseDeviceKey } from '../../pki/device-key.ts';
 import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
 import { verifyProofOfPossession } from '../../pki/proof-of-possession.ts';
 import { signaturePollDelay } from '../../backoff.ts';
-import type { ProcessRun, StepResult } from '../step.ts';
+import type { Config } from '../../config/load.ts';
+import type { ProcessRecord } from '../../store/types.ts';
+import type { ProcessRun, SignatureRead, StepResult } from '../step.ts';
 
 /**
  * Reads the signed process: from the operation when we know it (it also reports a device refusal), else the resource.
  * `not-asked`: the resource carries no `signData` at all — the device was never asked (an unclear signData that did
  * not reach the service).
  */
-async function signedProcess(
-  run: ProcessRun,
-): Promise<CertificateProvisioningProcess | 'waiting' | 'refused' | 'not-asked'> {
+export async function signedProcess(run: Pick<ProcessRun, 'deps' | 'record' | 'ref' | 'ctx'>): Promise<SignatureRead> {
   const { chrome } = run.deps;
   const name = run.record.signDataOperation;
   if (name !== undefined) {
@@ -39,17 +38,33 @@ async function signedProcess(
 }
 
 /** When the last signData was sent: recorded, or (records of older versions) derived from the deadline. */
-function signDataSentAt(run: ProcessRun): number {
-  const { record } = run;
+export function signDataSentAt(record: ProcessRecord, config: Config, now: number): number {
   if (record.signDataAt !== undefined) return record.signDataAt;
-  return (record.signatureDeadline ?? run.now()) - run.deps.config.chrome.signatureTimeoutMs;
+  return (record.signatureDeadline ?? now) - config.chrome.signatureTimeoutMs;
+}
+
+/** The wait before the next check of a device that has not signed yet: the poll backoff, never past the deadline. */
+export function nextSignatureCheckMs(record: ProcessRecord, config: Config, now: number): number {
+  const delay = signaturePollDelay(
+    { initialMs: config.scheduler.signaturePollInitialMs, maxMs: config.scheduler.signaturePollMaxMs },
+    now - signDataSentAt(record, config, now),
+  );
+  return Math.min(delay, Math.max(0, (record.signatureDeadline ?? now) - now));
+}
+
+/** The read of this check: made ahead without the lease (its error rethrown here), or now. */
+async function readSignature(run: ProcessRun): Promise<SignatureRead> {
+  const ahead = run.readAhead;
+  if (ahead === undefined) return signedProcess(run);
+  if ('error' in ahead) throw ahead.error;
+  return ahead.read;
 }
 
 export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
   const { config } = run.deps;
   const { record } = run;
-  const result = await signedProcess(run);
-  const sentAt = signDataSentAt(run);
+  const result = await readSignature(run);
+  const sentAt = signDataSentAt(record, config, run.now());
   const waited = run.now() - sentAt;
 
   if (result === 'refused') {
@@ -91,11 +106,7 @@ export async function awaitSignatureStep(run: ProcessRun): Promise<StepResult> {
         reason: 'signature_timeout',
       });
     }
-    const delay = signaturePollDelay(
-      { initialMs: config.scheduler.signaturePollInitialMs, maxMs: config.scheduler.signaturePollMaxMs },
-      waited,
-    );
-    return { kind: 'wait', step: 'await_signature', delayMs: Math.min(delay, Math.max(0, deadline - run.now())) };
+    return { kind: 'wait', step: 'await_signature', delayMs: nextSignatureCheckMs(record, config, run.now()) };
   }
   if (result.issuedCertificate !== undefined) {
     return { kind: 'done', outcome: 'skipped', reason: 'already_finished' };
