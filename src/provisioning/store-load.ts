@@ -89,9 +89,10 @@ export class StoreLoadControl {
     }
     if (signal !== 'ok') return; // a refusal or a conflict says nothing about load
     this.answeredSinceIncrease += 1;
-    if (this.answeredSinceIncrease < this.currentLimit || this.currentLimit >= this.options.maxConcurrent) return;
+    if (this.answeredSinceIncrease < this.currentLimit) return;
     this.answeredSinceIncrease = 0;
-    this.currentLimit += 1;
+    // At the ceiling already (maxConcurrent 1: a halving left it there) the window still ends the congestion.
+    if (this.currentLimit < this.options.maxConcurrent) this.currentLimit += 1;
     if (this.currentLimit >= this.options.maxConcurrent && this.congested) {
       this.congested = false;
       this.options.onStateChange?.({ state: 'healthy', limit: this.currentLimit, cause: 'recovered' });

@@ -7,11 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { StoreLoadControl, callSignal, type StoreLoadChange } from '../../../src/provisioning/store-load.ts';
 import { StoreBusyError } from '../../../src/store/types.ts';
 
-function control(overrides: { slowCallMs?: number } = {}) {
+function control(overrides: { slowCallMs?: number; maxConcurrent?: number } = {}) {
   let clock = 0;
   const changes: StoreLoadChange[] = [];
   const load = new StoreLoadControl({
-    maxConcurrent: 32,
+    maxConcurrent: overrides.maxConcurrent ?? 32,
     minSpacingMs: 50,
     idleSpacingMs: 1_000,
     maxSpacingMs: 10_000,
@@ -95,6 +95,20 @@ describe('concurrency toward the store', () => {
     // Never above the configured concurrency.
     for (let i = 0; i < 100; i += 1) t.call(20, 'ok');
     expect(t.load.limit).toBe(32);
+  });
+
+  it('with maxConcurrent 1, a timely answer after a congestion event says the store is healthy again', () => {
+    const t = control({ maxConcurrent: 1 });
+    t.call(10, 'timeout');
+    expect(t.load.limit).toBe(1);
+    expect(t.load.state).toBe('congested');
+    t.call(10, 'ok');
+    expect(t.load.limit).toBe(1);
+    expect(t.load.state).toBe('healthy');
+    expect(t.changes).toEqual([
+      { state: 'congested', limit: 1, cause: 'timeout' },
+      { state: 'healthy', limit: 1, cause: 'recovered' },
+    ]);
   });
 
   it('a congestion event during recovery halves again', () => {
