@@ -4,9 +4,10 @@
  * wrote are replaced; nothing else is touched. When the default directory cannot be written (the container image's
  * read-only working directory) the demo writes to a new temporary directory and says so.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { makeDirectorySync } from '../make-directory.ts';
 import { UsageError } from './command.ts';
 
 /** Lists, one per line, the files the demo wrote into the directory. */
@@ -39,7 +40,7 @@ async function claim(directory: string): Promise<void> {
     entries = await readdir(directory);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await mkdir(directory, { recursive: true });
+    makeDirectorySync(directory);
     entries = [];
   }
   const manifest = await manifestOf(directory);

@@ -38,13 +38,14 @@
  * on the same file, or a CLI reading it — never sees half a decision. One file serves ONE replica: see
  * {@link SqliteProcessStore.claimSoleUse}.
  */
-import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { PendingRef } from '../ca/types.ts';
 import { DeploymentFaultError } from '../errors.ts';
+import { makeDirectorySync } from '../make-directory.ts';
 import {
   compareByExpiry,
   deviceKey,
@@ -272,7 +273,7 @@ export class SqliteProcessStore implements ProcessStore {
     this.syncCommits = this.durable && (options.synchronous ?? 'full') === 'full';
     this.syncFile = options.syncFile ?? fsync;
     try {
-      if (this.durable) mkdirSync(path.dirname(this.file), { recursive: true });
+      if (this.durable) makeDirectorySync(path.dirname(this.file));
       this.db = new DatabaseSync(this.file);
       this.db.exec(`PRAGMA busy_timeout = ${DEFAULTS.busyTimeoutMs}`);
       const mode = (this.db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode?: string } | undefined)

@@ -8,10 +8,11 @@
  * issues from it unchanged; the root's key is only needed to sign a new issuing CA, and belongs offline.
  */
 import { createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
-import { link, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { link, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { buildCaCertificate, signerFromPrivateKey } from '../../pki/certificate-builder.ts';
+import { makeDirectorySync } from '../../make-directory.ts';
 import { parseCertificate } from '../../pki/certificate.ts';
 import { parseSubjectTemplate, renderSubject } from '../../pki/subject-template.ts';
 import type { DistinguishedName } from '../../pki/types.ts';
@@ -158,7 +159,7 @@ export async function initLocalCa(options: InitLocalCaOptions): Promise<InitLoca
   const subject = resolveSubject(options.subject, intermediate ? 'local issuing CA' : 'local CA');
   const rootSubject = intermediate ? resolveSubject(options.rootSubject, 'local root CA') : undefined;
 
-  await mkdir(directory, { recursive: true, mode: 0o700 });
+  makeDirectorySync(directory, 0o700);
   if (!force) {
     for (const file of intermediate
       ? [keyPath, certificatePath, rootKeyPath, rootCertificatePath]
