@@ -73,8 +73,8 @@ function checksBetween(config: Config, fromMs: number, toMs: number): number {
 /**
  * Waiting processes per store. Firestore has its own, smaller size: the emulator's queries (the scheduler's due scans)
  * scan the whole collection, so its cost per query grows with the backlog, and at 10,000 it cannot ask and finish
- * the backlog within ASK_LIMIT_MS and FINISH_LIMIT_MS: a --quick run asked 500 devices at 26 a second, so 10,000
- * would take over 6 min to ask alone (and the fleet scenario measured the emulator as the cap: 1.25 certificates/s
+ * the backlog within ASK_LIMIT_MS and FINISH_LIMIT_MS: --quick runs asked 500 devices at 26–37 a second, so 10,000
+ * would take the whole 5 min to ask or more (and the fleet scenario measured the emulator as the cap: 1.25 certificates/s
  * at 20,000 processes). The size measured is printed per store.
  */
 function backlogSize(store: BenchStore, quick: boolean, smoke: boolean): number {
