@@ -84,6 +84,7 @@ export class WalCheckpointer {
   /** When the last round ended; opening counts as one, so a store that only reads never starts the worker. */
   private lastEnded = performance.now();
   private idle: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
 
   private readonly file: string;
   private readonly hooks: CheckpointerHooks;
@@ -97,7 +98,8 @@ export class WalCheckpointer {
 
   /** Called after each commit: starts a round when none runs and the last one ended `intervalMs` ago or more. */
   committed(): void {
-    if (this.running || this.failed || performance.now() - this.lastEnded < this.intervalMs) return;
+    if (this.running || this.failed || this.closing !== undefined) return;
+    if (performance.now() - this.lastEnded < this.intervalMs) return;
     this.running = true;
     try {
       this.workerNow().postMessage('checkpoint');
@@ -106,8 +108,16 @@ export class WalCheckpointer {
     }
   }
 
-  /** Waits for the round in flight, then stops the worker (the store's connection then closes last). */
-  async close(): Promise<void> {
+  /**
+   * Waits for the round in flight, then stops the worker (the store's connection then closes last). Every call
+   * answers with the same promise, and no round starts once closing began.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.stop();
+    return this.closing;
+  }
+
+  private async stop(): Promise<void> {
     if (this.running) await new Promise<void>((resolve) => (this.idle = resolve));
     const worker = this.worker;
     if (worker === undefined) return;
