@@ -90,7 +90,7 @@ import {
   type UpdateOptions,
 } from './types.ts';
 import { byDueAt, duePage } from './due-page.ts';
-import { holdsLease, leaseAfterUpdate, leasedByAnyone, leasedByOther } from './lease.ts';
+import { holdsLease, leaseAfterUpdate, leasedByOther, mayReschedule } from './lease.ts';
 
 const DEFAULTS = {
   databaseId: '(default)',
@@ -412,9 +412,7 @@ export class FirestoreProcessStore implements ProcessStore {
   reschedule(processId: string, version: number, dueAt: number): Promise<ProcessRecord | undefined> {
     // With the snapshot the due scan remembered, one write with its update time as precondition; no read.
     return this.compareAndSet<ProcessRecord | undefined>(processId, (record, now) => {
-      if (record?.version !== version || record.step === 'done' || !KNOWN_STEPS.has(record.step))
-        return { answer: undefined };
-      if (leasedByAnyone(record.lease, now)) return { answer: undefined };
+      if (!mayReschedule(record, version, now) || !KNOWN_STEPS.has(record.step)) return { answer: undefined };
       return { write: { patch: { dueAt }, lease: record.lease }, result: (stored) => stored };
     });
   }

@@ -3,7 +3,7 @@
  * holds it, and what lease a write leaves behind. The stores differ in how they read and write atomically (a Map, a
  * SQLite transaction, a Firestore compare-and-set); these rules are one.
  */
-import type { Lease, UpdateOptions } from './types.ts';
+import type { Lease, ProcessRecord, UpdateOptions } from './types.ts';
 
 /** Another owner holds an unexpired lease: `owner` may not take it (its own lease it may always take again). */
 export function leasedByOther(lease: Lease | undefined, owner: string, now: number): boolean {
@@ -21,7 +21,15 @@ export function leaseAfterUpdate(held: Lease, options: UpdateOptions, now: numbe
   return options.renewLeaseMs === undefined ? held : { owner: held.owner, expiresAt: now + options.renewLeaseMs };
 }
 
-/** Someone holds an unexpired lease (any owner, this replica included): a lease-free write must not touch it. */
-export function leasedByAnyone(lease: Lease | undefined, now: number): boolean {
-  return lease !== undefined && lease.expiresAt > now;
+/**
+ * Whether ProcessStore.reschedule may move this record: still at `version`, not done, and nobody (this replica
+ * included) holds an unexpired lease on it.
+ */
+export function mayReschedule(
+  record: ProcessRecord | undefined,
+  version: number,
+  now: number,
+): record is ProcessRecord {
+  if (record?.version !== version || record.step === 'done') return false;
+  return record.lease === undefined || record.lease.expiresAt <= now;
 }

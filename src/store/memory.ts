@@ -7,7 +7,7 @@
  */
 import type { PendingRef } from '../ca/types.ts';
 import { DueIndex } from './due-index.ts';
-import { holdsLease, leaseAfterUpdate, leasedByAnyone, leasedByOther } from './lease.ts';
+import { holdsLease, leaseAfterUpdate, leasedByOther, mayReschedule } from './lease.ts';
 import { takeFromWindows } from './rate-window.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import {
@@ -171,9 +171,7 @@ export class MemoryProcessStore implements ProcessStore {
 
   reschedule(processId: string, version: number, dueAt: number): Promise<ProcessRecord | undefined> {
     const record = this.records.get(processId);
-    if (record?.version !== version || record.step === 'done' || leasedByAnyone(record.lease, this.now())) {
-      return Promise.resolve(undefined);
-    }
+    if (!mayReschedule(record, version, this.now())) return Promise.resolve(undefined);
     return Promise.resolve(this.write(record, { dueAt }, record.lease));
   }
 

@@ -63,7 +63,7 @@ import {
   type Revocation,
 } from './inventory.ts';
 import { byDueAt, duePage } from './due-page.ts';
-import { holdsLease, leaseAfterUpdate, leasedByAnyone, leasedByOther } from './lease.ts';
+import { holdsLease, leaseAfterUpdate, leasedByOther, mayReschedule } from './lease.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import { longestWindowMs, takeFromWindows } from './rate-window.ts';
 import { WalCheckpointer, type CheckpointOptions, type CheckpointResult } from './sqlite-checkpointer.ts';
@@ -442,9 +442,7 @@ export class SqliteProcessStore implements ProcessStore {
   reschedule(processId: string, version: number, dueAt: number): Promise<ProcessRecord | undefined> {
     return this.write(() => {
       const record = this.read(processId);
-      if (record?.version !== version || record.step === 'done' || leasedByAnyone(record.lease, this.now())) {
-        return undefined;
-      }
+      if (!mayReschedule(record, version, this.now())) return undefined;
       return this.store(record, { dueAt }, record.lease);
     }, false);
   }
