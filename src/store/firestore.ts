@@ -665,7 +665,11 @@ export class FirestoreProcessStore implements ProcessStore {
     return entry === undefined ? undefined : { record: entry.record, updateTime: entry.updateTime, fresh: false };
   }
 
-  /** Remembers the state of a record this replica works on; finished or released records are forgotten. */
+  /**
+   * Remembers the state of a record this replica scanned or wrote, so that its next compare-and-set needs no read.
+   * Finished records are forgotten; the others stay until the cache reaches its limit and starts over (each entry
+   * holds the whole record: a replica's heap grows with the waiting records it has touched, up to that limit).
+   */
   private remember(record: ProcessRecord, updateTime: Timestamp): void {
     if (record.step === 'done') {
       this.remembered.delete(record.processId);
