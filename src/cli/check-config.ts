@@ -54,10 +54,10 @@ export const checkConfigCommand: Command = {
 
 Validates the configuration exactly as \`run\` does — schema, templates, CA capabilities against the profiles wired
 to them, and every file or variable it names (secret files and variables are checked to be readable and non-empty,
-never printed; a local CA's directory; GOOGLE_APPLICATION_CREDENTIALS) and placeholders left from an example
-(PROJECT_ID, REGION, all-zero Entra ids, the examples' organization ids) — lists every problem with its path (exit
-code 2), or prints a summary of the CA connections and profiles and any warnings (exit code 0). Without --probe
-nothing is contacted.
+never printed; a local CA's directory; the sqlite store's file and directory, read without creating anything;
+GOOGLE_APPLICATION_CREDENTIALS) and placeholders left from an example (PROJECT_ID, REGION, all-zero Entra ids, the
+examples' organization ids) — lists every problem with its path (exit code 2), or prints a summary of the CA
+connections and profiles and any warnings (exit code 0). Without --probe nothing is contacted.
 
 With --probe it then checks, without side effects (reads only; nothing is claimed, ordered, signed or written):
   google    an access token is obtainable (Application Default Credentials / Workload Identity)

@@ -1,13 +1,14 @@
 /**
  * What `run` resolves outside the configuration file — secret files, secret environment variables, files a CA
- * backend opens (a local CA's directory, a CA certificate file), GOOGLE_APPLICATION_CREDENTIALS — checked at load,
- * so `check-config` fails exactly where `run` would and `run` fails before it opens anything. Secret values are read
- * only to see that they are there; nothing read is kept or printed.
+ * backend opens (a local CA's directory, a CA certificate file), the sqlite store's file (src/store/sqlite-file.ts),
+ * GOOGLE_APPLICATION_CREDENTIALS — checked at load, so `check-config` fails exactly where `run` would and `run` fails
+ * before it opens anything. Secret values are read only to see that they are there; nothing read is kept or printed.
  */
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { CA_BACKENDS } from '../ca/registry.ts';
+import { sqliteFileProblem } from '../store/sqlite-file.ts';
 import { ConfigError, DeploymentFaultError } from '../errors.ts';
 import type { Config } from './load.ts';
 import { placeholderProblems } from './placeholders.ts';
@@ -68,6 +69,10 @@ export async function referenceProblems(config: Config): Promise<string[]> {
       const code = await unreadable(file);
       if (code !== undefined) problems.push(`${at}.${required.field}: cannot read ${file} (${code}); ${required.hint}`);
     }
+  }
+  if (config.store.type === 'sqlite') {
+    const problem = await sqliteFileProblem(config.store.path);
+    if (problem !== undefined) problems.push(`store.path: ${problem}`);
   }
   const keyFile = process.env.GOOGLE_APPLICATION_CREDENTIALS;
   if (keyFile !== undefined && keyFile !== '') {

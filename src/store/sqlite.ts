@@ -66,6 +66,7 @@ import { byDueAt, duePage } from './due-page.ts';
 import { holdsLease, leaseAfterUpdate, leasedByOther, mayReschedule } from './lease.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import { longestWindowMs, takeFromWindows } from './rate-window.ts';
+import { SQLITE_LAYOUT_VERSION, WORKABLE_LAYOUT_VERSIONS } from './sqlite-file.ts';
 import { WalCheckpointer, type CheckpointOptions, type CheckpointResult } from './sqlite-checkpointer.ts';
 import {
   LeaseLostError,
@@ -79,12 +80,6 @@ import {
   type Step,
   type UpdateOptions,
 } from './types.ts';
-
-/**
- * Bumped when the table layout changes: a file of an earlier version is moved to this one by the adapter that claims
- * it (upgradeLayout), a file of a version this adapter does not know is refused, never rewritten.
- */
-const SCHEMA_VERSION = 2;
 
 const DEFAULTS = {
   finishedRetentionMs: 7 * 24 * 3_600_000,
@@ -923,9 +918,6 @@ const CERTIFICATE_INDEXES = `
     CREATE INDEX certificates_profile ON certificates (profile, not_after);
     CREATE INDEX certificates_status ON certificates (status, not_after);`;
 
-/** Layout versions this adapter reads and writes: a version 1 file has the same tables and columns, stored otherwise. */
-const WORKABLE_VERSIONS: readonly number[] = [1, SCHEMA_VERSION];
-
 function layoutVersion(db: DatabaseSync): number {
   return (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
 }
@@ -937,17 +929,17 @@ function layoutVersion(db: DatabaseSync): number {
  * older adapter still runs on it never rewrites its tables.
  */
 function migrate(db: DatabaseSync, file: string): void {
-  if (WORKABLE_VERSIONS.includes(layoutVersion(db))) return;
+  if (WORKABLE_LAYOUT_VERSIONS.includes(layoutVersion(db))) return;
   db.exec('BEGIN IMMEDIATE');
   try {
     // Read again under the write lock: another connection may have created the tables meanwhile.
     const version = layoutVersion(db);
     if (version === 0) {
       createTables(db);
-      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-    } else if (!WORKABLE_VERSIONS.includes(version)) {
+      db.exec(`PRAGMA user_version = ${SQLITE_LAYOUT_VERSION}`);
+    } else if (!WORKABLE_LAYOUT_VERSIONS.includes(version)) {
       throw new DeploymentFaultError(
-        `the sqlite store ${file} has layout version ${version}; this adapter reads ${WORKABLE_VERSIONS.join(' and ')}`,
+        `the sqlite store ${file} has layout version ${version}; this adapter reads ${WORKABLE_LAYOUT_VERSIONS.join(' and ')}`,
         {
           component: 'store',
           hint: 'an adapter version with another layout wrote this file: run that version, or point store.path to a new file',
@@ -962,13 +954,13 @@ function migrate(db: DatabaseSync, file: string): void {
 }
 
 /**
- * Moves a version 1 file to {@link SCHEMA_VERSION}, inside the transaction in which the adapter claims the file (no
+ * Moves a version 1 file to {@link SQLITE_LAYOUT_VERSION}, inside the transaction in which the adapter claims the file (no
  * other adapter runs on it then). Statements prepared on the old tables are prepared again by SQLite.
  */
 function upgradeLayout(db: DatabaseSync): void {
   if (layoutVersion(db) !== 1) return;
   moveToRowidTables(db);
-  db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+  db.exec(`PRAGMA user_version = ${SQLITE_LAYOUT_VERSION}`);
 }
 
 function createTables(db: DatabaseSync): void {

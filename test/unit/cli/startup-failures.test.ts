@@ -1,9 +1,10 @@
 /**
  * A command that cannot start ends with ONE line saying what failed and what to do: no stack, exit 2 for
  * configuration, 1 for runtime, no "draining" before anything started, no library warning as plain text, and
- * check-config fails wherever run would (secret files and variables, a local CA directory). Real OS processes;
- * Google auth through a loopback metadata server; no Pub/Sub needed (the failures come first).
+ * check-config fails wherever run would (secret files and variables, a local CA directory, the sqlite store's file).
+ * Real OS processes; Google auth through a loopback metadata server; no Pub/Sub needed (the failures come first).
  */
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -163,6 +164,20 @@ describe('check-config resolves what run resolves', () => {
       extra: () => ({ caConnections: { trial_ca: { type: 'local', directory: path.join(work, 'no-ca') } } }),
       problem:
         /caConnections\.trial_ca\.directory: cannot read .*no-ca\/ca\.key\.pem \(ENOENT\); create the CA with `certprov local-ca init/,
+    },
+    {
+      case: 'a sqlite store path below a regular file',
+      extra: () => {
+        writeFileSync(path.join(work, 'not-a-directory'), 'x');
+        return { store: { type: 'sqlite', path: path.join(work, 'not-a-directory', 'certprov.db') } };
+      },
+      problem:
+        /store\.path: cannot create .*certprov\.db: .*not-a-directory is not a directory \(ENOTDIR\); point store\.path/,
+    },
+    {
+      case: 'a sqlite store path naming a file that is not a SQLite database',
+      extra: () => ({ store: { type: 'sqlite', path: path.join(caDir, 'ca.cert.pem') } }),
+      problem: /store\.path: .*ca\.cert\.pem is not a SQLite database; point store\.path/,
     },
   ])('$case: check-config and run both exit 2 naming the file and the field', async ({ extra, problem }) => {
     const file = await writeConfig('refs.yaml', config(extra()));
