@@ -160,7 +160,7 @@ export class Adapter {
   static async create(options: AdapterOptions): Promise<Adapter> {
     const { config, log, metrics } = options;
     const health = new Health(metrics);
-    const store = options.store ?? (await createStore(config, log));
+    const store = options.store ?? (await createStore(config, log, { metrics }));
     const cas = await createCertificateAuthorities(config, log, metrics);
     const chrome =
       options.chrome ??

@@ -111,6 +111,12 @@ export class Metrics {
     labelNames: ['state', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly storeCheckpointFailures = new Counter({
+    name: 'certprov_store_checkpoint_failures_total',
+    help: "Failed WAL checkpoints of the sqlite store, by where: worker (the checkpoint thread failed; SQLite's own checkpoints took over, commits slower), connection (finishing a round on the store's connection failed; the WAL grows past its bound until a round succeeds).",
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
   readonly processesWaiting = new Gauge({
     name: 'certprov_processes_waiting',
     help: 'Processes not finished, by step (from the store; waiting on a device, a CA or a retry).',

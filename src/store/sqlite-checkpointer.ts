@@ -14,6 +14,9 @@
  * `maxWalPages` or more is therefore finished on the store's own connection, between two transactions: it copies
  * only the little the worker left, and the next write restarts the WAL — the WAL stays bounded.
  *
+ * A failure is never silent: the store is told of each ({@link CheckpointFailure}; src/store/create.ts counts it in
+ * `certprov_store_checkpoint_failures_total` and logs a WARNING at most once a minute).
+ *
  * Durability is SQLite's: a checkpoint syncs the WAL before it copies and the database file before it marks the
  * pages copied, so a crash in the middle loses nothing; the WAL is only reused once its pages are in the database.
  */
@@ -34,6 +37,20 @@ export interface CheckpointResult {
   readonly busy: number;
   readonly log: number;
   readonly checkpointed: number;
+}
+
+/** A checkpoint that failed, for a log line and a metric (the store's `onCheckpointFailure`). */
+export interface CheckpointFailure {
+  /**
+   * `worker`: the worker could not open the file or a round threw — the store falls back to SQLite's own checkpoints
+   * for good (bounded WAL, slower commits). `connection`: finishing a round on the store's connection threw — the WAL
+   * is not restarted and grows past `maxWalPages` until a later round succeeds.
+   */
+  readonly where: 'worker' | 'connection';
+  /** SQLite's message (names the file at most; no record data). */
+  readonly error: string;
+  /** Pages in the WAL when the round ended (`connection`). */
+  readonly walPages?: number;
 }
 
 type WorkerReply = ({ readonly ok: true } & CheckpointResult) | { readonly ok: false; readonly error: string };
@@ -71,6 +88,8 @@ export interface CheckpointerHooks {
   readonly checkpointHere: () => CheckpointResult;
   /** The worker failed (it could not open the file, a checkpoint threw): the store checkpoints as SQLite would. */
   readonly onFailure: (error: string) => void;
+  /** Told of every failed checkpoint, after the store's own handling (see {@link CheckpointFailure}). */
+  readonly observe?: (failure: CheckpointFailure) => void;
   /** Rounds done by the worker, and rounds finished on the store's connection, are counted here. */
   readonly counters: { checkpoints: number; checkpointsHere: number };
 }
@@ -150,8 +169,14 @@ export class WalCheckpointer {
       try {
         this.hooks.checkpointHere();
         this.hooks.counters.checkpointsHere += 1;
-      } catch {
-        // The next round tries again; a file that cannot be written fails the store's writes themselves.
+      } catch (error) {
+        // The next round tries again; a file that cannot be written fails the store's writes themselves. Until a
+        // round succeeds the WAL grows past its bound: said, not swallowed.
+        this.hooks.observe?.({
+          where: 'connection',
+          error: error instanceof Error ? error.message : String(error),
+          walPages: reply.log,
+        });
       }
     }
     this.finishRound();
@@ -161,6 +186,7 @@ export class WalCheckpointer {
     if (this.failed) return;
     this.failed = true;
     this.hooks.onFailure(error);
+    this.hooks.observe?.({ where: 'worker', error });
     this.finishRound();
   }
 

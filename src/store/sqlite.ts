@@ -67,7 +67,12 @@ import { holdsLease, leaseAfterUpdate, leasedByOther, mayReschedule } from './le
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import { longestWindowMs, takeFromWindows } from './rate-window.ts';
 import { SQLITE_LAYOUT_VERSION, WORKABLE_LAYOUT_VERSIONS } from './sqlite-file.ts';
-import { WalCheckpointer, type CheckpointOptions, type CheckpointResult } from './sqlite-checkpointer.ts';
+import {
+  WalCheckpointer,
+  type CheckpointFailure,
+  type CheckpointOptions,
+  type CheckpointResult,
+} from './sqlite-checkpointer.ts';
 import {
   LeaseLostError,
   type FindDueOptions,
@@ -109,6 +114,8 @@ export interface SqliteStoreOptions {
   readonly syncFile?: (fd: number, done: (error: NodeJS.ErrnoException | null) => void) => void;
   /** When WAL checkpoints run (src/store/sqlite-checkpointer.ts); injectable for tests. */
   readonly checkpoint?: CheckpointOptions;
+  /** Told of every failed WAL checkpoint (a log line and a metric: src/store/create.ts). */
+  readonly onCheckpointFailure?: (failure: CheckpointFailure) => void;
 }
 
 /** SQLite's default `wal_autocheckpoint`, restored if the checkpoint worker fails. */
@@ -289,6 +296,7 @@ export class SqliteProcessStore implements ProcessStore {
               this.db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as unknown as CheckpointResult,
             // SQLite's own checkpoints again: slower, but the WAL stays bounded.
             onFailure: () => this.db.exec(`PRAGMA wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_PAGES}`),
+            ...(options.onCheckpointFailure === undefined ? {} : { observe: options.onCheckpointFailure }),
             counters: this.counters,
           },
           options.checkpoint,
