@@ -41,9 +41,21 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Pro
   }
 }
 
-/** How often the waiting-process gauges are counted from the store; less often while it is congested. */
+/**
+ * How often the waiting-process gauges are counted from the store; less often while it is congested. A count may
+ * take a tenth of the time at most: the next begins no sooner than GAUGE_DURATION_FACTOR times its duration after it
+ * began, up to the congested interval (on a store that scans, a count of 20,000 records takes seconds).
+ */
 const GAUGE_INTERVAL_MS = 5_000;
 const GAUGE_INTERVAL_CONGESTED_MS = 60_000;
+const GAUGE_DURATION_FACTOR = 10;
+/**
+ * The counts are the store's, the same for every replica: one replica counts them, the one holding this named lease
+ * (the others report none). Its time to live outlasts the longest interval, so the lease does not pass between
+ * replicas while its holder runs.
+ */
+export const GAUGE_LEASE = 'waiting-process-gauges';
+const GAUGE_LEASE_TTL_MS = 3 * GAUGE_INTERVAL_CONGESTED_MS;
 /** Slow scans space the next one out up to this (or the poll interval, if longer). */
 const MAX_SCAN_SPACING_MS = 10_000;
 
@@ -64,6 +76,10 @@ export class ProvisioningEngine {
   private loop: Promise<void> | undefined;
   private wake: ((immediately?: boolean) => void) | undefined;
   private lastGaugeUpdate = 0;
+  /** How long the last count of the gauges took (wall clock), which spaces the next one. */
+  private lastCountMs = 0;
+  /** Whether this replica counted the gauges last time (it holds {@link GAUGE_LEASE}). */
+  private countsGauges = false;
   /** Pauses a component with a deployment fault as a whole (src/provisioning/fault-gate.ts). */
   readonly faultGate: FaultGate;
   /** Held processes the gate released, launched as capacity allows. */
@@ -216,6 +232,10 @@ export class ProvisioningEngine {
     this.resumeQueue.clear();
     this.wake?.(true);
     await this.loop;
+    // The next replica takes over the gauges at once instead of after the lease's time to live.
+    if (this.countsGauges) {
+      await this.rawStore.releaseNamedLease(GAUGE_LEASE, this.deps.replicaId).catch(() => undefined);
+    }
     const all = () => Promise.all([...this.running.values()].map((r) => r.done)).then(() => true);
     if (!(await withTimeout(all(), graceMs, false))) {
       this.deps.log.warn({ inFlight: this.running.size }, 'grace period over; handing back in-flight processes');
@@ -349,13 +369,34 @@ export class ProvisioningEngine {
 
   private async updateGauges(): Promise<void> {
     const now = this.now();
-    // One count per step, each a query over the collection: refreshed less often while the store is congested.
-    const everyMs = this.storeLoad.state === 'congested' ? GAUGE_INTERVAL_CONGESTED_MS : GAUGE_INTERVAL_MS;
+    // One count per step, each a query over the collection: refreshed less often while the store is congested or
+    // slow to count, and by one replica for all.
+    const everyMs = Math.min(
+      GAUGE_INTERVAL_CONGESTED_MS,
+      Math.max(
+        this.storeLoad.state === 'congested' ? GAUGE_INTERVAL_CONGESTED_MS : GAUGE_INTERVAL_MS,
+        GAUGE_DURATION_FACTOR * this.lastCountMs,
+      ),
+    );
     if (now - this.lastGaugeUpdate < everyMs || this.rawStore.countActive === undefined) return;
     this.lastGaugeUpdate = now;
+    const { metrics, replicaId } = this.deps;
+    const counting = await this.rawStore.tryNamedLease(GAUGE_LEASE, replicaId, GAUGE_LEASE_TTL_MS);
+    if (!counting) {
+      // Another replica counts: this one reports nothing rather than a count that grows stale.
+      if (this.countsGauges) {
+        metrics.processesWaiting.reset();
+        metrics.caPendingOrders.reset();
+      }
+      this.countsGauges = false;
+      return;
+    }
+    this.countsGauges = true;
+    const began = this.now();
     const counts = await this.rawStore.countActive();
-    for (const step of ACTIVE_STEPS) this.deps.metrics.processesWaiting.set({ step }, counts[step] ?? 0);
-    this.deps.metrics.caPendingOrders.set(counts.await_ca ?? 0);
+    this.lastCountMs = this.now() - began;
+    for (const step of ACTIVE_STEPS) metrics.processesWaiting.set({ step }, counts[step] ?? 0);
+    metrics.caPendingOrders.set(counts.await_ca ?? 0);
   }
 
   /** Resolves the waiters of a process that finished on this replica (waitForOutcome). */

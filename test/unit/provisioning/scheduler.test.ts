@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import type { ChromeApi } from '../../../src/chrome/types.ts';
+import { Metrics } from '../../../src/observability/metrics.ts';
 import { ProvisioningEngine } from '../../../src/provisioning/engine.ts';
 import type { EngineDependencies } from '../../../src/provisioning/step.ts';
 import { DEFAULT_SCAN_SPACING_MS, type Step } from '../../../src/store/types.ts';
@@ -448,6 +449,54 @@ describe('the scheduler under a slow store', () => {
     // the concurrency alone.
     expect(engine.storeLoad.limit).toBe(4);
     expect((await t.metrics.scanSpacing.get()).values[0]!.value).toBeGreaterThanOrEqual(0.25);
+  });
+});
+
+describe('the waiting-process gauges', () => {
+  /** Series of `certprov_processes_waiting` a replica's metrics report. */
+  const waitingSeries = async (metrics: Metrics) => (await metrics.processesWaiting.get()).values.length;
+
+  it('are counted by one replica of several on one store; the others report none, and take over when it stops', async () => {
+    const { t, gate } = await gated({ config: { scheduler: { pollInterval: '100ms' } } });
+    gate.holding = false;
+    const counts = vi.spyOn(t.store, 'countActive');
+    const replicas = [t.metrics, new Metrics({ defaultMetrics: false })].map((metrics, i) => ({
+      metrics,
+      engine: engineOn(t, { metrics, replicaId: `replica-${i}` }),
+    }));
+    for (const { engine } of replicas) engine.start();
+    await expect.poll(() => counts.mock.calls.length).toBe(1);
+    for (let round = 2; round <= 4; round += 1) {
+      t.advance(6_000); // past the 5 s interval of both replicas
+      await expect.poll(() => counts.mock.calls.length).toBe(round);
+      await sleep(300); // several loop turns of both: the old scheduler counted on each replica
+      expect(counts).toHaveBeenCalledTimes(round);
+    }
+    const series = await Promise.all(replicas.map(({ metrics }) => waitingSeries(metrics)));
+    expect(series.toSorted()).toEqual([0, 6]); // one replica reports every active step, the other nothing
+    const counting = replicas[series.indexOf(6)]!;
+    const other = replicas[series.indexOf(0)]!;
+
+    await counting.engine.stop(0);
+    t.advance(6_000);
+    await expect.poll(() => waitingSeries(other.metrics)).toBe(6);
+  });
+
+  it('a slow count spaces the next one out to ten times its duration', async () => {
+    const { t, gate } = await gated({ config: { scheduler: { pollInterval: '100ms' } } });
+    gate.holding = false;
+    const countActive = t.store.countActive.bind(t.store);
+    const counts = vi.spyOn(t.store, 'countActive').mockImplementation(() => {
+      t.advance(2_000); // a store that scans takes 2 s to count
+      return countActive();
+    });
+    engineOn(t).start();
+    await expect.poll(() => counts.mock.calls.length).toBe(1);
+    t.advance(6_000); // 8 s after the count began: past the 5 s interval, not 10 × 2 s
+    await sleep(500);
+    expect(counts).toHaveBeenCalledTimes(1);
+    t.advance(13_000); // 21 s after
+    await expect.poll(() => counts.mock.calls.length).toBe(2);
   });
 });
 
