@@ -18,7 +18,12 @@
  * - end-to-end latency p50/p99 (publish → uploadCertificate) and the latency of the work itself (first Chrome request
  *   for the process → uploadCertificate);
  * - each workflow step's share of the time spent in steps (`certprov_step_duration_seconds`, scraped from every
- *   replica's /metrics) and its executions per certificate.
+ *   replica's /metrics) and its executions per certificate;
+ * - the store's queries by what they ask (findDue's two, nextDueAt, countActive's counts, …): calls per second per
+ *   replica and the mean time each took to answer, and their share of the replicas' time waiting on Firestore;
+ * - after the run, the emulator's time per call of each kind against the collection's size (a tenth, a quarter and
+ *   all of the run's processes: bench/support/firestore-query-cost.ts), so that the per-certificate costs can be
+ *   carried to a larger fleet on a store that does not scan (Firestore serves these queries from its indexes).
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -32,7 +37,8 @@ import { AdapterProcess, killAllAdapters, writeAdapterConfig } from '../../test/
 import { startFirestoreEmulator, startPubSubEmulator, type RunningEmulator } from '../../test/support/emulators.ts';
 import { scrape, type Scrape } from '../../test/integration/operations-scrape.ts';
 import { BENCH_PROJECT, benchRawConfig, benchWorkDir } from '../support/adapter-under-test.ts';
-import type { GrpcCounts } from '../support/grpc-counter.ts';
+import { measureQueryCost } from '../support/firestore-query-cost.ts';
+import type { GrpcCounts, MethodCount } from '../support/grpc-counter.ts';
 import { SandboxProcess } from '../support/sandbox-process.ts';
 import { percentile, type BenchFigure, type BenchScenario } from '../scenario.ts';
 
@@ -87,18 +93,18 @@ function grpcSince(
   after: readonly ReplicaSnapshot[],
   prefix: string,
   method = '',
-): { calls: number; documents: number } {
+): MethodCount {
   const sum = (snapshots: readonly ReplicaSnapshot[]) =>
     snapshots
       .flatMap((s) => Object.entries(s.grpc))
       .filter(([p]) => p.startsWith(prefix) && p.endsWith(method))
-      .reduce((t, [, c]) => ({ calls: t.calls + c.calls, documents: t.documents + c.documents }), {
-        calls: 0,
-        documents: 0,
-      });
+      .reduce(
+        (t, [, c]) => ({ calls: t.calls + c.calls, documents: t.documents + c.documents, ms: t.ms + (c.ms ?? 0) }),
+        { calls: 0, documents: 0, ms: 0 },
+      );
   const a = sum(after);
   const b = sum(before);
-  return { calls: a.calls - b.calls, documents: a.documents - b.documents };
+  return { calls: a.calls - b.calls, documents: a.documents - b.documents, ms: a.ms - b.ms };
 }
 
 function requestsSince(before: Record<string, number>, after: Record<string, number>): number {
@@ -326,6 +332,37 @@ const scenario: BenchScenario = {
         value: congested,
         unit: `(concurrency limit at the end: ${after.map((a) => a.metrics.sum('certprov_store_concurrency_limit')).join(' / ')})`,
       });
+      // Which queries the replicas asked, how often, and how long each took to answer (grpc-counter's query kinds).
+      const kinds = new Set(after.flatMap((a) => Object.keys(a.grpc).filter((k) => k.startsWith('query:'))));
+      const firestoreWaitMs = Math.max(1, firestoreCalls.ms);
+      for (const kind of [...kinds].sort()) {
+        const { calls, ms } = grpcSince(before, after, kind);
+        figures.push({
+          name: `Firestore ${kind.slice('query:'.length)}: per second per replica`,
+          value: calls / seconds / REPLICAS,
+          unit: `(${(ms / Math.max(1, calls)).toFixed(0)} ms each; ${((100 * ms) / firestoreWaitMs).toFixed(0)} % of the replicas' Firestore wait)`,
+        });
+      }
+      figures.push({
+        name: 'Firestore queries and counts, all kinds: per second per replica',
+        value: (queries.calls + aggregations.calls) / seconds / REPLICAS,
+        unit: `(${perCert(queries.calls + aggregations.calls).toFixed(2)} per certificate)`,
+      });
+      // The emulator's time per call against the collection's size, on collections of its own, the replicas stopped.
+      await killAllAdapters();
+      const sizes = [...new Set([Math.ceil(count / 10), Math.ceil(count / 4), count])];
+      for (const cost of await measureQueryCost(firestoreEmulator.host, BENCH_PROJECT, sizes)) {
+        figures.push({
+          name: `emulator at ${cost.size} records: due continuing / due starts / next due query`,
+          value: cost.continuing,
+          unit: `/ ${cost.starts.toFixed(0)} / ${cost.nextDueAt.toFixed(0)} ms`,
+        });
+        figures.push({
+          name: `emulator at ${cost.size} records: one count / get / write`,
+          value: cost.count,
+          unit: `/ ${cost.get.toFixed(1)} / ${cost.write.toFixed(1)} ms`,
+        });
+      }
       const allStepSeconds = [...stepTime.values()].reduce((sum, s) => sum + s.seconds, 0);
       for (const [step, { seconds: stepSeconds, runs }] of [...stepTime].sort((a, b) => b[1].seconds - a[1].seconds)) {
         figures.push({

@@ -8,16 +8,25 @@
  * - `RunQuery`: documents read = the `document`s answered (field 1 of each response message);
  * - every other method: calls only.
  *
+ * Each call's time from request to end (`ms`: the answer's latency as the replica waits for it, queueing in the server
+ * included) is summed too. Firestore's queries and aggregations are also counted by what they ask, under
+ * `query:<kind>` (QUERY_KINDS: findDue's continuing and starts queries, nextDueAt, countActive's counts, …), recognised
+ * by the field names and values in the request — so the fleet benchmark tells which of the scheduler's queries the
+ * server's time goes to.
+ *
  * The counts are written as JSON to `$CERTPROV_GRPC_COUNTS` ten times a second (when they changed) and at exit. Messages are parsed from the
  * gRPC framing (1 byte compressed flag, 4 bytes length); a compressed message is counted as a call only.
  */
 import { writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
+import { performance } from 'node:perf_hooks';
 
 export interface MethodCount {
   calls: number;
   /** Document writes (Commit) or documents read (BatchGetDocuments, RunQuery). */
   documents: number;
+  /** Milliseconds from request to end, summed over the calls. */
+  ms: number;
 }
 
 /** Counts by gRPC path (`/google.firestore.v1.Firestore/Commit`). */
@@ -29,6 +38,27 @@ const COUNTED: Readonly<Record<string, { readonly direction: 'request' | 'respon
   BatchGetDocuments: { direction: 'response', field: 1 },
   RunQuery: { direction: 'response', field: 1 },
 };
+
+/**
+ * What a Firestore query or aggregation asks, from its request bytes (field names and values are plain UTF-8 there):
+ * the first kind whose every marker appears. The store's queries (src/store/firestore.ts) by their filters.
+ */
+export const QUERY_KINDS: readonly { readonly kind: string; readonly markers: readonly string[] }[] = [
+  { kind: 'inventory', markers: ['-certificates'] },
+  { kind: 'count by step (countActive)', markers: ['RunAggregationQuery', 'step'] },
+  { kind: 'due continuing (findDue)', markers: ['RunQuery', 'await_signature', 'availableAt'] },
+  { kind: 'due starts (findDue)', markers: ['RunQuery', 'start', 'availableAt'] },
+  { kind: 'next due (nextDueAt)', markers: ['RunQuery', 'active', 'availableAt'] },
+  { kind: 'by lookup key (wake)', markers: ['RunQuery', 'lookupKey'] },
+  { kind: 'by correlation id', markers: ['RunQuery', 'correlationId'] },
+];
+
+/** The kind of a Firestore query by its gRPC path and first request message; undefined for other calls. */
+export function queryKind(grpcPath: string, request: Buffer): string | undefined {
+  if (!grpcPath.endsWith('/RunQuery') && !grpcPath.endsWith('/RunAggregationQuery')) return undefined;
+  const text = `${grpcPath} ${request.toString('latin1')}`;
+  return QUERY_KINDS.find(({ markers }) => markers.every((m) => text.includes(m)))?.kind ?? 'other';
+}
 
 /** Occurrences of top-level field `field` in a protobuf message (no nested decoding). */
 export function countField(message: Buffer, field: number): number {
@@ -78,24 +108,38 @@ export function grpcMessages(onMessage: (message: Buffer) => void): (chunk: Buff
 const counts: GrpcCounts = {};
 
 function track(grpcPath: string, stream: http2.ClientHttp2Stream): void {
-  const entry = (counts[grpcPath] ??= { calls: 0, documents: 0 });
+  const entry = (counts[grpcPath] ??= { calls: 0, documents: 0, ms: 0 });
   entry.calls += 1;
+  const began = performance.now();
+  let kind: MethodCount | undefined;
+  stream.once('close', () => {
+    const ms = performance.now() - began;
+    entry.ms += ms;
+    if (kind !== undefined) kind.ms += ms;
+  });
   const counted = COUNTED[grpcPath.slice(grpcPath.lastIndexOf('/') + 1)];
-  if (counted === undefined) return;
   const parse = grpcMessages((message) => {
     try {
-      entry.documents += countField(message, counted.field);
+      if (counted !== undefined) entry.documents += countField(message, counted.field);
     } catch {
       // not a message this parser understands; the call is still counted
     }
   });
-  if (counted.direction === 'request') {
-    const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
-    stream.write = ((chunk: unknown, ...rest: unknown[]) => {
-      if (Buffer.isBuffer(chunk)) parse(chunk);
-      return write(chunk, ...rest);
-    }) as typeof stream.write;
-  } else {
+  const classify = grpcMessages((message) => {
+    const name = queryKind(grpcPath, message);
+    if (kind !== undefined || name === undefined) return;
+    kind = counts[`query:${name}`] ??= { calls: 0, documents: 0, ms: 0 };
+    kind.calls += 1;
+  });
+  const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+  stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+    if (Buffer.isBuffer(chunk)) {
+      if (kind === undefined) classify(chunk);
+      if (counted?.direction === 'request') parse(chunk);
+    }
+    return write(chunk, ...rest);
+  }) as typeof stream.write;
+  if (counted?.direction === 'response') {
     // Wrapping emit, not adding a 'data' listener: a listener would switch the stream to flowing mode early.
     const emit = stream.emit.bind(stream) as (event: string | symbol, ...args: unknown[]) => boolean;
     stream.emit = ((event: string | symbol, ...args: unknown[]) => {
