@@ -107,7 +107,7 @@ export class Metrics {
   });
   readonly storeCongestion = new Counter({
     name: 'certprov_store_congestion_total',
-    help: 'Times the store congestion state changed (state: congested, healthy), by what caused it (reason: timeout, overload, slow, recovered).',
+    help: 'Store congestion episodes beginning (state congested, reason: timeout, overload, slow) and ending (state healthy, reason recovered: back at maxConcurrent and a minute without a congestion signal).',
     labelNames: ['state', 'reason'] as const,
     registers: [this.registry],
   });

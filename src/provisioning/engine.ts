@@ -102,7 +102,8 @@ export class ProvisioningEngine {
   /** Whether the last scan filled its page: due work may be waiting for a slot, so a submitted process queues too. */
   private backlog = false;
 
-  constructor(deps: EngineDependencies) {
+  /** `congestionQuietMs`: see StoreLoadOptions.quietMs (tests shorten it; the engine's load clock is real time). */
+  constructor(deps: EngineDependencies, options: { congestionQuietMs?: number } = {}) {
     const { config, metrics, log } = deps;
     this.now = deps.now ?? Date.now;
     this.storeLoad = new StoreLoadControl({
@@ -112,12 +113,29 @@ export class ProvisioningEngine {
       maxSpacingMs: Math.max(config.scheduler.pollIntervalMs, MAX_SCAN_SPACING_MS),
       slowCallMs: deps.store.slowCallMs,
       now: () => performance.now(),
-      onStateChange: ({ state, limit, cause }) => {
+      ...(options.congestionQuietMs === undefined ? {} : { quietMs: options.congestionQuietMs }),
+      // One line when a congestion episode begins and one when it ends (store-load.ts CONGESTION_QUIET_MS); the limit
+      // between them is on certprov_store_concurrency_limit.
+      onStateChange: ({ state, limit, cause, episode }) => {
         metrics.storeCongestion.inc({ state, reason: cause });
         const fields = { limit, maxConcurrent: config.scheduler.maxConcurrent, cause };
         if (state === 'congested') {
           log.warn(fields, 'store congested: running fewer processes at once until it answers in time again');
-        } else log.info(fields, 'store answers in time again: back to the configured concurrency');
+        } else {
+          log.info(
+            {
+              ...fields,
+              ...(episode === undefined
+                ? {}
+                : {
+                    halvings: episode.halvings,
+                    lowestLimit: episode.lowestLimit,
+                    congestedSeconds: Math.round(episode.durationMs / 1000),
+                  }),
+            },
+            'store answers in time again: back to the configured concurrency',
+          );
+        }
       },
     });
     metrics.storeConcurrencyLimit.set(this.storeLoad.limit);

@@ -8,7 +8,9 @@
  * - **Concurrency (AIMD).** The number of processes run at once starts at `scheduler.maxConcurrent`. A store call
  *   that times out, is refused as overloaded, or takes longer than `slowCallMs` halves it (at least 1); calls that
  *   began before that halving do not halve it again — they were sent under the old limit, one congestion event is
- *   one halving. Every `limit` calls answered in time add one, up to the configured value.
+ *   one halving (TCP's once per round trip). Every `limit` calls answered in time add one, up to the configured
+ *   value. The halvings and recoveries of one period of congestion form one episode, told once when it begins and
+ *   once when it ends ({@link CONGESTION_QUIET_MS}); the limit itself is exact at every moment.
  * - **Scan spacing.** The least time between two scans for due records grows with the last scan's duration (a scan
  *   may take at most a fifth of the time: the next begins no sooner than 5 × its duration after it began) and doubles with each scan in a row that
  *   launched nothing, from the store's own spacing up to `maxSpacingMs` (empty scans: up to `idleSpacingMs`).
@@ -23,6 +25,14 @@ import { StoreBusyError, type ProcessStore } from '../store/types.ts';
 /** A scan may take a fifth of the time at most: the next one begins no sooner than this many durations after it began. */
 const SCAN_DURATION_FACTOR = 5;
 
+/**
+ * How long the store must go without a congestion signal, at the configured concurrency, before a congestion episode
+ * is over. AIMD probes: back at the ceiling, the limit is pushed against the store again, and a store at its capacity
+ * answers one call slowly every few tens of seconds — each a halving, each a recovery seconds later. Those are one
+ * period of congestion to an operator, so they are one episode: one line when it begins, one when it ends.
+ */
+export const CONGESTION_QUIET_MS = 60_000;
+
 export interface StoreLoadOptions {
   /** The configured concurrency (`scheduler.maxConcurrent`): the limit's ceiling and starting value. */
   readonly maxConcurrent: number;
@@ -36,7 +46,12 @@ export interface StoreLoadOptions {
   readonly slowCallMs: number | undefined;
   /** Monotonic milliseconds. */
   readonly now: () => number;
-  /** Told when the state changes (healthy ↔ congested), with the limit after the change. */
+  /**
+   * A congestion episode ends once the limit is back at `maxConcurrent` and no congestion signal came for this long.
+   * Default {@link CONGESTION_QUIET_MS}.
+   */
+  readonly quietMs?: number;
+  /** Told when a congestion episode begins and when it ends, with the limit after the change. */
   readonly onStateChange?: (change: StoreLoadChange) => void;
 }
 
@@ -45,6 +60,8 @@ export interface StoreLoadChange {
   readonly limit: number;
   /** What caused it: the congestion signal, or `recovered`. */
   readonly cause: 'timeout' | 'overload' | 'slow' | 'recovered';
+  /** At the end of an episode: how many times the limit was halved during it, its lowest value, how long it lasted. */
+  readonly episode?: { readonly halvings: number; readonly lowestLimit: number; readonly durationMs: number };
 }
 
 export type CallSignal = 'ok' | 'timeout' | 'overload' | 'other';
@@ -57,10 +74,13 @@ export class StoreLoadControl {
   private scanSpacing: number;
   private emptyScans = 0;
   private lastScanMs = 0;
-  private congested = false;
+  private readonly quietMs: number;
+  /** The congestion episode under way, if any (see {@link CONGESTION_QUIET_MS}). */
+  private episode: { startedAt: number; halvings: number; lowestLimit: number } | undefined;
 
   constructor(options: StoreLoadOptions) {
     this.options = options;
+    this.quietMs = options.quietMs ?? CONGESTION_QUIET_MS;
     this.currentLimit = options.maxConcurrent;
     this.scanSpacing = options.minSpacingMs;
   }
@@ -75,8 +95,9 @@ export class StoreLoadControl {
     return this.scanSpacing;
   }
 
+  /** `congested` from the first halving until the episode ends (back at the ceiling, quiet for `quietMs`). */
   get state(): 'healthy' | 'congested' {
-    return this.congested ? 'congested' : 'healthy';
+    return this.episode === undefined ? 'healthy' : 'congested';
   }
 
   /** One store call ended: began at `startedAt` (this control's clock), answered (`ok`) or failed how. */
@@ -89,14 +110,29 @@ export class StoreLoadControl {
     }
     if (signal !== 'ok') return; // a refusal or a conflict says nothing about load
     this.answeredSinceIncrease += 1;
-    if (this.answeredSinceIncrease < this.currentLimit) return;
-    this.answeredSinceIncrease = 0;
-    // At the ceiling already (maxConcurrent 1: a halving left it there) the window still ends the congestion.
-    if (this.currentLimit < this.options.maxConcurrent) this.currentLimit += 1;
-    if (this.currentLimit >= this.options.maxConcurrent && this.congested) {
-      this.congested = false;
-      this.options.onStateChange?.({ state: 'healthy', limit: this.currentLimit, cause: 'recovered' });
+    if (this.answeredSinceIncrease >= this.currentLimit) {
+      this.answeredSinceIncrease = 0;
+      if (this.currentLimit < this.options.maxConcurrent) this.currentLimit += 1;
     }
+    this.endEpisodeIfQuiet();
+  }
+
+  /**
+   * Ends the congestion episode when the limit is back at the ceiling and no congestion signal came for `quietMs`.
+   * Called on every timely answer and every scan, so an episode also ends on a replica that has gone idle.
+   */
+  private endEpisodeIfQuiet(): void {
+    const episode = this.episode;
+    if (episode === undefined || this.currentLimit < this.options.maxConcurrent) return;
+    const now = this.options.now();
+    if (now - this.lastDecreaseAt < this.quietMs) return;
+    this.episode = undefined;
+    this.options.onStateChange?.({
+      state: 'healthy',
+      limit: this.currentLimit,
+      cause: 'recovered',
+      episode: { halvings: episode.halvings, lowestLimit: episode.lowestLimit, durationMs: now - episode.startedAt },
+    });
   }
 
   /** One scan for due records ended: it took `durationMs` and launched `launched` processes. */
@@ -107,6 +143,7 @@ export class StoreLoadControl {
     const empty = Math.min(idleSpacingMs, minSpacingMs * 2 ** this.emptyScans);
     const slow = Math.min(maxSpacingMs, SCAN_DURATION_FACTOR * this.lastScanMs);
     this.scanSpacing = Math.max(minSpacingMs, this.emptyScans === 0 ? 0 : empty, slow);
+    this.endEpisodeIfQuiet();
   }
 
   private congestion(startedAt: number, cause: 'timeout' | 'overload' | 'slow'): void {
@@ -115,9 +152,13 @@ export class StoreLoadControl {
     this.lastDecreaseAt = this.options.now();
     this.answeredSinceIncrease = 0;
     this.currentLimit = Math.max(1, Math.floor(this.currentLimit / 2));
-    if (!this.congested) {
-      this.congested = true;
+    if (this.episode === undefined) {
+      this.episode = { startedAt: this.lastDecreaseAt, halvings: 1, lowestLimit: this.currentLimit };
       this.options.onStateChange?.({ state: 'congested', limit: this.currentLimit, cause });
+    } else {
+      // The same period of congestion: the limit (and its gauge) moves, the log does not.
+      this.episode.halvings += 1;
+      this.episode.lowestLimit = Math.min(this.episode.lowestLimit, this.currentLimit);
     }
   }
 }

@@ -110,8 +110,12 @@ async function gated(options: HarnessOptions = {}, maxConcurrent = 64) {
   return { t, gate };
 }
 
-function engineOn(t: StepHarness, deps: Partial<EngineDependencies> = {}): ProvisioningEngine {
-  const engine = new ProvisioningEngine({ ...t.deps(), ...deps });
+function engineOn(
+  t: StepHarness,
+  deps: Partial<EngineDependencies> = {},
+  options: ConstructorParameters<typeof ProvisioningEngine>[1] = {},
+): ProvisioningEngine {
+  const engine = new ProvisioningEngine({ ...t.deps(), ...deps }, options);
   engines.push(engine);
   return engine;
 }
@@ -392,14 +396,16 @@ describe('the scheduler under a slow store', () => {
         }
       }) as never);
     }
-    const engine = engineOn(t);
+    // A congestion episode ends 300 ms (real time) after the last slow call, back at the configured concurrency.
+    const engine = engineOn(t, {}, { congestionQuietMs: 300 });
     engine.start();
     const ids = Array.from({ length: 8 }, () => newProcess(t));
     for (const id of ids) await engine.submit(ref(id));
     await expect.poll(() => engine.storeLoad.limit).toBe(1);
     await sleep(500); // several slow calls and scans: the old scheduler had all eight inside by now
     expect(gate.heldIds().length).toBeLessThanOrEqual(2);
-    expect(t.logs.text()).toContain('store congested: running fewer processes at once');
+    // 8 → 4 → 2 → 1: three halvings, one period of congestion, one line.
+    expect(t.logs.text().match(/store congested: running fewer processes at once/g)).toHaveLength(1);
     expect((await t.metrics.storeConcurrencyLimit.get()).values[0]?.value).toBe(1);
     // The waiting-process gauges (a count query per step) are not refreshed every 5 s while congested.
     const counts = vi.spyOn(t.store, 'countActive');
@@ -419,7 +425,7 @@ describe('the scheduler under a slow store', () => {
     const more = Array.from({ length: 8 }, () => newProcess(t));
     for (const id of more) await engine.submit(ref(id));
     await expect.poll(() => engine.storeLoad.limit, { timeout: 10_000 }).toBe(8);
-    expect(engine.storeLoad.state).toBe('healthy');
+    await expect.poll(() => engine.storeLoad.state, { timeout: 10_000 }).toBe('healthy');
     expect(t.logs.text()).toContain('store answers in time again: back to the configured concurrency');
     const changes = (await t.metrics.storeCongestion.get()).values.map((v) => `${v.labels.state}/${v.labels.reason}`);
     expect(changes).toEqual(expect.arrayContaining(['congested/slow', 'healthy/recovered']));
