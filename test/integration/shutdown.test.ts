@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { initLocalCa } from '../../src/ca/local/init.ts';
 import { SandboxTenant, type KeyPool } from '../../src/sandbox/index.ts';
 import { VERSION } from '../../src/version.ts';
@@ -112,8 +112,6 @@ class RunningAdapter {
 let pool: KeyPool;
 let work: string;
 let caDirectory: string;
-const children: RunningAdapter[] = [];
-const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   pool = await testKeyPool();
@@ -122,22 +120,30 @@ beforeAll(async () => {
   await initLocalCa({ directory: caDirectory, keyType: 'ec', subject: 'CN=certprov shutdown test CA' });
 });
 
-afterEach(async () => {
-  // Only the children this file started, by their own handle.
-  for (const child of children.splice(0)) {
-    if (child.child.exitCode === null && child.child.signalCode === null) {
-      child.child.kill('SIGKILL');
-      await child.exited;
-    }
-  }
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function setup(label: string, tenantOptions: { signDelayMs?: number } = {}) {
+/**
+ * A test's own sandbox tenant, subscription and adapters (the tests run at the same time: each waits mostly on slow
+ * devices and grace periods). Everything is closed when the test ends — its children by their own handle.
+ */
+async function setup(
+  onTestFinished: (fn: () => Promise<void>) => void,
+  label: string,
+  tenantOptions: { signDelayMs?: number } = {},
+) {
+  const children: RunningAdapter[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+  onTestFinished(async () => {
+    for (const child of children) {
+      if (child.child.exitCode === null && child.child.signalCode === null) {
+        child.child.kill('SIGKILL');
+        await child.exited;
+      }
+    }
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
   const tenant = await SandboxTenant.start({ signDelayMs: tenantOptions.signDelayMs ?? 20 });
   cleanups.push(() => tenant.close());
   const subscription: FreshSubscription = await freshSubscription(label);
@@ -231,9 +237,13 @@ function expectEveryProcessIssuedOnce(tenant: SandboxTenant, ids: readonly strin
   expect(tenant.stats().doubleSignData).toBe(0);
 }
 
-describe('certprov run and signals', () => {
-  it('SIGTERM: not ready, in-flight steps finish, unfinished processes are handed back; another replica finishes them', async () => {
-    const { tenant, writeConfig, start, notifyAll } = await setup('drain', { signDelayMs: 9_000 });
+// Concurrent: the five tests spend most of their time waiting (devices that sign after seconds, Chrome latency, grace
+// periods), each on its own tenant, subscription and adapters.
+describe.concurrent('certprov run and signals', () => {
+  it('SIGTERM: not ready, in-flight steps finish, unfinished processes are handed back; another replica finishes them', async ({
+    onTestFinished,
+  }) => {
+    const { tenant, writeConfig, start, notifyAll } = await setup(onTestFinished, 'drain', { signDelayMs: 9_000 });
     const config = await writeConfig({ gracePeriod: '20s' });
     tenant.faults = { latencyMs: 800 };
     const a = start(config);
@@ -286,8 +296,10 @@ describe('certprov run and signals', () => {
     expect((await b.exitWithin(15_000)).code).toBe(0);
   });
 
-  it('with Firestore: messages are acked once recorded, and after SIGTERM another replica finishes the work from the store alone', async () => {
-    const { tenant, writeConfig, start, notifyAll } = await setup('firestore', { signDelayMs: 7_000 });
+  it('with Firestore: messages are acked once recorded, and after SIGTERM another replica finishes the work from the store alone', async ({
+    onTestFinished,
+  }) => {
+    const { tenant, writeConfig, start, notifyAll } = await setup(onTestFinished, 'firestore', { signDelayMs: 7_000 });
     const config = await writeConfig({ gracePeriod: '20s', firestoreCollection: uniqueCollection('shutdown') });
     tenant.faults = { latencyMs: 500 };
     const a = start(config);
@@ -321,8 +333,8 @@ describe('certprov run and signals', () => {
     expect((await b.exitWithin(15_000)).code).toBe(0);
   });
 
-  it('a step still running when the grace period ends is aborted and handed back', async () => {
-    const { tenant, writeConfig, start, notifyAll } = await setup('grace');
+  it('a step still running when the grace period ends is aborted and handed back', async ({ onTestFinished }) => {
+    const { tenant, writeConfig, start, notifyAll } = await setup(onTestFinished, 'grace');
     const config = await writeConfig({ gracePeriod: '1s' });
     tenant.faults = { latencyMs: 6_000 };
     const a = start(config);
@@ -354,8 +366,8 @@ describe('certprov run and signals', () => {
     expect((await b.exitWithin(15_000)).code).toBe(0);
   });
 
-  it('a second signal exits at once', async () => {
-    const { tenant, writeConfig, start, notifyAll } = await setup('twice');
+  it('a second signal exits at once', async ({ onTestFinished }) => {
+    const { tenant, writeConfig, start, notifyAll } = await setup(onTestFinished, 'twice');
     const config = await writeConfig({ gracePeriod: '60s' });
     tenant.faults = { latencyMs: 20_000 };
     const a = start(config);
@@ -375,8 +387,10 @@ describe('certprov run and signals', () => {
     expect(a.messages()).toContain('second signal: exiting now');
   });
 
-  it('exits non-zero, saying why, when it cannot start (subscription missing) — it never sits there alive', async () => {
-    const { writeConfig, start } = await setup('missing');
+  it('exits non-zero, saying why, when it cannot start (subscription missing) — it never sits there alive', async ({
+    onTestFinished,
+  }) => {
+    const { writeConfig, start } = await setup(onTestFinished, 'missing');
     const config = await writeConfig({
       gracePeriod: '5s',
       subscription: 'projects/certprov-test/subscriptions/does-not-exist',
