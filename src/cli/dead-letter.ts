@@ -2,7 +2,8 @@
  * `certprov dead-letter replay` — moves parked notifications from the dead-letter subscription back to the
  * provisioning topic once a decoder or configuration fix is deployed (src/pubsub/dead-letter-replay.ts).
  */
-import { replayDeadLetters } from '../pubsub/dead-letter-replay.ts';
+import { formatDuration, parseDuration } from '../config/duration.ts';
+import { DEFAULT_PULL_TIMEOUT_MS, replayDeadLetters } from '../pubsub/dead-letter-replay.ts';
 import { parseOptions, UsageError, type Command } from './command.ts';
 
 /** Default --limit: enough for a typical backlog, small enough that a wrong topic does not move everything. */
@@ -44,6 +45,8 @@ Options:
   --limit N           most messages to replay (default ${DEFAULT_LIMIT})
   --customer C        customer assumed when describing notifications that name none (default my_customer)
   --dry-run           show what would be replayed; republish nothing, leave every message parked
+  --pull-timeout D    how long a pull waits for messages before the dead-letter subscription counts as
+                      drained and the replay ends (default ${formatDuration(DEFAULT_PULL_TIMEOUT_MS)}; a duration: 2s, 500ms)
 
 Exit codes: 0 done (also when nothing was parked), 1 a publish or Pub/Sub call failed, 2 bad usage.`,
   async run(args) {
@@ -54,6 +57,7 @@ Exit codes: 0 done (also when nothing was parked), 1 a publish or Pub/Sub call f
       limit: { type: 'string' },
       customer: { type: 'string', default: 'my_customer' },
       'dry-run': { type: 'boolean', default: false },
+      'pull-timeout': { type: 'string' },
     });
     if (positionals.length !== 1 || positionals[0] !== 'replay') {
       throw new UsageError(
@@ -65,6 +69,11 @@ Exit codes: 0 done (also when nothing was parked), 1 a publish or Pub/Sub call f
     }
     const limit = values.limit === undefined ? DEFAULT_LIMIT : Number(values.limit);
     if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number ≥ 1');
+    const pullTimeoutMs =
+      values['pull-timeout'] === undefined ? DEFAULT_PULL_TIMEOUT_MS : parseDuration(values['pull-timeout']);
+    if (pullTimeoutMs === undefined || pullTimeoutMs < 1) {
+      throw new UsageError('--pull-timeout takes a duration like 10s or 500ms');
+    }
     const deadLetterSubscription = fullName(values.subscription, 'subscriptions', values.project, '--subscription');
     const topic = fullName(values.topic, 'topics', values.project, '--topic');
     const dryRun = values['dry-run'];
@@ -76,6 +85,7 @@ Exit codes: 0 done (also when nothing was parked), 1 a publish or Pub/Sub call f
       dryRun,
       customer: values.customer,
       report: (line) => console.log(line),
+      pullTimeoutMs,
     });
     if (summary.failed > 0) {
       console.error(

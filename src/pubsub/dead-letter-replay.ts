@@ -15,8 +15,12 @@ import { GRPC_STATUS, grpcCode } from './grpc-status.ts';
 
 /** Messages taken per pull (Pub/Sub returns at most this many, often fewer). */
 const PULL_BATCH = 100;
-/** Default: how long one pull may wait for messages before the subscription counts as drained. */
-const PULL_TIMEOUT_MS = 10_000;
+/**
+ * Default: how long one pull may wait for messages before the subscription counts as drained (`--pull-timeout`).
+ * A pull that comes back empty ends the replay, so the default leaves a slow answer time to come; tests and
+ * scripts that know the subscription's state can shorten it.
+ */
+export const DEFAULT_PULL_TIMEOUT_MS = 10_000;
 /** Attributes Pub/Sub adds when it dead-letters a message; they describe the parking, not the notification. */
 const DEAD_LETTER_ATTRIBUTE_PREFIX = 'CloudPubSubDeadLetter';
 
@@ -86,7 +90,7 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayS
         subscriber,
         subscription,
         Math.min(PULL_BATCH, options.limit - replayed - held.length),
-        options.pullTimeoutMs ?? PULL_TIMEOUT_MS,
+        options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS,
       );
       if (batch.length === 0) break;
       if (options.dryRun) {

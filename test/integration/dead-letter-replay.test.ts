@@ -122,9 +122,13 @@ describe('certprov dead-letter replay', () => {
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(/^replayed 1 message\(s\) from /m);
+    // The emulator answers a pull as soon as it has messages; 2 s of nothing means drained (the default 10 s is
+    // for operators against the real service).
     const rest = await certprov([
       'dead-letter',
       'replay',
+      '--pull-timeout',
+      '2s',
       '--project',
       'certprov-test',
       '--subscription',
@@ -148,6 +152,8 @@ describe('certprov dead-letter replay', () => {
     const nothing = await certprov([
       'dead-letter',
       'replay',
+      '--pull-timeout',
+      '2s',
       '--subscription',
       deadLetterSubscription,
       '--topic',

@@ -21,6 +21,14 @@ describe('certprov dead-letter: usage', () => {
       ['replay', '--project', 'p', '--subscription', 's', '--topic', 't', '--limit', '2.5'],
       /--limit must be a whole number/,
     ],
+    [
+      ['replay', '--project', 'p', '--subscription', 's', '--topic', 't', '--pull-timeout', '10'],
+      /--pull-timeout takes a duration/,
+    ],
+    [
+      ['replay', '--project', 'p', '--subscription', 's', '--topic', 't', '--pull-timeout', '0s'],
+      /--pull-timeout takes a duration/,
+    ],
     [['replay', '--bogus'], /Unknown option '--bogus'/],
   ])('%j is a usage error', async (args, message) => {
     const run = deadLetterCommand.run(args);
@@ -31,6 +39,7 @@ describe('certprov dead-letter: usage', () => {
   it('--help says what is republished and when a message is acknowledged', () => {
     expect(deadLetterCommand.help).toContain('--dry-run');
     expect(deadLetterCommand.help).toContain('--limit N');
+    expect(deadLetterCommand.help).toMatch(/--pull-timeout D .*\n.*\(default 10s;/);
     expect(deadLetterCommand.help).toContain(
       'acknowledged on the dead-letter subscription only after its publish succeeded',
     );
