@@ -3,6 +3,7 @@
  * holds it, and what lease a write leaves behind. The stores differ in how they read and write atomically (a Map, a
  * SQLite transaction, a Firestore compare-and-set); these rules are one.
  */
+import { NEW_RECORD_VERSION } from './new-record.ts';
 import type { Lease, ProcessRecord, UpdateOptions } from './types.ts';
 
 /** Another owner holds an unexpired lease: `owner` may not take it (its own lease it may always take again). */
@@ -32,4 +33,14 @@ export function mayReschedule(
 ): record is ProcessRecord {
   if (record?.version !== version || record.step === 'done') return false;
   return record.lease === undefined || record.lease.expiresAt <= now;
+}
+
+/**
+ * Whether `record`, as tryLease returned it, is under the first lease any replica ever took on it: every store
+ * creates a record at {@link NEW_RECORD_VERSION} and adds one per write, so a record one write past its creation has
+ * had no write but this lease. No other replica has then ever held it, so none can be acting on the process after
+ * losing its lease (the one actor a lease cannot stop: DESIGN.md §5, docs/failure-model.md "Residual risk").
+ */
+export function underFirstLease(record: ProcessRecord): boolean {
+  return record.version === NEW_RECORD_VERSION + 1;
 }

@@ -6,6 +6,9 @@ import {
   type ProcessRecord,
 } from './types.ts';
 
+/** The version of a record just created; every write after that adds one (the compare-and-set token). */
+export const NEW_RECORD_VERSION = 1;
+
 /** The record a store creates for a process it has not seen: step `start`, due at `init.dueAt`, no lease. */
 export function newProcessRecord(init: NewProcess, now: number): ProcessRecord {
   return {
@@ -18,7 +21,7 @@ export function newProcessRecord(init: NewProcess, now: number): ProcessRecord {
     issueResults: 0,
     attempts: 0,
     dueAt: init.dueAt,
-    version: 1,
+    version: NEW_RECORD_VERSION,
     createdAt: now,
     updatedAt: now,
   };

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LeaseLostError, type NewProcess, type ProcessRecord, type ProcessStore } from '../../src/store/types.ts';
 import type { RenderedProfile } from '../../src/pki/types.ts';
 import { holderKeyOf, type CertificateHolder, type NewCertificate } from '../../src/store/inventory.ts';
+import { underFirstLease } from '../../src/store/lease.ts';
 
 export interface StoreUnderTest {
   readonly store: ProcessStore;
@@ -173,6 +174,29 @@ export function describeStoreContract(name: string, options: StoreContractOption
       clock.advance(LEASE_MS);
       await expect(store.update('p-late', 'a', { attempts: 1 })).rejects.toBeInstanceOf(LeaseLostError);
       expect(await store.renewLease('p-late', 'a', LEASE_MS)).toBe(false);
+    });
+
+    it('tells the first lease ever taken on a record from every later one (underFirstLease), whoever took them', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.create(newProcess('p-first', clock));
+      const first = await store.tryLease('p-first', 'a', LEASE_MS);
+      expect(first !== undefined && underFirstLease(first)).toBe(true);
+      // Taken over once expired (a replica paused past its lease may still act once): not the first lease.
+      clock.advance(LEASE_MS);
+      const takenOver = await peer.tryLease('p-first', 'b', LEASE_MS);
+      expect(takenOver !== undefined && underFirstLease(takenOver)).toBe(false);
+      // Released and leased again, by the replica that held it first: not the first lease either.
+      await store.create(newProcess('p-again', clock));
+      await store.tryLease('p-again', 'a', LEASE_MS);
+      await store.update('p-again', 'a', {}, { release: true });
+      const again = await store.tryLease('p-again', 'a', LEASE_MS);
+      expect(again !== undefined && underFirstLease(again)).toBe(false);
+      // A duplicate create changes nothing: the first lease after it is still the first.
+      await store.create(newProcess('p-dup', clock));
+      await peer.create(newProcess('p-dup', clock));
+      const afterDuplicate = await peer.tryLease('p-dup', 'b', LEASE_MS);
+      expect(afterDuplicate !== undefined && underFirstLease(afterDuplicate)).toBe(true);
     });
 
     it('writes patches under the lease: version grows, renewLeaseMs extends, release drops the lease, undefined clears a field', async () => {

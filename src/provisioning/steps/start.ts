@@ -13,16 +13,19 @@ import { parseDeviceKey } from '../../pki/device-key.ts';
 import { chromeSignatureAlgorithm } from '../../chrome/signature-algorithm.ts';
 import { decodeBase64, encodeBase64 } from '../../pki/pem.ts';
 import { hashPersonal } from '../../observability/logger.ts';
+import { underFirstLease } from '../../store/lease.ts';
 import { ownershipOf } from '../ownership.ts';
 import { holderOf } from '../inventory.ts';
 import { renderProfile, templateVariables } from '../render-profile.ts';
 import type { ProcessRun, StepResult } from '../step.ts';
 
 /**
- * A `get` younger than this is the read right before signData. The read exists to catch another replica that acted
- * since: none can hold the lease while ours is held (checked on the monotonic clock right before signData), so only a
- * replica that lost its lease and still acts once could — and a fresh read leaves it no wider window than a second
- * read would. After a slow claim (retries) the resource is read again.
+ * A `get` younger than this is the read right before signData. The read exists to catch another replica that asked
+ * the device since: none can hold the lease while ours is held (checked on the monotonic clock right before
+ * signData), so only a replica that lost its lease and still acts once could — and a fresh read leaves it no wider
+ * window than a second read would. After a slow claim or a slow write of the claim, the resource is read again — but
+ * only when such a replica can exist: a record under the first lease ever taken on it ({@link underFirstLease}) has
+ * had no other holder, so nobody but this replica can have asked the device.
  */
 const FRESH_READ_MS = 1_000;
 
@@ -177,7 +180,7 @@ export async function startStep(run: ProcessRun): Promise<StepResult> {
   // Right before the one-shot call: are we still the lease holder, and has nobody asked the device meanwhile?
   // (Google accepts no fencing token; this narrows the window a paused replica could act in. docs/failure-model.md.)
   run.lease.assertHeld(ref.processId, run.deps.replicaId);
-  if (performance.now() - readAt > FRESH_READ_MS) {
+  if (!underFirstLease(run.record) && performance.now() - readAt > FRESH_READ_MS) {
     const fresh = await chrome.get(ref, ctx);
     if (fresh.signData !== undefined || fresh.issuedCertificate !== undefined || fresh.failureMessage !== undefined) {
       ctx.log.warn('process changed between claim and signData (another replica?); resuming from the resource');

@@ -79,6 +79,29 @@ describe('the run of one process', () => {
     ).toEqual(expect.arrayContaining(['process → issue', 'process → upload', 'process done: issued']));
   });
 
+  it('the happy path costs at most 5 Chrome requests, even when the store takes over a second to record the claim', async () => {
+    const t = await start();
+    const id = t.tenant.createProcess({ key: keys().next('ec-p256') });
+    await newRecord(t, id);
+    // Under load the write of claimedAt can take longer than start's fresh-read bound (1 s).
+    const update = t.store.update.bind(t.store);
+    vi.spyOn(t.store, 'update').mockImplementation(async (processId, owner, patch, options) => {
+      if (patch.claimedAt !== undefined) await new Promise((resolve) => setTimeout(resolve, 1_100));
+      return update(processId, owner, patch, options);
+    });
+    const { run, done } = runnerOn(t);
+    await run(id);
+    await expect.poll(() => t.tenant.process(id).signature, { timeout: 5_000 }).toBeDefined();
+    t.advance(t.config.scheduler.signaturePollInitialMs);
+    await run(id);
+
+    expect(done).toEqual([{ processId: id, outcome: 'issued' }]);
+    const c = t.tenant.counters(id);
+    // get, claim, signData, one signature check, upload: no second get under the first lease.
+    expect(c).toMatchObject({ gets: 1, claims: 1, signDataCalls: 1, operationGets: 1, uploads: 1, doubleSignData: 0 });
+    expect(c.gets + c.claims + c.signDataCalls + c.operationGets + c.uploads + c.setFailures).toBeLessThanOrEqual(5);
+  });
+
   it('a terminal error is reported with setFailure in the same hold, and the process ends failed with its reason', async () => {
     const t = await start();
     const id = t.tenant.createProcess({ key: keys().next('ec-p256'), profile: 'wifi_profile' });

@@ -8,7 +8,8 @@ import type { ChromeApi } from '../../../../src/chrome/types.ts';
 import { ProcessNotFoundError } from '../../../../src/chrome/errors.ts';
 import { TerminalError } from '../../../../src/errors.ts';
 import { startStep } from '../../../../src/provisioning/steps/start.ts';
-import { stepTests, type StepHarness } from './harness.ts';
+import type { ProcessRecord } from '../../../../src/store/types.ts';
+import { REPLICA, stepTests, type StepHarness } from './harness.ts';
 
 const { keys, start } = stepTests();
 
@@ -34,6 +35,19 @@ function slowFirstClaim(meanwhile: () => Promise<void> = () => Promise.resolve()
     uploadCertificate: (ref, pem, ctx) => real.uploadCertificate(ref, pem, ctx),
     setFailure: (ref, message, ctx) => real.setFailure(ref, message, ctx),
   });
+}
+
+/**
+ * The record of sandbox process `id`, leased by the harness after another replica's lease on it expired: that replica
+ * may be paused, not dead, and act once when it resumes.
+ */
+async function takenOver(t: StepHarness, id: string): Promise<ProcessRecord> {
+  await t.store.create({ processId: id, customer: 'my_customer', correlationId: 'CP-STEPTEST', dueAt: 0 });
+  await t.store.tryLease(id, 'paused-replica', 1);
+  await sleep(5);
+  const record = await t.store.tryLease(id, REPLICA, t.config.scheduler.leaseMs);
+  if (record === undefined) throw new Error(`cannot take over ${id}`);
+  return record;
 }
 
 describe('step start', () => {
@@ -152,16 +166,25 @@ describe('step start', () => {
     expect(error).toBeInstanceOf(ProcessNotFoundError);
   });
 
-  it('after a slow claim it reads the process again before signData, and asks the device once', async () => {
+  it('under the first lease on the record, a slow claim needs no second read: nobody else can have asked the device', async () => {
     const t = await start({ tenant: { signDelayMs: 'never' }, wrapChrome: slowFirstClaim() });
     const id = t.tenant.createProcess({ key: keys().next('ec-p256') });
     const result = await startStep(t.runOf(await t.leased(id)));
 
     expect(result).toMatchObject({ kind: 'wait', step: 'await_signature' });
+    expect(t.tenant.counters(id)).toMatchObject({ gets: 1, claims: 1, signDataCalls: 1 });
+  });
+
+  it('under a lease taken over from another replica, a slow claim is followed by a second read before signData', async () => {
+    const t = await start({ tenant: { signDelayMs: 'never' }, wrapChrome: slowFirstClaim() });
+    const id = t.tenant.createProcess({ key: keys().next('ec-p256') });
+    const result = await startStep(t.runOf(await takenOver(t, id)));
+
+    expect(result).toMatchObject({ kind: 'wait', step: 'await_signature' });
     expect(t.tenant.counters(id)).toMatchObject({ gets: 2, claims: 1, signDataCalls: 1 });
   });
 
-  it('a process whose device was asked during a slow claim (another replica) is not asked again', async () => {
+  it('a process whose device was asked during a slow claim (a replica that lost its lease) is not asked again', async () => {
     const started: { t?: StepHarness; id?: string } = {};
     // A replica that lost its lease still acts once: it reads, claims and asks the device during our claim.
     const otherReplica = async () => {
@@ -173,7 +196,7 @@ describe('step start', () => {
     const t = await start({ tenant: { signDelayMs: 'never' }, wrapChrome: slowFirstClaim(otherReplica) });
     const id = t.tenant.createProcess({ key: keys().next('ec-p256') });
     Object.assign(started, { t, id });
-    const ours = await startStep(t.runOf(await t.leased(id)));
+    const ours = await startStep(t.runOf(await takenOver(t, id)));
 
     expect(ours).toEqual({ kind: 'next', step: 'start' }); // resumes from the resource, which now has signData
     expect(t.tenant.counters(id)).toMatchObject({ signDataCalls: 1, doubleSignData: 0 });
