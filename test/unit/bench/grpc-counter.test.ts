@@ -4,7 +4,8 @@
  * counted, messages split across chunks and several in one chunk, compressed messages skipped.
  */
 import { describe, expect, it } from 'vitest';
-import { countField, grpcMessages } from '../../../bench/support/grpc-counter.ts';
+import { countField, grpcMessages, queryKind } from '../../../bench/support/grpc-counter.ts';
+import { CONTINUING_STEPS } from '../../../src/store/types.ts';
 
 /** A protobuf varint. */
 function varint(n: number): Buffer {
@@ -69,5 +70,33 @@ describe('grpcMessages', () => {
       commit.toString('hex'),
       field(1, Buffer.from('x')).toString('hex'),
     ]);
+  });
+});
+
+describe('queryKind', () => {
+  const RUN_QUERY = '/google.firestore.v1.Firestore/RunQuery';
+  /** A request carrying the parent path and the strings of its filters and orders, as a RunQuery request does. */
+  const request = (collection: string, ...strings: string[]) =>
+    Buffer.concat([
+      field(1, Buffer.from(`projects/p/databases/(default)/documents`)),
+      field(2, Buffer.concat([collection, ...strings].map((text) => field(2, Buffer.from(text))))),
+    ]);
+
+  it("tells the store's queries apart by their filters: findDue's two, nextDueAt, counts, lookups, inventory", () => {
+    const processes = 'certprov-processes';
+    expect(queryKind(RUN_QUERY, request(processes, 'step', ...CONTINUING_STEPS, 'availableAt'))).toBe(
+      'due continuing (findDue)',
+    );
+    expect(queryKind(RUN_QUERY, request(processes, 'step', 'start', 'availableAt'))).toBe('due starts (findDue)');
+    expect(queryKind(RUN_QUERY, request(processes, 'active', 'availableAt'))).toBe('next due (nextDueAt)');
+    expect(queryKind(RUN_QUERY, request(processes, 'lookupKey', 'active'))).toBe('by lookup key (wake)');
+    expect(queryKind(RUN_QUERY, request(processes, 'correlationId'))).toBe('by correlation id');
+    expect(queryKind(RUN_QUERY.replace('RunQuery', 'RunAggregationQuery'), request(processes, 'step', 'issue'))).toBe(
+      'count by step (countActive)',
+    );
+    expect(queryKind(RUN_QUERY, request(`${processes}-certificates`, 'holderKey', 'profile', 'status'))).toBe(
+      'inventory',
+    );
+    expect(queryKind('/google.firestore.v1.Firestore/Commit', request(processes, 'step'))).toBeUndefined();
   });
 });
