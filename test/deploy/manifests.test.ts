@@ -698,6 +698,41 @@ const SCENARIOS: readonly Scenario[] = [
     labels: { namespace: 'certprov', api: 'digicert' },
   },
   {
+    alert: 'CertprovStoreCheckpointsFailing',
+    name: "checkpoints on the store's connection keep failing",
+    series: [
+      {
+        series: `certprov_store_checkpoint_failures_total{${NS},pod="certprov-0",where="connection"}`,
+        values: '0x5 0+240x40',
+      },
+      { series: `certprov_store_checkpoint_failures_total{${NS},pod="certprov-0",where="worker"}`, values: '0x45' },
+    ],
+    quietAt: ['4m', '10m'],
+    firesAt: '20m',
+    labels: { namespace: 'certprov', where: 'connection' },
+  },
+  {
+    alert: 'CertprovStoreCheckpointsFailing',
+    name: 'one failed checkpoint on the connection, then none',
+    series: [
+      {
+        series: `certprov_store_checkpoint_failures_total{${NS},pod="certprov-0",where="connection"}`,
+        values: '0x5 1x40',
+      },
+    ],
+    quietAt: ['8m', '15m', '30m'],
+  },
+  {
+    alert: 'CertprovStoreCheckpointsFailing',
+    name: 'the checkpoint worker failed once',
+    series: [
+      { series: `certprov_store_checkpoint_failures_total{${NS},pod="certprov-0",where="worker"}`, values: '0x5 1x40' },
+    ],
+    quietAt: ['4m'],
+    firesAt: '20m',
+    labels: { namespace: 'certprov', where: 'worker' },
+  },
+  {
     alert: 'CertprovUndecodableMessages',
     name: 'one message cannot be decoded',
     series: [{ series: `certprov_messages_malformed_total{${NS},pod="certprov-a"}`, values: '0x5 1x30' }],
