@@ -42,13 +42,16 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Pro
 }
 
 /**
- * How often the waiting-process gauges are counted from the store; less often while it is congested. A count may
- * take a tenth of the time at most: the next begins no sooner than GAUGE_DURATION_FACTOR times its duration after it
- * began, up to the congested interval (on a store that scans, a count of 20,000 records takes seconds).
+ * How often the waiting-process gauges are counted from the store; less often while it is congested, and up to the
+ * congested interval as the count grows slow or large: a count may take a tenth of the time at most (the next begins
+ * no sooner than GAUGE_DURATION_FACTOR times its duration after it began; on a store that scans, a count of 20,000
+ * records takes seconds), and the next waits GAUGE_MS_PER_RECORD for each record the last one counted (Firestore
+ * bills a count one read per 1,000 records: about one read a second at most).
  */
 const GAUGE_INTERVAL_MS = 5_000;
 const GAUGE_INTERVAL_CONGESTED_MS = 60_000;
 const GAUGE_DURATION_FACTOR = 10;
+const GAUGE_MS_PER_RECORD = 1;
 /**
  * The counts are the store's, the same for every replica: one replica counts them, the one holding this named lease
  * (the others report none). Its time to live outlasts the longest interval, so the lease does not pass between
@@ -78,6 +81,8 @@ export class ProvisioningEngine {
   private lastGaugeUpdate = 0;
   /** How long the last count of the gauges took (wall clock), which spaces the next one. */
   private lastCountMs = 0;
+  /** How many records the last count found, which spaces the next one too. */
+  private lastCounted = 0;
   /** Whether this replica counted the gauges last time (it holds {@link GAUGE_LEASE}). */
   private countsGauges = false;
   /** Pauses a component with a deployment fault as a whole (src/provisioning/fault-gate.ts). */
@@ -394,6 +399,7 @@ export class ProvisioningEngine {
       Math.max(
         this.storeLoad.state === 'congested' ? GAUGE_INTERVAL_CONGESTED_MS : GAUGE_INTERVAL_MS,
         GAUGE_DURATION_FACTOR * this.lastCountMs,
+        GAUGE_MS_PER_RECORD * this.lastCounted,
       ),
     );
     if (now - this.lastGaugeUpdate < everyMs || this.rawStore.countActive === undefined) return;
@@ -413,6 +419,7 @@ export class ProvisioningEngine {
     const began = this.now();
     const counts = await this.rawStore.countActive();
     this.lastCountMs = this.now() - began;
+    this.lastCounted = Object.values(counts).reduce((sum, n) => sum + n, 0);
     for (const step of ACTIVE_STEPS) metrics.processesWaiting.set({ step }, counts[step] ?? 0);
     metrics.caPendingOrders.set(counts.await_ca ?? 0);
   }

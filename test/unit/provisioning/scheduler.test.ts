@@ -488,6 +488,28 @@ describe('the waiting-process gauges', () => {
     await expect.poll(() => waitingSeries(other.metrics)).toBe(6);
   });
 
+  it('a large count spaces the next one out by a millisecond per record counted, up to a minute', async () => {
+    const { t, gate } = await gated({ config: { scheduler: { pollInterval: '100ms' } } });
+    gate.holding = false;
+    let waiting = 20_000; // on Firestore a count of 20,000 records is billed 20 reads
+    const counts = vi
+      .spyOn(t.store, 'countActive')
+      .mockImplementation(() => Promise.resolve({ start: waiting - 100, await_signature: 100 }));
+    engineOn(t).start();
+    await expect.poll(() => counts.mock.calls.length).toBe(1);
+    t.advance(6_000); // past the 5 s interval, not 20 s
+    await sleep(500);
+    expect(counts).toHaveBeenCalledTimes(1);
+    waiting = 500_000;
+    t.advance(14_100);
+    await expect.poll(() => counts.mock.calls.length).toBe(2);
+    t.advance(59_000); // 500,000 records: a minute at most, not 500 s
+    await sleep(500);
+    expect(counts).toHaveBeenCalledTimes(2);
+    t.advance(1_100);
+    await expect.poll(() => counts.mock.calls.length).toBe(3);
+  });
+
   it('a slow count spaces the next one out to ten times its duration', async () => {
     const { t, gate } = await gated({ config: { scheduler: { pollInterval: '100ms' } } });
     gate.holding = false;
