@@ -7,9 +7,10 @@
  * the document as it was read (optimistic, one round trip, no transaction locks held across replicas). Creation is
  * create-if-absent (`create()`, ALREADY_EXISTS → read the existing record). When a precondition fails, the document
  * is read again and the decision made again on what is stored now. This store remembers the update time of the
- * documents it just wrote or queried, so the usual lease → update → update → release sequence of one replica costs
- * one round trip per write; a decision *not* to write (lease held elsewhere, lease lost) is always confirmed on a
- * fresh read.
+ * documents it is about to write again (leased, due, or just written: firestore-remembered.ts), so the usual
+ * scan → lease → update → update → release sequence of one replica costs one round trip per write; a decision *not*
+ * to write (lease held elsewhere, lease lost) is always confirmed on a fresh read. A waiting process is not remembered:
+ * the due scan that finds it next brings a fresh snapshot.
  *
  * Leases are judged on this replica's wall clock (`expiresAt` is epoch ms written by the holder); replica clocks
  * on GKE agree to milliseconds (NTP), far inside the engine's lease margin. A late write — a call that timed out
@@ -90,6 +91,7 @@ import {
   type UpdateOptions,
 } from './types.ts';
 import { byDueAt, duePage } from './due-page.ts';
+import { REMEMBERED_LIMITS, RememberedRecords } from './firestore-remembered.ts';
 import { holdsLease, leaseAfterUpdate, leasedByOther, mayReschedule } from './lease.ts';
 
 const DEFAULTS = {
@@ -100,8 +102,6 @@ const DEFAULTS = {
   tokenHoldMs: 1_000,
   /** Compare-and-set rounds before giving up on a contended document (each round re-reads it). */
   casAttempts: 8,
-  /** Documents whose update time this store remembers; beyond that it starts over (only costs reads). */
-  cacheLimit: 10_000,
   /** CRL bytes per chunk document (a document holds at most 1 MiB). */
   crlChunkBytes: 900_000,
 } as const;
@@ -121,6 +121,11 @@ export interface FirestoreStoreOptions {
   readonly tokenHoldMs?: number;
   /** Wall clock, epoch ms. Default Date.now. */
   readonly now?: () => number;
+  /**
+   * Records neither leased nor due whose snapshot is kept for a write that may follow (firestore-remembered.ts),
+   * the latest first. Default 1,024.
+   */
+  readonly rememberRecent?: number;
   /**
    * Extra client settings (tests). `FIRESTORE_EMULATOR_HOST` is honoured by the client itself; credentials come
    * from Application Default Credentials (Workload Identity on GKE).
@@ -169,7 +174,7 @@ export class FirestoreProcessStore implements ProcessStore {
   private readonly now: () => number;
   private readonly finishedRetentionMs: number;
   private readonly requestTimeoutMs: number;
-  private readonly remembered = new Map<string, { updateTime: Timestamp; record: ProcessRecord }>();
+  private readonly remembered: RememberedRecords<Timestamp>;
   private readonly budget: BatchedRateBudget;
   private closed: Promise<void> | undefined;
 
@@ -194,6 +199,10 @@ export class FirestoreProcessStore implements ProcessStore {
     this.finishedRetentionMs = options.finishedRetentionMs ?? DEFAULTS.finishedRetentionMs;
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
     this.slowCallMs = this.requestTimeoutMs / 4;
+    this.remembered = new RememberedRecords({
+      ...REMEMBERED_LIMITS,
+      ...(options.rememberRecent === undefined ? {} : { recent: options.rememberRecent }),
+    });
     this.budget = new BatchedRateBudget(
       { reserve: (bucket, decide) => this.reserveTokens(bucket, decide) },
       options.tokenHoldMs ?? DEFAULTS.tokenHoldMs,
@@ -482,17 +491,23 @@ export class FirestoreProcessStore implements ProcessStore {
     const query = this.processes.where(FIELDS.lookupKey, '==', lookupKey).where(FIELDS.active, '==', true).limit(1);
     const snapshot = await this.guard('query a process by lookup key', () => query.get());
     const document = snapshot.docs[0];
-    const processId = document === undefined ? undefined : this.parseQuietly(document)?.processId;
-    if (processId === undefined) return false;
-    return this.compareAndSet<boolean>(processId, (record, now) => {
-      if (record === undefined || record.step === 'done' || record.lookupKey !== lookupKey) return { answer: false };
-      const patch: ProcessPatch = {
-        dueAt: Math.min(record.dueAt, now),
-        ...(hint === undefined ? {} : { pendingRef: { ...record.pendingRef, ...hint } }),
-      };
-      // The lease stays as it is: a replica working on the process keeps it, and picks the new dueAt up on release.
-      return { write: { patch, lease: record.lease }, result: () => true };
-    });
+    const found = document === undefined ? undefined : this.parseQuietly(document);
+    if (document === undefined || found === undefined) return false;
+    // The query answered the document itself: the compare-and-set starts from it, without a read.
+    const fresh = this.snapshotOf(document, found);
+    return this.compareAndSet<boolean>(
+      found.processId,
+      (record, now) => {
+        if (record === undefined || record.step === 'done' || record.lookupKey !== lookupKey) return { answer: false };
+        const patch: ProcessPatch = {
+          dueAt: Math.min(record.dueAt, now),
+          ...(hint === undefined ? {} : { pendingRef: { ...record.pendingRef, ...hint } }),
+        };
+        // The lease stays as it is: a replica working on the process keeps it, and picks the new dueAt up on release.
+        return { write: { patch, lease: record.lease }, result: () => true };
+      },
+      fresh,
+    );
   }
 
   // --- coordination ------------------------------------------------------------------------------------------
@@ -593,9 +608,10 @@ export class FirestoreProcessStore implements ProcessStore {
   private async compareAndSet<T>(
     processId: string,
     decide: (record: ProcessRecord | undefined, now: number) => Decision<T>,
+    read?: Snapshot,
   ): Promise<T> {
     const ref = this.processes.doc(documentIdFor(processId));
-    let snapshot: Snapshot | undefined = this.rememberedSnapshot(processId);
+    let snapshot: Snapshot | undefined = read ?? this.rememberedSnapshot(processId);
     /** Writes of this call that timed out, by write id: the result each would have answered with. */
     const timedOut = new Map<string, (stored: ProcessRecord) => T>();
     for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
@@ -629,7 +645,7 @@ export class FirestoreProcessStore implements ProcessStore {
         this.remember(record, result.writeTime);
         return decision.result(record);
       } catch (error) {
-        this.remembered.delete(processId);
+        this.remembered.forget(processId);
         // A write that timed out may have been applied (or be applied yet): read again; finding this write's id
         // means it landed. Otherwise decide again — the precondition lets at most one of the two writes land.
         const redo = isDeadlineExceeded(error) && timedOut.size < TIMED_OUT_WRITE_REDOS;
@@ -649,8 +665,13 @@ export class FirestoreProcessStore implements ProcessStore {
       this.processes.doc(documentIdFor(processId)).get(),
     );
     const record = document.exists ? parseDocument(document.data()) : undefined;
+    if (record === undefined) this.remembered.forget(processId);
+    return this.snapshotOf(document, record);
+  }
+
+  /** A document just read or queried, parsed to `record`, as a fresh snapshot (remembered). */
+  private snapshotOf(document: DocumentSnapshot, record: ProcessRecord | undefined): Snapshot {
     if (record !== undefined && document.updateTime !== undefined) this.remember(record, document.updateTime);
-    else this.remembered.delete(processId);
     const writeId: unknown = document.get(WRITE_ID);
     return {
       record,
@@ -665,18 +686,14 @@ export class FirestoreProcessStore implements ProcessStore {
     return entry === undefined ? undefined : { record: entry.record, updateTime: entry.updateTime, fresh: false };
   }
 
-  /**
-   * Remembers the state of a record this replica scanned or wrote, so that its next compare-and-set needs no read.
-   * Finished records are forgotten; the others stay until the cache reaches its limit and starts over (each entry
-   * holds the whole record: a replica's heap grows with the waiting records it has touched, up to that limit).
-   */
+  /** Remembers a record as stored at `updateTime`, for as long as this replica may write it again soon. */
   private remember(record: ProcessRecord, updateTime: Timestamp): void {
-    if (record.step === 'done') {
-      this.remembered.delete(record.processId);
-      return;
-    }
-    if (this.remembered.size >= DEFAULTS.cacheLimit) this.remembered.clear();
-    this.remembered.set(record.processId, { updateTime, record });
+    this.remembered.remember(record, updateTime, this.now());
+  }
+
+  /** Records this store remembers now (firestore-remembered.ts): at most about the processes it is working on. */
+  get rememberedRecords(): number {
+    return this.remembered.size;
   }
 
   private parseQuietly(document: DocumentSnapshot): ProcessRecord | undefined {
