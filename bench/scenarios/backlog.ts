@@ -14,13 +14,21 @@
  * The memory store holds each message until its process is done, so it can only hold as many processes as
  * pubsub.maxInFlight: it runs with maxInFlight 10,000 here (the default 100 would hold 100 and leave the rest in
  * Pub/Sub). The pending-CA-order backlog is measured by the digicert scenario (N = 100 and 1,000 orders).
+ *
+ * Environment (to measure one store, or to profile): CERTPROV_BENCH_BACKLOG_STORES=firestore (a comma list of
+ * memory, sqlite, firestore) runs only those stores; CERTPROV_BENCH_BACKLOG_PROCESSES=N overrides every store's size;
+ * CERTPROV_BENCH_HEAP_SNAPSHOT=DIR writes a V8 heap snapshot at half and at the whole backlog
+ * (`backlog-<store>-half.heapsnapshot`, `backlog-<store>-full.heapsnapshot`) to compare in Chrome DevTools — the
+ * snapshots take seconds and memory, so measure in a run without it.
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import path from 'node:path';
+import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { signaturePollDelay } from '../../src/backoff.ts';
 import type { Config } from '../../src/config/load.ts';
 import { startFirestoreEmulator, type RunningEmulator } from '../../test/support/emulators.ts';
+import { countGrpcCalls, type GrpcCounts } from '../support/grpc-counter.ts';
 import { SandboxProcess } from '../support/sandbox-process.ts';
 import {
   BENCH_PROJECT,
@@ -78,6 +86,8 @@ function checksBetween(config: Config, fromMs: number, toMs: number): number {
  * at 20,000 processes). The size measured is printed per store.
  */
 function backlogSize(store: BenchStore, quick: boolean, smoke: boolean): number {
+  const fromEnv = Number(process.env.CERTPROV_BENCH_BACKLOG_PROCESSES ?? Number.NaN);
+  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
   if (smoke) return 100; // memory and sqlite only
   if (store === 'firestore') return quick ? 500 : 2_000;
   return quick ? 1_000 : 10_000;
@@ -95,6 +105,21 @@ async function firestoreEmulator(): Promise<{ stop(): Promise<void> }> {
       await emulator.stop();
     },
   };
+}
+
+/** The stores CERTPROV_BENCH_BACKLOG_STORES names, or undefined for all. */
+const only = process.env.CERTPROV_BENCH_BACKLOG_STORES?.split(',').map((s) => s.trim());
+
+/** With CERTPROV_BENCH_HEAP_SNAPSHOT=DIR, a heap snapshot named `backlog-<store>-<label>` in DIR. */
+function heapSnapshot(store: BenchStore, label: string): void {
+  const dir = process.env.CERTPROV_BENCH_HEAP_SNAPSHOT;
+  if (dir !== undefined && dir !== '') writeHeapSnapshot(path.join(dir, `backlog-${store}-${label}.heapsnapshot`));
+}
+
+/** Firestore documents looked up, found by queries, and written, at the wire (all zero for the other stores). */
+function firestoreDocuments(counts: Readonly<GrpcCounts>): { lookups: number; queried: number; written: number } {
+  const documents = (method: string) => counts[`/google.firestore.v1.Firestore/${method}`]?.documents ?? 0;
+  return { lookups: documents('BatchGetDocuments'), queried: documents('RunQuery'), written: documents('Commit') };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -136,12 +161,17 @@ const scenario: BenchScenario = {
     try {
       // --smoke leaves Firestore out: the emulator's start and 100 processes on it took about 50 s of a 65 s smoke run (17 s without them)
       // (7.8 devices asked per second), and --smoke must run in seconds.
-      const stores: BenchStore[] = smoke ? ['memory', 'sqlite'] : ['memory', 'sqlite', 'firestore'];
+      const stores = (smoke ? ['memory', 'sqlite'] : ['memory', 'sqlite', 'firestore']).filter(
+        (store) => only === undefined || only.includes(store),
+      ) as BenchStore[];
       for (const store of stores) {
         const count = backlogSize(store, quick, smoke);
         // A fresh collection per run (benchRawConfig names it), on an emulator started for this store only.
         const emulator = store === 'firestore' ? await firestoreEmulator() : undefined;
         let running: RunningAdapter | undefined;
+        // Firestore's calls counted at the wire too: the store's own reads (a compare-and-set without a remembered
+        // snapshot reads first) are not calls of the ProcessStore interface, which the store figures count.
+        const wire = store === 'firestore' ? countGrpcCalls() : {};
         try {
           const adapter = (running = await startAdapter(configOf(store)));
           // Warm-up: the adapter's code paths compiled and its pools grown before the baseline is taken.
@@ -151,6 +181,7 @@ const scenario: BenchScenario = {
           await sandbox.waitFinished(warm, 60_000, warmBefore.issued + warmBefore.failed + warm.length);
           const base = await memory();
           const opsBefore = adapter.storeOps();
+          const wireBefore = firestoreDocuments(wire);
           const requestsBefore = totalRequests(await sandbox.requests());
           const askedBefore = (await sandbox.stats()).signDataCalls;
           const ids = await sandbox.create(count, 'never');
@@ -167,9 +198,11 @@ const scenario: BenchScenario = {
           const half = Math.floor(count / 2);
           const askedHalf = await ask(ids.slice(0, half), half);
           const atHalf = await memory();
+          heapSnapshot(store, 'half');
           const asked = await ask(ids.slice(half), count);
           const askedInMs = performance.now() - started;
           const atFull = await memory();
+          heapSnapshot(store, 'full');
 
           const delay = monitorEventLoopDelay({ resolution: 10 });
           const holdRequestsBefore = totalRequests(await sandbox.requests());
@@ -194,6 +227,7 @@ const scenario: BenchScenario = {
           }
           const finishedInMs = performance.now() - finishStarted;
           const opsAfter = adapter.storeOps();
+          const wireAfter = firestoreDocuments(wire);
           const requests = totalRequests(await sandbox.requests()) - requestsBefore;
 
           const perCertificate = (n: number) => n / Math.max(1, issued);
@@ -269,6 +303,25 @@ const scenario: BenchScenario = {
               unit: '',
             },
           );
+          if (store === 'firestore') {
+            figures.push(
+              {
+                name: `${store}: documents looked up per issued certificate (at the wire)`,
+                value: perCertificate(wireAfter.lookups - wireBefore.lookups),
+                unit: '',
+              },
+              {
+                name: `${store}: documents answered to queries per issued certificate (at the wire)`,
+                value: perCertificate(wireAfter.queried - wireBefore.queried),
+                unit: '',
+              },
+              {
+                name: `${store}: documents written per issued certificate (at the wire)`,
+                value: perCertificate(wireAfter.written - wireBefore.written),
+                unit: '',
+              },
+            );
+          }
         } finally {
           await running?.stop();
           await emulator?.stop();

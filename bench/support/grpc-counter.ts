@@ -106,6 +106,7 @@ export function grpcMessages(onMessage: (message: Buffer) => void): (chunk: Buff
 }
 
 const counts: GrpcCounts = {};
+let installed = false;
 
 function track(grpcPath: string, stream: http2.ClientHttp2Stream): void {
   const entry = (counts[grpcPath] ??= { calls: 0, documents: 0, ms: 0 });
@@ -149,8 +150,14 @@ function track(grpcPath: string, stream: http2.ClientHttp2Stream): void {
   }
 }
 
-const file = process.env.CERTPROV_GRPC_COUNTS;
-if (file !== undefined && file !== '') {
+/**
+ * Starts counting in this process (idempotent) and returns the live counts. The Google clients must not have opened
+ * their HTTP/2 session yet: the count starts with the sessions opened after this call. In-process scenarios (backlog)
+ * call it themselves; others load this module with `--import` and CERTPROV_GRPC_COUNTS.
+ */
+export function countGrpcCalls(): Readonly<GrpcCounts> {
+  if (installed) return counts;
+  installed = true;
   const connect = http2.connect.bind(http2) as (...args: unknown[]) => http2.ClientHttp2Session;
   (http2 as { connect: unknown }).connect = (...args: unknown[]) => {
     const session = connect(...args);
@@ -163,6 +170,12 @@ if (file !== undefined && file !== '') {
     };
     return session;
   };
+  return counts;
+}
+
+const file = process.env.CERTPROV_GRPC_COUNTS;
+if (file !== undefined && file !== '') {
+  countGrpcCalls();
   let written = '';
   const save = () => {
     const text = JSON.stringify(counts);
