@@ -8,8 +8,10 @@
  * list back. Every replica serves the stored CRL at `/crl/<connection>.crl` (src/observability/server.ts).
  *
  * When a new CRL is signed: right after a revocation (`certprov revoke`, revoke-after-grace), when none exists yet,
- * and once half of `validity` has passed since thisUpdate — relying parties never hold an expired CRL while one
- * replica runs.
+ * once half of `validity` has passed since thisUpdate — relying parties never hold an expired CRL while one replica
+ * runs — and when the store counted a revocation the current CRL does not list ({@link due}): a revocation whose own
+ * signing failed (KMS or Key Vault down, the lease busy past its wait, the CLI killed after recording it) reaches the
+ * CRL at the next check of a running replica, within `checkInterval`, not half a validity later.
  *
  * With `crl.bucket`, the replica that signed a CRL also uploads it to Cloud Storage under the same lease; a failed
  * upload is tried again at the next check (src/lifecycle/crl-bucket.ts).
@@ -71,8 +73,32 @@ export function crlPublications(
   return out;
 }
 
-function due(current: StoredCrl | undefined, settings: CrlSettings, now: number): boolean {
-  return current === undefined || now >= current.thisUpdate + settings.validity / 2;
+/**
+ * Whether a new CRL is due — the one rule of every caller: none stored yet, half its validity passed, or a revocation
+ * recorded after its entries were read (the store's revocation count is above the count the CRL was read at; the
+ * count rises in the same write as the certificate's status, so it cannot miss one, and it does not rise with
+ * nothing new, so a check with nothing new signs nothing).
+ */
+export function due(
+  current: StoredCrl | undefined,
+  revocations: number,
+  settings: Pick<CrlSettings, 'validity'>,
+  now: number,
+): boolean {
+  return (
+    current === undefined ||
+    now >= current.thisUpdate + settings.validity / 2 ||
+    revocations > current.revocationsListed
+  );
+}
+
+/** {@link due} on what the store holds now: the stored CRL and the connection's revocation count. */
+async function dueNow(store: ProcessStore, publication: CrlPublication, now: () => number): Promise<boolean> {
+  const [current, revocations] = await Promise.all([
+    store.getCrl(publication.connection),
+    store.revocationCount(publication.connection),
+  ]);
+  return due(current, revocations, publication.settings, now());
 }
 
 /** The CRL entries of a connection: its revoked certificates that have not expired (RFC 5280 §3.3 lets them go). */
@@ -96,14 +122,18 @@ export async function publishCrl(
 ): Promise<PublishOutcome> {
   const { store, owner, signal } = deps;
   const { connection, settings } = publication;
-  if (!options.force && !due(await store.getCrl(connection), settings, deps.now())) return { status: 'not_due' };
+  if (!options.force && !(await dueNow(store, publication, deps.now))) return { status: 'not_due' };
   const lease = `crl:${connection}`;
   if (!(await store.tryNamedLease(lease, owner, CRL_LEASE.ttlMs))) return { status: 'busy' };
   try {
-    const current = await store.getCrl(connection);
     const started = performance.now();
+    // The count before the entries: a revocation the entries miss was recorded after it, so it raises the count.
+    const [current, revocationsListed] = await Promise.all([
+      store.getCrl(connection),
+      store.revocationCount(connection),
+    ]);
     const now = deps.now();
-    if (!options.force && !due(current, settings, now)) return { status: 'not_due' };
+    if (!options.force && !due(current, revocationsListed, settings, now)) return { status: 'not_due' };
     const entries = await revokedEntries(store, connection, now);
     const ca = await publication.issuer.crlIssuer(signal);
     const thisUpdate = Math.floor(now / 1000) * 1000;
@@ -124,6 +154,7 @@ export async function publishCrl(
       nextUpdate: thisUpdate + settings.validity,
       entries: entries.length,
       der,
+      revocationsListed,
     };
     if (!(await store.putCrl(crl))) return { status: 'superseded' };
     const buildMs = performance.now() - started;
@@ -175,8 +206,9 @@ export async function publishCrlNow(deps: CrlDependencies, publication: CrlPubli
 }
 
 /**
- * The background side in `run`: every `checkInterval`, each publishing connection is looked at (one store read) and
- * a new CRL signed when one is due. Failures are logged and tried again at the next check.
+ * The background side in `run`: every `checkInterval`, each publishing connection is looked at (the stored CRL and
+ * the revocation count) and a new CRL signed when {@link due}. Failures are logged, one line per check, and tried again
+ * at the next check — so is a revocation whose signing right after it failed.
  */
 export class CrlPublisher {
   readonly #deps: CrlDependencies;

@@ -26,6 +26,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
+  FieldValue,
   Firestore,
   type CollectionReference,
   type DocumentData,
@@ -311,13 +312,29 @@ export class FirestoreProcessStore implements ProcessStore {
   }
 
   setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined> {
-    return this.changeCertificate(caConnection, serial, (current) => {
-      if (current.revocation?.state === 'revoked') return undefined;
-      const next = nextRevocation(current.revocation, revocation);
-      return next.state === 'revoked'
-        ? { revocation: next, status: 'revoked', statusChangedAt: next.at }
-        : { revocation: next };
-    });
+    return this.changeCertificate(
+      caConnection,
+      serial,
+      (current) => {
+        if (current.revocation?.state === 'revoked') return undefined;
+        const next = nextRevocation(current.revocation, revocation);
+        return next.state === 'revoked'
+          ? { revocation: next, status: 'revoked', statusChangedAt: next.at }
+          : { revocation: next };
+      },
+      { countRevocation: true },
+    );
+  }
+
+  /** One document read: `<collection>-crls/<id of connection + "revocations">`, field `count`. */
+  async revocationCount(caConnection: string): Promise<number> {
+    const snapshot = await this.guard('read the revocation count', () => this.revocationCounter(caConnection).get());
+    const count: unknown = snapshot.get('count');
+    return typeof count === 'number' ? count : 0;
+  }
+
+  private revocationCounter(caConnection: string) {
+    return this.crls.doc(certificateDocumentId(caConnection, 'revocations'));
   }
 
   // --- CRLs ---------------------------------------------------------------------------------------------------
@@ -366,6 +383,7 @@ export class FirestoreProcessStore implements ProcessStore {
           nextUpdate: crl.nextUpdate,
           entries: crl.entries,
           chunks: chunks.length,
+          revocationsListed: crl.revocationsListed,
         });
         for (let i = 0; current !== undefined && i < current.chunks; i += 1) {
           tx.delete(head.collection('chunks').doc(`${current.crlNumber}-${i}`));
@@ -375,11 +393,16 @@ export class FirestoreProcessStore implements ProcessStore {
     );
   }
 
-  /** Compare-and-set on one certificate document; `decide` returns the fields to change, or undefined for none. */
+  /**
+   * Compare-and-set on one certificate document; `decide` returns the fields to change, or undefined for none. With
+   * `countRevocation`, a change that makes the certificate `revoked` adds one to the connection's revocation count in
+   * the same atomic batch.
+   */
   private async changeCertificate(
     caConnection: string,
     serial: string,
     decide: (current: CertificateRecord) => Partial<CertificateRecord> | undefined,
+    options: { countRevocation?: boolean } = {},
   ): Promise<CertificateRecord | undefined> {
     const ref = this.certificates.doc(certificateDocumentId(caConnection, serial));
     for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
@@ -389,9 +412,18 @@ export class FirestoreProcessStore implements ProcessStore {
       const change = decide(current);
       if (change === undefined) return current;
       try {
-        await this.call('update a certificate record', () =>
-          ref.update({ ...change }, { lastUpdateTime: snapshot.updateTime as Timestamp }),
-        );
+        const precondition = { lastUpdateTime: snapshot.updateTime };
+        if (options.countRevocation === true && change.status === 'revoked') {
+          await this.call('update a certificate record', () =>
+            this.db
+              .batch()
+              .update(ref, { ...change }, precondition)
+              .set(this.revocationCounter(caConnection), { count: FieldValue.increment(1) }, { merge: true })
+              .commit(),
+          );
+        } else {
+          await this.call('update a certificate record', () => ref.update({ ...change }, precondition));
+        }
         return Object.freeze({ ...current, ...change });
       } catch (error) {
         if (!isPreconditionFailure(error) && !isNotFound(error))
@@ -775,7 +807,8 @@ function parseCrlHead(
     n('chunks'),
   ];
   if (crlNumber === undefined || thisUpdate === undefined || nextUpdate === undefined) return undefined;
-  return { crlNumber, thisUpdate, nextUpdate, entries: entries ?? 0, chunks: chunks ?? 0 };
+  const revocationsListed = n('revocationsListed') ?? 0;
+  return { crlNumber, thisUpdate, nextUpdate, entries: entries ?? 0, chunks: chunks ?? 0, revocationsListed };
 }
 
 function concatChunks(parts: readonly Uint8Array[]): Uint8Array {

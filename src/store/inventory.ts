@@ -110,6 +110,12 @@ export interface StoredCrl {
   readonly entries: number;
   /** The signed CRL, DER. */
   readonly der: Uint8Array;
+  /**
+   * The connection's {@link InventoryStore.revocationCount} read before this CRL's entries were: every revocation
+   * counted up to it is listed (if unexpired), and a higher count now means a revocation this CRL misses. 0 for a CRL
+   * stored before the count existed.
+   */
+  readonly revocationsListed: number;
 }
 
 /** The inventory part of the store contract (test/contract/store-contract.ts). */
@@ -130,8 +136,14 @@ export interface InventoryStore {
   /**
    * Records a revocation: `revoked` makes the status `revoked` (final; a second revocation keeps the first's time
    * and reason), `pending_approval` only records the request. Undefined when no such certificate is recorded.
+   * A certificate that becomes `revoked` also adds one to its connection's {@link revocationCount}, in the same write.
    */
   setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined>;
+  /**
+   * How many certificates of the connection `setRevocation` has made `revoked` (0 before the first): a CRL whose
+   * `revocationsListed` is lower misses a revocation (src/lifecycle/crl.ts). One small read in every store.
+   */
+  revocationCount(caConnection: string): Promise<number>;
   getCrl(caConnection: string): Promise<StoredCrl | undefined>;
   /**
    * Stores `crl` as the connection's current CRL when its number is higher than the stored one's (compare-and-set:

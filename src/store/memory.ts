@@ -66,6 +66,8 @@ export class MemoryProcessStore implements ProcessStore {
   /** Keys of `certificates` by holder key and profile (what a new certificate may supersede). */
   private readonly certificatesByHolder = new Map<string, string[]>();
   private readonly crls = new Map<string, StoredCrl>();
+  /** revocationCount per connection. */
+  private readonly revocations = new Map<string, number>();
   private readonly now: () => number;
   private readonly finishedRetentionMs: number;
   private lastExpiry = 0;
@@ -137,7 +139,12 @@ export class MemoryProcessStore implements ProcessStore {
     const record = revokedRecord(current, revocation);
     if (record === undefined) return Promise.resolve(current);
     this.certificates.set(key, record);
+    if (record.status === 'revoked') this.revocations.set(caConnection, (this.revocations.get(caConnection) ?? 0) + 1);
     return Promise.resolve(record);
+  }
+
+  revocationCount(caConnection: string): Promise<number> {
+    return Promise.resolve(this.revocations.get(caConnection) ?? 0);
   }
 
   getCrl(caConnection: string): Promise<StoredCrl | undefined> {

@@ -14,6 +14,8 @@
  * - `certificates`: the inventory (DESIGN.md §9), one row per (connection, serial), the record as JSON plus indexed
  *   holder, profile, status and notAfter; `certificate_identities` maps each device/user id of a holder to its
  *   certificates (`--device X` / `--user X`, whichever id X is). Certificates outlive process records.
+ * - `crls` (the current CRL of each connection) and `crl_revocations` (per connection, the revocation count and the
+ *   count the stored CRL was read at; see InventoryStore.revocationCount).
  * - `rate_grants`: one row per granted token of a shared rate budget (exact sliding windows: one replica has no
  *   contention to batch away, and the grants survive a restart, so a crash loop cannot overrun DigiCert's limits).
  *
@@ -390,7 +392,15 @@ export class SqliteProcessStore implements ProcessStore {
       const record = revokedRecord(current, revocation);
       if (record === undefined) return current;
       this.writeCertificate(record);
+      if (record.status === 'revoked') this.statements.countRevocation.run(caConnection);
       return record;
+    });
+  }
+
+  revocationCount(caConnection: string): Promise<number> {
+    return this.readNow(() => {
+      const row = this.statements.revocationCount.get(caConnection) as { recorded: number } | undefined;
+      return row?.recorded ?? 0;
     });
   }
 
@@ -406,6 +416,7 @@ export class SqliteProcessStore implements ProcessStore {
             nextUpdate: row.next_update,
             entries: row.entries,
             der: new Uint8Array(row.der),
+            revocationsListed: row.listed,
           });
     });
   }
@@ -420,7 +431,9 @@ export class SqliteProcessStore implements ProcessStore {
         crl.entries,
         crl.der,
       );
-      return Number(result.changes) > 0;
+      if (Number(result.changes) === 0) return false;
+      this.statements.putRevocationsListed.run(crl.caConnection, crl.revocationsListed);
+      return true;
     });
   }
 
@@ -1026,6 +1039,7 @@ interface CrlRow {
   next_update: number;
   entries: number;
   der: Uint8Array;
+  listed: number;
 }
 
 function addTables(db: DatabaseSync): void {
@@ -1037,6 +1051,12 @@ function addTables(db: DatabaseSync): void {
       next_update   INTEGER NOT NULL,
       entries       INTEGER NOT NULL,
       der           BLOB NOT NULL
+    ) WITHOUT ROWID;
+    -- Per connection: how many certificates setRevocation made revoked, and that count as the stored CRL read it.
+    CREATE TABLE IF NOT EXISTS crl_revocations (
+      ca_connection TEXT PRIMARY KEY,
+      recorded      INTEGER NOT NULL,
+      listed        INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS processes_due_continuing ON processes (available_at) WHERE active = 1 AND step <> 'start';
   `);
@@ -1079,10 +1099,17 @@ function prepareStatements(db: DatabaseSync) {
     ),
     releaseLease: s('DELETE FROM named_leases WHERE name = ? AND owner = ?'),
     getCrl: s(
-      'SELECT ca_connection, crl_number, this_update, next_update, entries, der FROM crls WHERE ca_connection = ?',
+      'SELECT c.ca_connection, c.crl_number, c.this_update, c.next_update, c.entries, c.der, coalesce(r.listed, 0) AS listed FROM crls c LEFT JOIN crl_revocations r ON r.ca_connection = c.ca_connection WHERE c.ca_connection = ?',
     ),
     putCrl: s(
       'INSERT INTO crls (ca_connection, crl_number, this_update, next_update, entries, der) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ca_connection) DO UPDATE SET crl_number = excluded.crl_number, this_update = excluded.this_update, next_update = excluded.next_update, entries = excluded.entries, der = excluded.der WHERE excluded.crl_number > crls.crl_number',
+    ),
+    countRevocation: s(
+      'INSERT INTO crl_revocations (ca_connection, recorded, listed) VALUES (?, 1, 0) ON CONFLICT (ca_connection) DO UPDATE SET recorded = crl_revocations.recorded + 1',
+    ),
+    revocationCount: s('SELECT recorded FROM crl_revocations WHERE ca_connection = ?'),
+    putRevocationsListed: s(
+      'INSERT INTO crl_revocations (ca_connection, recorded, listed) VALUES (?, 0, ?) ON CONFLICT (ca_connection) DO UPDATE SET listed = excluded.listed',
     ),
     pruneGrants: s('DELETE FROM rate_grants WHERE bucket = ? AND at <= ?'),
     grantsOf: s('SELECT at FROM rate_grants WHERE bucket = ? AND at > ? ORDER BY at'),

@@ -669,6 +669,42 @@ export function describeStoreContract(name: string, options: StoreContractOption
       expect((await peer.getCertificate('ca-one', 'r1'))?.status).toBe('revoked');
     });
 
+    it('counts the revocations of each connection: one per certificate that becomes revoked, in the same write', async () => {
+      const clock = new TestClock();
+      const { store, peer } = await open(clock);
+      await store.recordCertificate(certificate('c1', clock));
+      await store.recordCertificate(certificate('c2', clock, { holder: DEVICE_B }));
+      await store.recordCertificate(certificate('c3', clock, { holder: USER_U, caConnection: 'ca-two' }));
+      expect(await peer.revocationCount('ca-one')).toBe(0);
+      const at = clock.now();
+      await store.setRevocation('ca-one', 'c1', { state: 'pending_approval', at, reason: 'keyCompromise' });
+      expect(await peer.revocationCount('ca-one')).toBe(0); // held by the CA: on no CRL yet
+      await store.setRevocation('ca-one', 'c1', { state: 'revoked', at, reason: 'keyCompromise' });
+      expect(await peer.revocationCount('ca-one')).toBe(1);
+      await peer.setRevocation('ca-one', 'c1', { state: 'revoked', at, reason: 'superseded' }); // final: no change
+      await store.setRevocation('ca-one', 'nope', { state: 'revoked', at, reason: 'unspecified' });
+      expect(await store.revocationCount('ca-one')).toBe(1);
+      await peer.setRevocation('ca-one', 'c2', { state: 'revoked', at, reason: 'superseded' });
+      expect(await store.revocationCount('ca-one')).toBe(2);
+      expect(await store.revocationCount('ca-two')).toBe(0);
+      await store.setRevocation('ca-two', 'c3', { state: 'revoked', at, reason: 'unspecified' });
+      expect(await peer.revocationCount('ca-two')).toBe(1);
+      expect(await peer.revocationCount('ca-one')).toBe(2);
+      // A CRL keeps the count it was read at, whatever the count does afterwards.
+      const der = Uint8Array.from(randomBytes(100));
+      const crl = { caConnection: 'ca-one', crlNumber: 1, thisUpdate: at, nextUpdate: at + DAY_MS, entries: 2, der };
+      expect(await store.putCrl({ ...crl, revocationsListed: 2 })).toBe(true);
+      await store.recordCertificate(certificate('c4', clock, { holder: USER_U }));
+      await store.setRevocation('ca-one', 'c4', { state: 'revoked', at, reason: 'unspecified' });
+      expect(await peer.revocationCount('ca-one')).toBe(3);
+      expect((await peer.getCrl('ca-one'))?.revocationsListed).toBe(2);
+      expect(await peer.putCrl({ ...crl, revocationsListed: 1 })).toBe(false); // a refused CRL changes nothing
+      expect((await peer.getCrl('ca-one'))?.revocationsListed).toBe(2);
+      expect(await peer.putCrl({ ...crl, crlNumber: 2, revocationsListed: 3 })).toBe(true);
+      expect((await store.getCrl('ca-one'))?.revocationsListed).toBe(3);
+      expect(await store.revocationCount('ca-one')).toBe(3);
+    });
+
     it('keeps one CRL per connection: a higher number replaces it, an equal or lower one is refused', async () => {
       const clock = new TestClock();
       const { store, peer } = await open(clock);
@@ -680,6 +716,7 @@ export function describeStoreContract(name: string, options: StoreContractOption
         nextUpdate: clock.now() + 7 * DAY_MS,
         entries: crlNumber * 10,
         der,
+        revocationsListed: crlNumber * 2,
       });
       const small = Uint8Array.from(randomBytes(300));
       expect(await store.putCrl(crl(1, small))).toBe(true);
