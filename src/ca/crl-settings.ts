@@ -66,7 +66,10 @@ export const crlSettingsSchema = z
      * passed, so relying parties never hold an expired one. Default 7d.
      */
     validity: durationMs.prefault(CRL_DEFAULTS.validity),
-    /** How often a replica looks whether the CRL is due (one store read). Default 1m. */
+    /**
+     * How often a replica looks whether the CRL is due (the stored CRL and the revocation count: two store reads), and
+     * so how late at most a revocation whose own CRL could not be signed reaches one. Default 1m.
+     */
     checkInterval: durationMs.prefault(CRL_DEFAULTS.checkInterval),
     /**
      * A Cloud Storage bucket each new CRL is also uploaded to (by the replica that signed it, with Application

@@ -6,7 +6,8 @@ import { createCertificateAuthorities, newReplicaId } from '../adapter.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { CRL_REASONS, isCrlReason } from '../pki/crl-reason.ts';
 import { publishCrlsAfter, revokeCertificates } from '../lifecycle/revoke.ts';
-import { crlPublications } from '../lifecycle/crl.ts';
+import { crlPublications, type CrlPublication } from '../lifecycle/crl.ts';
+import { formatDuration } from '../config/duration.ts';
 import { crlBucketUploaderFor } from '../lifecycle/crl-bucket.ts';
 import type { CertificateRecord } from '../store/inventory.ts';
 import { queryOf } from './certs.ts';
@@ -92,7 +93,8 @@ Exit code 1 when any certificate could not be revoked.`,
             ...reports.map((r) => [r.serial, r.caConnection, r.outcome, r.detail ?? '']),
           ]),
         );
-        const bucket = crlBucketUploaderFor(crlPublications(cas.values()), session.log);
+        const publications = crlPublications(cas.values());
+        const bucket = crlBucketUploaderFor(publications, session.log);
         const crls = await publishCrlsAfter(reports, cas, {
           ...(bucket === undefined ? {} : { bucket }),
           store,
@@ -104,7 +106,7 @@ Exit code 1 when any certificate could not be revoked.`,
         for (const crl of crls) {
           console.log(
             crl.crlNumber === undefined
-              ? `CRL of ${crl.caConnection}: ${crl.error ?? 'not signed'}; the next scheduled CRL (half its validity after the last) lists the revocation`
+              ? `CRL of ${crl.caConnection}: ${crl.error ?? 'not signed'}; the revocation is recorded, and a running adapter on this store signs a CRL listing it within checkInterval (${checkIntervalOf(publications, crl.caConnection)})`
               : `CRL of ${crl.caConnection}: number ${crl.crlNumber} signed and stored (replicas serve it within seconds)`,
           );
           if (bucket?.isStale(crl.caConnection) === true) {
@@ -134,4 +136,10 @@ async function confirm(question: string): Promise<boolean> {
   } finally {
     rl.close();
   }
+}
+
+/** The `crl.checkInterval` of a connection, for the message after a CRL that could not be signed. */
+function checkIntervalOf(publications: readonly CrlPublication[], connection: string): string {
+  const publication = publications.find((p) => p.connection === connection);
+  return publication === undefined ? 'unknown' : formatDuration(publication.settings.checkInterval);
 }

@@ -110,7 +110,8 @@ export interface CrlAfterRevocation {
 
 /**
  * Signs a new CRL for every connection that listed a certificate in `reports` and publishes one (a `crl` block):
- * the revocation reaches relying parties with the next fetch, not at the next scheduled CRL.
+ * the revocation reaches relying parties with the next fetch. When that signing fails, the revocation stays recorded
+ * and a running replica's next check (src/lifecycle/crl.ts `due`) signs a CRL listing it.
  */
 export async function publishCrlsAfter(
   reports: readonly RevocationReport[],

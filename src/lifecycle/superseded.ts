@@ -63,7 +63,10 @@ export async function revokeSupersededOnce(deps: SupersededDependencies): Promis
     }
     const crls = await publishCrlsAfter(reports, deps.cas, deps);
     for (const crl of crls.filter((c) => c.error !== undefined)) {
-      deps.log.warn({ caConnection: crl.caConnection, error: crl.error }, 'could not sign the CRL after revocations');
+      deps.log.warn(
+        { caConnection: crl.caConnection, error: crl.error },
+        'could not sign the CRL after revocations; the next CRL check signs one that lists them',
+      );
     }
     const failed = reports.filter((r) => r.outcome !== 'listed' && r.outcome !== 'revoked');
     if (failed.length > 0) {
