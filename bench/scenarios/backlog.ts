@@ -55,11 +55,12 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
 /**
- * After a full GC: resident memory, heap in use, and the young generation's reserved size (part of resident). A turn
+ * After a full GC: resident memory, heap in use and reserved, memory V8 tracks outside the heap (Buffers), and the
+ * young generation's reserved size (part of resident), so resident growth can be told apart. A turn
  * of the event loop between the collections lets FinalizationRegistry callbacks run (fetch keeps each request's
  * abort listener until its finalizer ran), so what was freed is not counted.
  */
-async function memory(): Promise<{ rss: number; heap: number; young: number }> {
+async function memory(): Promise<{ rss: number; heap: number; heapTotal: number; external: number; young: number }> {
   for (let i = 0; i < 3; i += 1) {
     gc();
     await new Promise((r) => setTimeout(r, 20));
@@ -67,7 +68,7 @@ async function memory(): Promise<{ rss: number; heap: number; young: number }> {
   gc();
   const m = process.memoryUsage();
   const young = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
-  return { rss: m.rss, heap: m.heapUsed, young };
+  return { rss: m.rss, heap: m.heapUsed, heapTotal: m.heapTotal, external: m.external, young };
 }
 
 /** Signature checks a device that never signs gets in [from, to) ms after signData, on `config`'s schedule. */
@@ -247,6 +248,16 @@ const scenario: BenchScenario = {
             {
               name: `${store}: of which the young generation's growth`,
               value: perAddedProcess(atFull.young - atHalf.young),
+              unit: 'KiB',
+            },
+            {
+              name: `${store}: of which the heap's reserved size's growth (used or not)`,
+              value: perAddedProcess(atFull.heapTotal - atHalf.heapTotal),
+              unit: 'KiB',
+            },
+            {
+              name: `${store}: of which memory V8 tracks outside the heap (Buffers)`,
+              value: perAddedProcess(atFull.external - atHalf.external),
               unit: 'KiB',
             },
             {
