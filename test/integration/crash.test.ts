@@ -15,8 +15,8 @@ import { testKeyPool } from '../support/keys.ts';
 import { ReplicaCluster, formatFigures } from '../support/replica-cluster.ts';
 
 const CASES = [
-  { store: 'firestore', replicas: 3, processes: 500, kills: 20 },
-  { store: 'sqlite', replicas: 1, processes: 300, kills: 12 },
+  { store: 'firestore', replicas: 3, processes: 500, kills: 10 },
+  { store: 'sqlite', replicas: 1, processes: 300, kills: 8 },
 ] as const;
 
 describe.each(CASES)(

@@ -51,6 +51,11 @@ export class AdapterProcess {
   httpPort: number | undefined;
   /** True once the "adapter started" line was seen (see {@link waitStarted}). */
   isStarted = false;
+  /** Steps this process has logged finishing ("process → …", "process done: …"): it has been working on processes. */
+  steps = 0;
+  /** `Date.now()` of the first and the last such line (0: none yet). */
+  firstStepAt = 0;
+  lastStepAt = 0;
   private readonly log: WriteStream;
   private started: Promise<void> | undefined;
   private paused = false;
@@ -67,6 +72,18 @@ export class AdapterProcess {
     });
     live.add(this.child);
     this.child.stdout?.pipe(this.log, { end: false });
+    let partial = '';
+    this.child.stdout?.on('data', (chunk: Buffer) => {
+      const lines = (partial + chunk.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line.includes('"message":"process → ') || line.includes('"message":"process done: ')) {
+          this.steps += 1;
+          this.lastStepAt = Date.now();
+          if (this.firstStepAt === 0) this.firstStepAt = this.lastStepAt;
+        }
+      }
+    });
     this.child.stderr?.pipe(this.log, { end: false });
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {

@@ -45,6 +45,8 @@ export interface CrashScenarioOptions {
   readonly seed: number;
   /** Time between two kills, drawn uniformly from this range (ms). Default 300–1500. */
   readonly gapMs?: readonly [number, number];
+  /** How long the victim has worked (since its first step) when it is killed, drawn uniformly (ms). Default 500–2500. */
+  readonly busyMs?: readonly [number, number];
   readonly timeoutMs?: number;
 }
 
@@ -61,6 +63,7 @@ export interface CrashScenarioOptions {
 export async function crashScenario(cluster: ReplicaCluster, options: CrashScenarioOptions): Promise<ScenarioResult> {
   const random = seededRandom(options.seed);
   const [minGap, maxGap] = options.gapMs ?? [300, 1_500];
+  const [minBusy, maxBusy] = options.busyMs ?? [500, 2_500];
   const started = performance.now();
   // Some latency on every Chrome call (30–90 ms) keeps requests in flight longer, so kills also land between a
   // signData that reached the device and the moment its answer is recorded.
@@ -70,22 +73,51 @@ export async function crashScenario(cluster: ReplicaCluster, options: CrashScena
     for (const until = Date.now() + timeoutMs; !(await condition()) && Date.now() < until;) await sleep(50);
   };
   await waitUntil(() => cluster.tenant.stats().claimed >= options.processes / 20, 30_000);
+  // After the intake kill: every notification recorded, or the count standing still for 1.5 s — the messages the
+  // killed stream held come back only after the emulator's 20–30 s, and the work already recorded meanwhile is what
+  // the other kills are for (waiting for those messages too would let the fleet finish nearly everything first).
+  const intakeSettled = async () => {
+    let last = -1;
+    let sameSince = Date.now();
+    await waitUntil(async () => {
+      const count = await cluster.recordCount();
+      if (count !== last) [last, sameSince] = [count, Date.now()];
+      return count >= options.processes || Date.now() - sameSince >= 1_500;
+    }, 120_000);
+  };
   let kills = 0;
+  let working = 0;
   for (let k = 0; k < options.kills; k += 1) {
-    if (k === 1) await waitUntil(async () => (await cluster.recordCount()) >= options.processes, 120_000);
+    if (k === 1) await intakeSettled();
     await sleep(minGap + random() * (maxGap - minGap));
-    // A random replica among those that are up and working (when all are restarting, wait for one): kills land on
-    // replicas with work in flight, not on processes still loading their modules.
+    // The victim: a random replica that has been working for a while (its first step `busyMs` ago, a step in the
+    // last second), so it holds leases and has calls in flight at every stage — not one still loading its modules or
+    // only just subscribed. One replica restarts at a time (the others wait for it to come back): kills that take the
+    // whole fleet down again and again only strand work until leases expire. Should the work run out first, any
+    // started replica after 10 s.
+    const busyMs = minBusy + random() * (maxBusy - minBusy);
+    const waitFrom = Date.now();
     let up: number[] = [];
-    for (const until = Date.now() + 60_000; up.length === 0 && Date.now() < until; await sleep(25)) {
-      up = cluster.replicas.flatMap((r, i) => (r.isStarted && r.running ? [i] : []));
+    for (const until = waitFrom + 60_000; up.length === 0 && Date.now() < until; await sleep(25)) {
+      const now = Date.now();
+      const anyStarted = now - waitFrom > 10_000;
+      const allUp = cluster.replicas.every((r) => r.isStarted);
+      up = cluster.replicas.flatMap((r, i) =>
+        r.isStarted &&
+        r.running &&
+        (anyStarted || (allUp && r.firstStepAt > 0 && now - r.firstStepAt >= busyMs && now - r.lastStepAt < 1_000))
+          ? [i]
+          : [],
+      );
     }
     const victim = up[Math.floor(random() * up.length)] ?? 0;
+    if (Date.now() - cluster.replica(victim).lastStepAt < 1_000) working += 1;
     await cluster.restart(victim, { wait: false });
     kills += 1;
   }
   const result = await finish(cluster, 'crash', ids, started, options.timeoutMs ?? 240_000, {
     kills,
+    killsOfWorkingReplicas: working,
     seed: options.seed,
   });
   cluster.tenant.faults = {};
