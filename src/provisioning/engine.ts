@@ -106,6 +106,12 @@ export class ProvisioningEngine {
   private continuingSinceStart = 0;
   /** Whether the last scan filled its page: due work may be waiting for a slot, so a submitted process queues too. */
   private backlog = false;
+  /**
+   * Whether the last scan found nothing due and nothing due at its end (nextDueAt later than then): the next turn asks
+   * nextDueAt first and scans only if a record is due by then — a quiet replica costs one query per poll interval,
+   * not three.
+   */
+  private quiet = false;
 
   /** `congestionQuietMs`: see StoreLoadOptions.quietMs (tests shorten it; the engine's load clock is real time). */
   constructor(deps: EngineDependencies, options: { congestionQuietMs?: number } = {}) {
@@ -333,9 +339,9 @@ export class ProvisioningEngine {
   private async schedule(): Promise<void> {
     const { config, log, health, metrics } = this.deps;
     const store = this.rawStore;
-    // Scans stay at least the spacing apart (a shared store's scan is up to three queries per replica), however often
-    // work arrives, finishes or comes due (records this replica is still leasing read as due until the lease lands);
-    // the spacing grows after slow scans and scans that found nothing (store-load.ts).
+    // Scans stay at least the spacing apart (a shared store's scan is up to three queries per replica; one while it is
+    // quiet), however often work arrives, finishes or comes due (records this replica is still leasing read as due
+    // until the lease lands); the spacing grows after slow scans and scans that found nothing (store-load.ts).
     while (this.state === 'running') {
       const scanStarted = performance.now();
       let nextIn = config.scheduler.pollIntervalMs;
@@ -344,8 +350,16 @@ export class ProvisioningEngine {
       try {
         const capacity = this.limit() - this.running.size;
         // At capacity nothing is asked: a finishing process wakes the loop (launch).
-        if (capacity > 0) {
+        // Quiet: nothing was due at the last scan; scan only if something is due now (records other replicas
+        // created or released meanwhile included: the next due time is the store's, not this replica's).
+        const upcoming = capacity > 0 && this.quiet ? await store.nextDueAt?.() : undefined;
+        const stillQuiet = this.quiet && store.nextDueAt !== undefined && (upcoming ?? Infinity) > this.now();
+        if (capacity > 0 && stillQuiet) {
           scanned = true;
+          if (upcoming !== undefined) nextIn = Math.min(nextIn, Math.max(0, upcoming - this.now()));
+        } else if (capacity > 0) {
+          scanned = true;
+          this.quiet = false;
           // New work's share: of the launches since the last start plus this page, one in START_SHARE_EVERY.
           const reserveForStarts = Math.floor((this.continuingSinceStart + capacity) / START_SHARE_EVERY);
           const due = await store.findDue(this.now(), capacity, { reserveForStarts });
@@ -362,6 +376,7 @@ export class ProvisioningEngine {
           } else {
             const next = await store.nextDueAt?.();
             if (next !== undefined) nextIn = Math.min(nextIn, Math.max(0, next - this.now()));
+            this.quiet = due.length === 0 && (next ?? Infinity) > this.now();
           }
         }
         await this.updateGauges();

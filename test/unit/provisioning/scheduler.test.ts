@@ -357,6 +357,27 @@ describe('the scheduler loop', () => {
     expect(scans.length).toBeLessThanOrEqual(3); // the first, the one at dueAt, perhaps one more
   });
 
+  it('a quiet engine asks only for the next due time each poll interval, and scans once a record is due', async () => {
+    const { t, gate } = await gated({ config: { scheduler: { pollInterval: '100ms' } } });
+    gate.holding = false;
+    const scans = scansOf(t);
+    const nextDue = vi.spyOn(t.store, 'nextDueAt');
+    await record(t, newProcess(t), t.clock + 3_600_000); // waiting an hour
+    const engine = engineOn(t);
+    engine.start();
+    await sleep(1_000); // about ten poll intervals
+    // One scan (a query for continuing work and one for new work on a shared store), then one query per interval.
+    expect(scans).toHaveLength(1);
+    expect(nextDue.mock.calls.length).toBeGreaterThanOrEqual(5);
+
+    // A record another replica created (or released) due now: the next interval's question finds it due, and a scan
+    // runs it.
+    const id = newProcess(t);
+    await record(t, id, t.clock);
+    await expect.poll(() => gate.started()).toEqual([id]);
+    expect(scans).toHaveLength(2);
+  });
+
   it.each([
     { store: 'a shared store (no spacing of its own)', spacing: undefined, least: DEFAULT_SCAN_SPACING_MS },
     { store: 'a store that sets its own', spacing: 30, least: 30 },
@@ -444,6 +465,8 @@ describe('the scheduler under a slow store', () => {
       scans.push({ began, took: performance.now() - began });
       return due;
     });
+    // Something is always coming due (a record another replica still leases): the engine keeps scanning.
+    vi.spyOn(t.store, 'nextDueAt').mockImplementation(() => Promise.resolve(t.clock));
     const engine = engineOn(t);
     engine.start();
     await expect.poll(() => scans.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(4);
