@@ -652,6 +652,23 @@ const SCENARIOS: readonly Scenario[] = [
     labels: { namespace: 'certprov' },
   },
   {
+    // One replica counts the gauge (the named lease waiting-process-gauges), the others report 0; the count moves to
+    // another replica when the lease does, and the orders pending all along must still page.
+    alert: 'CertprovPendingCaOrdersStuck',
+    name: 'orders pend for hours while the counting moves from one replica to another',
+    series: [
+      { series: `certprov_ca_pending_orders{${NS},pod="certprov-a"}`, values: '3x180 0x320' },
+      { series: `certprov_ca_pending_orders{${NS},pod="certprov-b"}`, values: '0x180 3x320' },
+      {
+        series: `certprov_step_duration_seconds_count{${NS},pod="certprov-a",step="await_ca",outcome="ok"}`,
+        values: '0x500',
+      },
+    ],
+    quietAt: ['5h'],
+    firesAt: '7h',
+    labels: { namespace: 'certprov' },
+  },
+  {
     alert: 'CertprovPendingCaOrdersStuck',
     name: 'orders pend but keep completing',
     series: [
