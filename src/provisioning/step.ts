@@ -90,7 +90,10 @@ export class LeaseGuard {
 
 export interface ProcessRun {
   readonly deps: EngineDependencies;
-  /** The record as of the start of this step (updated by {@link persist}). */
+  /**
+   * The record as the lease returned it at the start of this step; {@link persist} returns the stored record and does
+   * not change this one (start's underFirstLease reads the leased version from it).
+   */
   readonly record: ProcessRecord;
   readonly ref: ProcessRef;
   readonly ctx: StepContext;
