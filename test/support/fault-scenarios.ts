@@ -115,6 +115,9 @@ export async function crashScenario(cluster: ReplicaCluster, options: CrashScena
     await cluster.restart(victim, { wait: false });
     kills += 1;
   }
+  // A restart is complete once the new process is up: also when the work ran out before the last kill, the figures
+  // and the logs are read after every replica started (a last restart still loading would be missing from both).
+  await Promise.all(cluster.replicas.map((r) => r.waitStarted()));
   const result = await finish(cluster, 'crash', ids, started, options.timeoutMs ?? 240_000, {
     kills,
     killsOfWorkingReplicas: working,
