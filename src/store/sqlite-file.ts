@@ -23,6 +23,17 @@ export const SQLITE_LAYOUT_VERSION = 2;
 /** Layout versions this adapter reads and writes: a version 1 file has the same tables and columns, stored otherwise. */
 export const WORKABLE_LAYOUT_VERSIONS: readonly number[] = [1, SQLITE_LAYOUT_VERSION];
 
+/**
+ * Why a file of layout `version` is refused, and what to do: one wording for `check-config` (from the header) and the
+ * store (from `PRAGMA user_version` at open).
+ */
+export function unknownLayout(file: string, version: number): { readonly problem: string; readonly hint: string } {
+  return {
+    problem: `the sqlite store ${file} has layout version ${version}; this adapter reads ${WORKABLE_LAYOUT_VERSIONS.join(' and ')}`,
+    hint: 'an adapter version with another layout wrote this file: run that version, or point store.path to a new file',
+  };
+}
+
 /** The first 16 bytes of every SQLite 3 database file. */
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 const HEADER_BYTES = 100;
@@ -87,7 +98,8 @@ async function existingFileProblem(file: string, stats: Stats): Promise<string |
   }
   const version = header.readUInt32BE(USER_VERSION_OFFSET);
   if (version !== 0 && !WORKABLE_LAYOUT_VERSIONS.includes(version)) {
-    return `the sqlite store ${file} has layout version ${version}; this adapter reads ${WORKABLE_LAYOUT_VERSIONS.join(' and ')}; an adapter version with another layout wrote this file: run that version, or point store.path to a new file`;
+    const { problem, hint } = unknownLayout(file, version);
+    return `${problem}; ${hint}`;
   }
   return undefined;
 }

@@ -68,7 +68,7 @@ import { byDueAt, duePage } from './due-page.ts';
 import { holdsLease, leaseAfterUpdate, leasedByOther, mayReschedule } from './lease.ts';
 import { newProcessRecord, nextRecord } from './new-record.ts';
 import { longestWindowMs, takeFromWindows } from './rate-window.ts';
-import { SQLITE_LAYOUT_VERSION, WORKABLE_LAYOUT_VERSIONS } from './sqlite-file.ts';
+import { SQLITE_LAYOUT_VERSION, WORKABLE_LAYOUT_VERSIONS, unknownLayout } from './sqlite-file.ts';
 import {
   WalCheckpointer,
   type CheckpointFailure,
@@ -959,13 +959,8 @@ function migrate(db: DatabaseSync, file: string): void {
       createTables(db);
       db.exec(`PRAGMA user_version = ${SQLITE_LAYOUT_VERSION}`);
     } else if (!WORKABLE_LAYOUT_VERSIONS.includes(version)) {
-      throw new DeploymentFaultError(
-        `the sqlite store ${file} has layout version ${version}; this adapter reads ${WORKABLE_LAYOUT_VERSIONS.join(' and ')}`,
-        {
-          component: 'store',
-          hint: 'an adapter version with another layout wrote this file: run that version, or point store.path to a new file',
-        },
-      );
+      const { problem, hint } = unknownLayout(file, version);
+      throw new DeploymentFaultError(problem, { component: 'store', hint });
     }
     db.exec('COMMIT');
   } catch (error) {
