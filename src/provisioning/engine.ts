@@ -79,10 +79,8 @@ export class ProvisioningEngine {
   private loop: Promise<void> | undefined;
   private wake: ((immediately?: boolean) => void) | undefined;
   private lastGaugeUpdate = 0;
-  /** How long the last count of the gauges took (wall clock), which spaces the next one. */
-  private lastCountMs = 0;
-  /** How many records the last count found, which spaces the next one too. */
-  private lastCounted = 0;
+  /** The least time to the next count the last one asked for, from how long it took and how many records it found. */
+  private countSpacingMs = 0;
   /** Whether this replica counted the gauges last time (it holds {@link GAUGE_LEASE}). */
   private countsGauges = false;
   /** Pauses a component with a deployment fault as a whole (src/provisioning/fault-gate.ts). */
@@ -413,8 +411,7 @@ export class ProvisioningEngine {
       GAUGE_INTERVAL_CONGESTED_MS,
       Math.max(
         this.storeLoad.state === 'congested' ? GAUGE_INTERVAL_CONGESTED_MS : GAUGE_INTERVAL_MS,
-        GAUGE_DURATION_FACTOR * this.lastCountMs,
-        GAUGE_MS_PER_RECORD * this.lastCounted,
+        this.countSpacingMs,
       ),
     );
     if (now - this.lastGaugeUpdate < everyMs || this.rawStore.countActive === undefined) return;
@@ -433,8 +430,8 @@ export class ProvisioningEngine {
     this.countsGauges = true;
     const began = this.now();
     const counts = await this.rawStore.countActive();
-    this.lastCountMs = this.now() - began;
-    this.lastCounted = Object.values(counts).reduce((sum, n) => sum + n, 0);
+    const counted = Object.values(counts).reduce((sum, n) => sum + n, 0);
+    this.countSpacingMs = Math.max(GAUGE_DURATION_FACTOR * (this.now() - began), GAUGE_MS_PER_RECORD * counted);
     for (const step of ACTIVE_STEPS) metrics.processesWaiting.set({ step }, counts[step] ?? 0);
     metrics.caPendingOrders.set(counts.await_ca ?? 0);
   }
