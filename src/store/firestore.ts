@@ -312,18 +312,13 @@ export class FirestoreProcessStore implements ProcessStore {
   }
 
   setRevocation(caConnection: string, serial: string, revocation: Revocation): Promise<CertificateRecord | undefined> {
-    return this.changeCertificate(
-      caConnection,
-      serial,
-      (current) => {
-        if (current.revocation?.state === 'revoked') return undefined;
-        const next = nextRevocation(current.revocation, revocation);
-        return next.state === 'revoked'
-          ? { revocation: next, status: 'revoked', statusChangedAt: next.at }
-          : { revocation: next };
-      },
-      { countRevocation: true },
-    );
+    return this.changeCertificate(caConnection, serial, (current) => {
+      if (current.revocation?.state === 'revoked') return undefined;
+      const next = nextRevocation(current.revocation, revocation);
+      return next.state === 'revoked'
+        ? { revocation: next, status: 'revoked', statusChangedAt: next.at }
+        : { revocation: next };
+    });
   }
 
   /** One document read: `<collection>-crls/<id of connection + "revocations">`, field `count`. */
@@ -394,15 +389,14 @@ export class FirestoreProcessStore implements ProcessStore {
   }
 
   /**
-   * Compare-and-set on one certificate document; `decide` returns the fields to change, or undefined for none. With
-   * `countRevocation`, a change that makes the certificate `revoked` adds one to the connection's revocation count in
-   * the same atomic batch.
+   * Compare-and-set on one certificate document; `decide` returns the fields to change, or undefined for none. A
+   * change that makes the certificate `revoked` adds one to the connection's revocation count in the same atomic batch
+   * (the count the CRL schedule compares with, src/lifecycle/crl.ts), whoever decided it.
    */
   private async changeCertificate(
     caConnection: string,
     serial: string,
     decide: (current: CertificateRecord) => Partial<CertificateRecord> | undefined,
-    options: { countRevocation?: boolean } = {},
   ): Promise<CertificateRecord | undefined> {
     const ref = this.certificates.doc(certificateDocumentId(caConnection, serial));
     for (let attempt = 0; attempt < DEFAULTS.casAttempts; attempt += 1) {
@@ -413,7 +407,7 @@ export class FirestoreProcessStore implements ProcessStore {
       if (change === undefined) return current;
       try {
         const precondition = { lastUpdateTime: snapshot.updateTime };
-        if (options.countRevocation === true && change.status === 'revoked') {
+        if (change.status === 'revoked' && current.status !== 'revoked') {
           await this.call('update a certificate record', () =>
             this.db
               .batch()
